@@ -1,0 +1,1 @@
+"""inventory-sink: keeps a PostgreSQL product inventory in step with product events on Kafka."""

@@ -1,0 +1,93 @@
+"""Configuration: every setting comes from the environment (or a `.env` file).
+
+See `.env.example` for the full list with explanations.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # PostgreSQL
+    postgres_user: str = Field(min_length=1)
+    postgres_password: SecretStr
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(default=5432, ge=1, le=65535)
+    postgres_db: str = Field(min_length=1)
+    postgres_pool_size: int = Field(default=5, ge=1)
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(min_length=1)
+    kafka_topic: str = Field(default="inventory.product-events", min_length=1)
+    kafka_dlq_topic: str = Field(default="inventory.product-events.dlq", min_length=1)
+    kafka_group_id: str = Field(default="inventory-sink", min_length=1)
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+
+    # Consumer tuning
+    batch_max_records: int = Field(default=2000, ge=1)
+    batch_timeout_ms: int = Field(default=200, ge=1)
+    retry_initial_backoff_s: float = Field(default=0.2, gt=0)
+    retry_max_backoff_s: float = Field(default=10.0, gt=0)
+    processed_event_retention_hours: float = Field(default=168.0, gt=0)
+
+    # Operations
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    @property
+    def database_url(self) -> str:
+        user = quote(self.postgres_user, safe="")
+        password = quote(self.postgres_password.get_secret_value(), safe="")
+        return (
+            f"postgresql+asyncpg://{user}:{password}@{self.postgres_host}:{self.postgres_port}/"
+            f"{quote(self.postgres_db, safe='')}"
+        )
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        variable = "_".join(str(part) for part in item["loc"]).upper() or "<settings>"
+        if item["type"] == "missing":
+            lines.append(
+                f"configuration error: {variable} is not set; set it in the environment "
+                "or in .env (see .env.example)"
+            )
+        else:
+            given = item.get("input")
+            lines.append(
+                f"configuration error: {variable}={given!r} is invalid: {item['msg']}; "
+                "fix it in the environment or in .env (see .env.example)"
+            )
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # values come from the environment
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,148 @@
+"""The product event contract, version 1: what upstream systems publish to `KAFKA_TOPIC`.
+
+Each Kafka record carries one JSON (UTF-8) object; its key is the product id in decimal.
+Unknown extra fields are ignored (tolerant reader); missing or invalid required fields
+are errors. `python -m service contract` prints the JSON Schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
+
+CONTRACT_VERSION = 1
+MAX_PRODUCT_ID = 2**63 - 1
+MAX_QUANTITY = 2**31 - 1
+MAX_VERSION = 2**63 - 1
+MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
+
+EventType = Literal["product.upserted", "product.deleted", "stock.adjusted"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UpsertData(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    description: Annotated[str | None, Field(max_length=10_000)] = None
+    price: Annotated[Decimal, Field(ge=0, le=MAX_PRICE, max_digits=12, decimal_places=2)]
+    quantity: Annotated[StrictInt | None, Field(ge=0, le=MAX_QUANTITY)] = None
+
+
+class DeleteData(_Model):
+    pass
+
+
+class StockData(_Model):
+    delta: Annotated[StrictInt, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+    reason: Annotated[str | None, Field(max_length=1_000)] = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.delta == 0:
+            raise ValueError("delta must not be zero")
+
+
+class _Envelope(_Model):
+    event_id: UUID
+    occurred_at: AwareDatetime
+    product_id: Annotated[StrictInt, Field(gt=0, le=MAX_PRODUCT_ID)]
+
+
+class ProductUpserted(_Envelope):
+    event_type: Literal["product.upserted"]
+    version: Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
+    data: UpsertData
+
+
+class ProductDeleted(_Envelope):
+    event_type: Literal["product.deleted"]
+    version: Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
+    data: DeleteData = DeleteData()
+
+
+class StockAdjusted(_Envelope):
+    event_type: Literal["stock.adjusted"]
+    version: Annotated[StrictInt | None, Field(ge=1, le=MAX_VERSION)] = None
+    data: StockData
+
+
+ProductEvent = Annotated[
+    ProductUpserted | ProductDeleted | StockAdjusted,
+    Field(discriminator="event_type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[ProductEvent] = TypeAdapter(ProductEvent)
+
+
+class InvalidJson(ValueError):
+    """The record's value is not a UTF-8 JSON object."""
+
+
+class InvalidEvent(ValueError):
+    """The record is JSON but breaks the contract."""
+
+
+def parse_event(value: bytes | None) -> ProductUpserted | ProductDeleted | StockAdjusted:
+    """Validate one record value against the contract, or raise InvalidJson / InvalidEvent."""
+    if value is None:
+        raise InvalidJson("record has no value (tombstone); expected a JSON event object")
+    try:
+        return EVENT_ADAPTER.validate_json(value)
+    except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            raise InvalidJson(_describe(error)) from None
+        raise InvalidEvent(_describe(error)) from None
+    except UnicodeDecodeError as error:  # pragma: no cover - pydantic reports json_invalid
+        raise InvalidJson(f"value is not UTF-8: {error}") from None
+
+
+def _describe(error: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "event"
+        parts.append(f"{where}: {item['msg']}")
+    extra = error.error_count() - limit
+    if extra > 0:
+        parts.append(f"(+{extra} more)")
+    return "; ".join(parts)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = EVENT_ADAPTER.json_schema()
+    schema["title"] = f"inventory-sink product event v{CONTRACT_VERSION}"
+    return schema
+
+
+def event_json(
+    *,
+    event_id: UUID,
+    event_type: EventType,
+    product_id: int,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    version: int | None = None,
+) -> dict[str, Any]:
+    """Build a contract-shaped dict (used by the sample publisher, tests and benchmarks)."""
+    event: dict[str, Any] = {
+        "event_id": str(event_id),
+        "event_type": event_type,
+        "occurred_at": occurred_at.isoformat(),
+        "product_id": product_id,
+        "data": data,
+    }
+    if version is not None:
+        event["version"] = version
+    return event

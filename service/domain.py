@@ -1,0 +1,186 @@
+"""How one product event changes one product: pure functions, no I/O.
+
+`apply_event` decides the fate of a single event against a product's current state;
+`fold` runs a whole batch of events, in order, over the states it touches. The write
+path stores what `fold` returns; the tests and the fault suite's oracle use the very
+same functions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from service.contract import MAX_QUANTITY, ProductDeleted, ProductUpserted, StockAdjusted
+
+Event = ProductUpserted | ProductDeleted | StockAdjusted
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A product as the table stores it (timestamps kept by the database aside)."""
+
+    id: int
+    name: str
+    description: str | None
+    price: Decimal
+    quantity: int
+    version: int
+    deleted_at: datetime | None = None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class Reason(enum.StrEnum):
+    """Why a record was dead-lettered: the `error.reason` header."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"
+    UNKNOWN_PRODUCT = "unknown_product"
+    INSUFFICIENT_STOCK = "insufficient_stock"
+    QUANTITY_OVERFLOW = "quantity_overflow"
+
+
+class Fate(enum.StrEnum):
+    APPLIED = "applied"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    product: Product
+    fate: Fate = Fate.APPLIED
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    current_version: int
+    fate: Fate = Fate.STALE
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Reason
+    message: str
+    fate: Fate = Fate.REJECTED
+
+
+Outcome = Applied | Stale | Rejected
+
+
+def apply_event(current: Product | None, event: Event) -> Outcome:
+    """Return what `event` does to the product whose current state is `current`."""
+    if isinstance(event, ProductUpserted):
+        return _upsert(current, event)
+    if isinstance(event, ProductDeleted):
+        return _delete(current, event)
+    return _adjust(current, event)
+
+
+def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
+    data = event.data
+    if current is None:
+        return Applied(
+            Product(
+                id=event.product_id,
+                name=data.name,
+                description=data.description,
+                price=data.price,
+                quantity=data.quantity if data.quantity is not None else 0,
+                version=event.version,
+            )
+        )
+    if event.version <= current.version:
+        return Stale(current.version)
+    return Applied(
+        replace(
+            current,
+            name=data.name,
+            description=data.description,
+            price=data.price,
+            quantity=data.quantity if data.quantity is not None else current.quantity,
+            version=event.version,
+            deleted_at=None,
+        )
+    )
+
+
+def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
+    if current is None:
+        return Rejected(
+            Reason.UNKNOWN_PRODUCT,
+            f"product {event.product_id} does not exist, so it cannot be deleted; "
+            "publish its product.upserted event first",
+        )
+    if event.version <= current.version:
+        return Stale(current.version)
+    deleted_at = current.deleted_at if current.is_deleted else event.occurred_at
+    return Applied(replace(current, version=event.version, deleted_at=deleted_at))
+
+
+def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
+    if current is None or current.is_deleted:
+        state = "is deleted" if current is not None else "does not exist"
+        return Rejected(
+            Reason.UNKNOWN_PRODUCT,
+            f"product {event.product_id} {state}; stock can only be adjusted for a live "
+            "product (publish product.upserted first)",
+        )
+    quantity = current.quantity + event.data.delta
+    if quantity < 0:
+        return Rejected(
+            Reason.INSUFFICIENT_STOCK,
+            f"product {event.product_id} has quantity {current.quantity}; delta "
+            f"{event.data.delta} would make it {quantity}",
+        )
+    if quantity > MAX_QUANTITY:
+        return Rejected(
+            Reason.QUANTITY_OVERFLOW,
+            f"product {event.product_id} has quantity {current.quantity}; delta "
+            f"{event.data.delta} would exceed the maximum {MAX_QUANTITY}",
+        )
+    return Applied(replace(current, quantity=quantity))
+
+
+@dataclass(slots=True)
+class FoldResult:
+    """What a batch did: the final state of every product it changed, and each event's fate."""
+
+    changed: dict[int, Product] = field(default_factory=dict)
+    outcomes: list[Outcome | None] = field(default_factory=list)  # None: duplicate event_id
+    processed_ids: list[UUID] = field(default_factory=list)
+
+
+def fold(
+    states: Mapping[int, Product],
+    events: Iterable[Event],
+    already_processed: Set[UUID] = frozenset(),
+) -> FoldResult:
+    """Apply `events` in order over `states`.
+
+    An event whose `event_id` is in `already_processed`, or occurred earlier in the same
+    batch, is a duplicate: it changes nothing and its outcome is None.
+    """
+    result = FoldResult()
+    current = dict(states)
+    seen: set[UUID] = set()
+    for event in events:
+        if event.event_id in already_processed or event.event_id in seen:
+            result.outcomes.append(None)
+            continue
+        seen.add(event.event_id)
+        result.processed_ids.append(event.event_id)
+        outcome = apply_event(current.get(event.product_id), event)
+        if isinstance(outcome, Applied):
+            current[event.product_id] = outcome.product
+            result.changed[event.product_id] = outcome.product
+        result.outcomes.append(outcome)
+    return result
