@@ -1,0 +1,124 @@
+"""The FastStream application: a Kafka batch subscriber feeding the write path.
+
+Run it with `python -m service run`, or with FastStream's CLI:
+`faststream run service.app:create_app --factory`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import make_asgi_app
+from sqlalchemy import text
+
+from service import store
+from service.config import Settings, get_settings
+from service.db import make_engine, make_session_factory
+from service.dead_letter import KafkaDeadLetterSink
+from service.metrics import Metrics
+from service.pipeline import BatchProcessor
+from service.rebalance import SeekToStoredPositions
+from service.retry import Backoff
+from service.schema_check import require_current_schema
+from service.topics import ensure_topics
+
+log = logging.getLogger("service.app")
+
+
+async def _raw_records(message: Any) -> Any:
+    """Skip FastStream's JSON decoding: the write path validates the raw bytes itself."""
+    return message.raw_message
+
+
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    settings = settings or get_settings()
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    metrics = Metrics()
+    dead_letters = KafkaDeadLetterSink(
+        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
+    )
+    processor = BatchProcessor(
+        sessions,
+        dead_letters,
+        settings.kafka_group_id,
+        Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
+        metrics,
+    )
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id="inventory-sink",
+        graceful_timeout=30.0,
+        logger=logging.getLogger("service.broker"),
+        log_level=logging.DEBUG,
+    )
+
+    async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+        async with sessions() as session:
+            return await store.read_positions(session, settings.kafka_group_id, topics)
+
+    subscriber = broker.subscriber(
+        settings.kafka_topic,
+        group_id=settings.kafka_group_id,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions),
+        decoder=_raw_records,
+        title="product-events",
+        description="Product events, contract v1 (see README).",
+    )
+
+    @subscriber
+    async def consume(message: KafkaMessage) -> None:
+        records = message.raw_message
+        if not isinstance(records, tuple):
+            records = (records,)
+        await processor.process(records)
+        try:
+            # Kafka's committed offset only mirrors the database's (for lag monitoring);
+            # the database is the source of truth, so a failed commit loses nothing.
+            await message.ack()
+        except Exception as error:
+            log.warning("Kafka offset commit failed (%s); the database keeps the position", error)
+
+    @get(include_in_schema=False)
+    async def health(scope: Any) -> AsgiResponse:
+        checks = {"kafka": await broker.ping(timeout=3.0), "database": False}
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception as error:
+            log.warning("health: database unreachable: %s", error)
+        status = 200 if all(checks.values()) else 503
+        body = json.dumps({"status": "ok" if status == 200 else "unavailable", **checks})
+        return AsgiResponse(body.encode(), status, headers={"content-type": "application/json"})
+
+    async def start_up() -> None:
+        await require_current_schema(engine)
+        await ensure_topics(settings)
+        await dead_letters.start()
+
+    async def shut_down() -> None:
+        await dead_letters.stop()
+        await engine.dispose()
+
+    app = AsgiFastStream(
+        broker,
+        asgi_routes=[("/health", health), ("/metrics", make_asgi_app(metrics.registry))],
+        on_startup=[start_up],
+        after_shutdown=[shut_down],
+        asyncapi_path="/docs",
+    )
+    app.context.set_global("processor", processor)
+    return app

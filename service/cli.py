@@ -1,0 +1,142 @@
+"""Command line: `inventory-sink` or `python -m service`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.config import ConfigurationError, Settings, get_settings
+from service.logs import configure_logging
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from alembic import command
+
+    from service.schema_check import alembic_config
+
+    command.upgrade(alembic_config(), args.revision)
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from service.app import create_app
+
+    app = create_app(settings)
+    runner = _event_loop_runner()
+    runner(app.run(run_extra_options={"host": settings.http_host, "port": settings.http_port}))
+    return 0
+
+
+def _event_loop_runner():  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return asyncio.run
+    return uvloop.run
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from service.publisher import publish_pairs, read_jsonl
+    from service.sample import sample_events
+    from service.topics import ensure_topics
+
+    if args.sample:
+        pairs = sample_events(args.run)
+    else:
+        pairs = read_jsonl(Path(args.file) if args.file != "-" else None)
+
+    async def go() -> None:
+        await ensure_topics(settings)
+        await publish_pairs(settings.kafka_bootstrap_servers, settings.kafka_topic, pairs)
+
+    asyncio.run(go())
+    print(f"published {len(pairs)} records to {settings.kafka_topic}")
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from service.inspect import print_products
+
+    asyncio.run(print_products(settings, include_deleted=not args.live))
+    return 0
+
+
+def _contract(args: argparse.Namespace, settings: Settings | None) -> int:
+    from service.contract import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _create_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from service.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    print(f"topics ready: {settings.kafka_topic}, {settings.kafka_dlq_topic}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inventory-sink", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(func=_migrate)
+
+    sub.add_parser("run", help="run the consumer (with /health and /metrics)").set_defaults(
+        func=_run
+    )
+
+    publish = sub.add_parser("publish", help="publish product events to KAFKA_TOPIC")
+    source = publish.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sample", action="store_true", help="a small demo story of events")
+    source.add_argument(
+        "--file", help="JSON lines: one event per line (key = product_id), or - for stdin"
+    )
+    publish.add_argument("--run", default="demo", help="seed for the sample's event ids")
+    publish.set_defaults(func=_publish)
+
+    show = sub.add_parser("show", help="print the products table")
+    show.add_argument("--live", action="store_true", help="hide deleted products")
+    show.set_defaults(func=_show)
+
+    sub.add_parser("contract", help="print the event contract as JSON Schema").set_defaults(
+        func=_contract, needs_settings=False
+    )
+    sub.add_parser("create-topics", help="create the input and DLQ topics").set_defaults(
+        func=_create_topics
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):
+        return int(args.func(args, None))
+    try:
+        settings = get_settings()
+    except ConfigurationError as error:
+        print(error, file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        return int(args.func(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        from service.errors import explain
+
+        message = explain(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Turn the failures a person meets at start-up into one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+from aiokafka.errors import KafkaConnectionError
+
+from service.schema_check import SchemaNotReady
+
+
+def explain(error: BaseException) -> str | None:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        if isinstance(item, SchemaNotReady):
+            return str(item)
+        if isinstance(item, KafkaConnectionError):
+            return (
+                f"cannot reach Kafka ({item}); check KAFKA_BOOTSTRAP_SERVERS and that the "
+                "broker runs (scripts/local-stack up)"
+            )
+        if isinstance(item, ConnectionRefusedError | OSError) and "connect" in str(item).lower():
+            return (
+                f"cannot connect ({item}); check POSTGRES_HOST/POSTGRES_PORT and "
+                "KAFKA_BOOTSTRAP_SERVERS, and that the services run (scripts/local-stack up)"
+            )
+        name = type(item).__name__
+        if name == "InvalidPasswordError":
+            return (
+                f"PostgreSQL refused the login ({item}); check POSTGRES_USER and POSTGRES_PASSWORD"
+            )
+        if name == "InvalidCatalogNameError":
+            return f"PostgreSQL has no such database ({item}); check POSTGRES_DB or create it"
+    return None

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the sink, served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.events = Counter(
+            "inventory_sink_events_total",
+            "Records handled, by fate (applied, stale, duplicate, dead_lettered, redelivered).",
+            ["fate"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "inventory_sink_dead_letters_total",
+            "Records copied to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.batches = Counter(
+            "inventory_sink_batches_total", "Batches committed.", registry=self.registry
+        )
+        self.retries = Counter(
+            "inventory_sink_batch_retries_total",
+            "Batch attempts that failed and were retried.",
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "inventory_sink_batch_seconds",
+            "Time to process and commit one batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.last_commit = Gauge(
+            "inventory_sink_last_commit_timestamp_seconds",
+            "Unix time of the last committed batch.",
+            registry=self.registry,
+        )

@@ -1,0 +1,68 @@
+"""On partition assignment, resume each partition from the offset stored in PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+log = logging.getLogger("service.rebalance")
+
+PositionReader = Callable[[set[str]], Awaitable[dict[tuple[str, int], int]]]
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seek every assigned partition to the next offset the database has committed.
+
+    The database, not Kafka's committed offset, is the source of truth: it is written in the
+    same transaction as the products. A partition the database has never seen starts from
+    the beginning of the log, so a fresh database is rebuilt from the topic. If the database
+    cannot be read now, nothing is lost: Kafka's committed offset is never ahead of the
+    database's, and the write path drops any record the database already holds.
+    """
+
+    def __init__(
+        self, consumer: Callable[[], AIOKafkaConsumer | None], read_positions: PositionReader
+    ) -> None:
+        self._consumer = consumer
+        self._read_positions = read_positions
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            log.info("partitions revoked: %s", _names(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer()
+        if consumer is None or not assigned:
+            return
+        try:
+            stored = await self._read_positions({tp.topic for tp in assigned})
+        except Exception as error:
+            log.warning(
+                "could not read stored positions (%s); resuming from Kafka's committed offsets",
+                error,
+            )
+            return
+        fresh = []
+        for tp in sorted(assigned):
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                fresh.append(tp)
+            else:
+                consumer.seek(tp, offset)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        log.info(
+            "partitions assigned: %s (resuming at %s)",
+            _names(assigned),
+            {
+                f"{t}[{p}]": o
+                for (t, p), o in sorted(stored.items())
+                if TopicPartition(t, p) in assigned
+            },
+        )
+
+
+def _names(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions))

@@ -1,0 +1,102 @@
+"""Retry with bounded exponential backoff: transient failures never skip or dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+T = TypeVar("T")
+log = logging.getLogger("service.retry")
+
+_TRANSIENT_PG = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.LockNotAvailableError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures of the surroundings (database, broker, network), not of the data."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        cause = error.orig.__cause__ if error.orig is not None else None
+        return isinstance(cause, _TRANSIENT_PG) or isinstance(error.orig, _TRANSIENT_PG)
+    return isinstance(error, _TRANSIENT_PG | KafkaError | OSError | TimeoutError)
+
+
+class Backoff:
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential delay for the given attempt (1-based)."""
+        ceiling: float = min(self.maximum, self.initial * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+async def retry_forever(
+    operation: Callable[[], Awaitable[T]],
+    backoff: Backoff,
+    *,
+    what: str,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Run `operation` until it succeeds, sleeping between failures.
+
+    Transient failures are expected and logged as warnings. Anything else is logged as an
+    error with its traceback and retried too: the batch holds its position rather than skip
+    valid events, so an operator can fix the cause without losing data.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await operation()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if on_retry is not None:
+                on_retry(error)
+            delay = backoff.delay(attempt)
+            if is_transient(error):
+                log.warning(
+                    "%s failed (attempt %d, transient: %s); retrying in %.2fs",
+                    what,
+                    attempt,
+                    _brief(error),
+                    delay,
+                )
+            else:
+                log.error(
+                    "%s failed (attempt %d) with an unexpected error; the batch keeps its "
+                    "position and is retried in %.2fs. If this repeats, check the database "
+                    "schema is at `alembic upgrade head` and report the traceback.",
+                    what,
+                    attempt,
+                    delay,
+                    exc_info=error,
+                )
+            await asyncio.sleep(delay)
+
+
+def _brief(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text[:200]}"

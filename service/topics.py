@@ -1,0 +1,53 @@
+"""Create the input and dead-letter topics if they are missing."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from service.config import Settings
+from service.dead_letter import DLQ_MAX_MESSAGE_BYTES
+
+log = logging.getLogger("service.topics")
+
+
+async def ensure_topics(settings: Settings) -> None:
+    wanted = [
+        NewTopic(
+            settings.kafka_topic,
+            num_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+        ),
+        NewTopic(
+            settings.kafka_dlq_topic,
+            num_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+        ),
+    ]
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="inventory-sink-admin"
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(missing)
+        for name, code, *rest in response.topic_errors:
+            if code == 0:
+                log.info("created topic %s", name)
+                continue
+            error = for_code(code)
+            if error is TopicAlreadyExistsError:
+                continue
+            raise RuntimeError(
+                f"could not create Kafka topic {name!r}: {error.__name__} "
+                f"{rest[-1] if rest else ''}; create it by hand or fix "
+                "KAFKA_REPLICATION_FACTOR / KAFKA_TOPIC_PARTITIONS"
+            )
+    finally:
+        await admin.close()
