@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -23,7 +24,8 @@ from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
 from service.metrics import Metrics
 from service.pipeline import BatchProcessor
-from service.rebalance import SeekToStoredPositions
+from service.rebalance import PositionReader, SeekToStoredPositions
+from service.records import Record
 from service.retry import Backoff
 from service.schema_check import require_current_schema
 from service.topics import ensure_topics
@@ -36,21 +38,16 @@ async def _raw_records(message: Any) -> Any:
     return message.raw_message
 
 
-def create_app(settings: Settings | None = None) -> AsgiFastStream:
-    settings = settings or get_settings()
-    engine = make_engine(settings)
-    sessions = make_session_factory(engine)
-    metrics = Metrics()
-    dead_letters = KafkaDeadLetterSink(
-        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
-    )
-    processor = BatchProcessor(
-        sessions,
-        dead_letters,
-        settings.kafka_group_id,
-        Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
-        metrics,
-    )
+class BatchHandler(Protocol):
+    async def process(self, records: Sequence[Record]) -> object: ...
+
+
+def build_broker(
+    settings: Settings,
+    processor: BatchHandler,
+    read_positions: PositionReader,
+) -> KafkaBroker:
+    """The broker with its one subscriber: batches of raw records go to `processor`."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id="inventory-sink",
@@ -58,17 +55,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         logger=logging.getLogger("service.broker"),
         log_level=logging.DEBUG,
     )
-
-    async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
-        async with sessions() as session:
-            return await store.read_positions(session, settings.kafka_group_id, topics)
-
     subscriber = broker.subscriber(
         settings.kafka_topic,
         group_id=settings.kafka_group_id,
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
+        # Offsets are committed only after the database transaction: never ACK_FIRST.
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -90,6 +83,31 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             await message.ack()
         except Exception as error:
             log.warning("Kafka offset commit failed (%s); the database keeps the position", error)
+
+    return broker
+
+
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    settings = settings or get_settings()
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    metrics = Metrics()
+    dead_letters = KafkaDeadLetterSink(
+        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
+    )
+    processor = BatchProcessor(
+        sessions,
+        dead_letters,
+        settings.kafka_group_id,
+        Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
+        metrics,
+    )
+
+    async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+        async with sessions() as session:
+            return await store.read_positions(session, settings.kafka_group_id, topics)
+
+    broker = build_broker(settings, processor, read_positions)
 
     @get(include_in_schema=False)
     async def health(scope: Any) -> AsgiResponse:
@@ -120,5 +138,4 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         after_shutdown=[shut_down],
         asyncapi_path="/docs",
     )
-    app.context.set_global("processor", processor)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import create_app
 
     app = create_app(settings)
+    # uvicorn shuts the app down gracefully on SIGTERM (finishing the batch in flight), then
+    # re-raises the signal: make that final SIGTERM a clean exit, as orchestrators expect.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     runner = _event_loop_runner()
     runner(app.run(run_extra_options={"host": settings.http_host, "port": settings.http_port}))
     return 0

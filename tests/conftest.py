@@ -1,0 +1,130 @@
+"""Fixtures shared by every test layer.
+
+Unit tests need none of the services. Integration and fault tests ask for `pg`/`kafka`,
+which come from the environment or testcontainers (see tests/support/services.py) and
+fail, never skip, when neither is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from service.config import Settings
+from tests.support.services import PostgresEndpoint, kafka_endpoint, postgres_endpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATABASE = "inventory_test"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresEndpoint]:
+    try:
+        with postgres_endpoint() as endpoint:
+            yield endpoint
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    try:
+        with kafka_endpoint() as bootstrap:
+            yield bootstrap
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+async def _recreate_database(server: PostgresEndpoint, name: str) -> None:
+    try:
+        connection = await asyncpg.connect(
+            host=server.host, port=server.port, user=server.user,
+            password=server.password, database=server.database, timeout=10,
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        pytest.fail(
+            f"PostgreSQL at {server.host}:{server.port} is not reachable as {server.user!r} "
+            f"({error}); start it with `scripts/local-stack up`", pytrace=False,
+        )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def alembic(pg: PostgresEndpoint, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `alembic` CLI against `pg` (as an operator would)."""
+    env = dict(os.environ)
+    env.update(
+        POSTGRES_HOST=pg.host, POSTGRES_PORT=str(pg.port), POSTGRES_USER=pg.user,
+        POSTGRES_PASSWORD=pg.password, POSTGRES_DB=pg.database,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture(scope="session")
+def pg(pg_server: PostgresEndpoint) -> PostgresEndpoint:
+    """A fresh database for this test session, migrated to head."""
+    asyncio.run(_recreate_database(pg_server, TEST_DATABASE))
+    endpoint = PostgresEndpoint(
+        pg_server.host, pg_server.port, pg_server.user, pg_server.password, TEST_DATABASE
+    )
+    result = alembic(endpoint, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+    return endpoint
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    """Topic and group names of one test, so tests never see each other's records."""
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "topic": f"test.events.{suffix}",
+        "dlq": f"test.events.{suffix}.dlq",
+        "group": f"test-sink-{suffix}",
+    }
+
+
+def make_settings(pg: PostgresEndpoint, kafka: str, names: dict[str, str], **extra: object) -> Settings:
+    values: dict[str, object] = dict(
+        postgres_host=pg.host, postgres_port=pg.port, postgres_user=pg.user,
+        postgres_password=pg.password, postgres_db=pg.database,
+        kafka_bootstrap_servers=kafka, kafka_topic=names["topic"],
+        kafka_dlq_topic=names["dlq"], kafka_group_id=names["group"],
+        kafka_topic_partitions=3, batch_max_records=500, batch_timeout_ms=100,
+        retry_initial_backoff_s=0.1, retry_max_backoff_s=2.0, http_port=0,
+        log_level="INFO",
+    )
+    values.update(extra)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(pg: PostgresEndpoint, kafka: str, names: dict[str, str]) -> Settings:
+    return make_settings(pg, kafka, names)
+
+
+@pytest.fixture
+async def engine(pg: PostgresEndpoint) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database, with the tables emptied before the test."""
+    engine = create_async_engine(pg.url())
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("TRUNCATE products, processed_events, consumer_offsets")
+        )
+    yield engine
+    await engine.dispose()

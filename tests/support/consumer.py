@@ -1,0 +1,86 @@
+"""Run the real service (`python -m service run`) as a child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[name.upper()] = str(value)
+    env["HTTP_PORT"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class ConsumerProcess:
+    """One consumer process; its output goes to a log file kept for failure reports."""
+
+    def __init__(self, settings: Settings, log_dir: Path, name: str = "consumer") -> None:
+        self.env = settings_env(settings)
+        self.log_dir = log_dir
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}-{self.starts}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait: the graceful path."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the crash path."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+        self._log.close()
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_path.read_text(errors="replace"):
+                return
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited early:\n{self.tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} never logged {text!r}:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
