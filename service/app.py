@@ -38,6 +38,14 @@ async def _raw_records(message: Any) -> Any:
     return message.raw_message
 
 
+def _flatten(raw: Any) -> list[Record]:
+    """The batch's records: aiokafka gives a tuple of them (FastStream's test broker nests
+    them in lists), a single record stands alone."""
+    if isinstance(raw, tuple | list):
+        return [record for item in raw for record in _flatten(item)]
+    return [raw]
+
+
 class BatchHandler(Protocol):
     async def process(self, records: Sequence[Record]) -> object: ...
 
@@ -73,10 +81,7 @@ def build_broker(
 
     @subscriber
     async def consume(message: KafkaMessage) -> None:
-        records = message.raw_message
-        if not isinstance(records, tuple):
-            records = (records,)
-        await processor.process(records)
+        await processor.process(_flatten(message.raw_message))
         try:
             # Kafka's committed offset only mirrors the database's (for lag monitoring);
             # the database is the source of truth, so a failed commit loses nothing.

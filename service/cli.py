@@ -7,8 +7,9 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from service.config import ConfigurationError, Settings, get_settings
 from service.logs import configure_logging
@@ -35,7 +36,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _event_loop_runner():  # type: ignore[no-untyped-def]
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional
@@ -66,6 +67,19 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     from service.inspect import print_products
 
     asyncio.run(print_products(settings, include_deleted=not args.live))
+    return 0
+
+
+def _lag(args: argparse.Namespace, settings: Settings) -> int:
+    from service.inspect import print_lag
+
+    return 0 if asyncio.run(print_lag(settings, args.wait)) else 1
+
+
+def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from service.inspect import print_dead_letters
+
+    asyncio.run(print_dead_letters(settings, args.count, args.last))
     return 0
 
 
@@ -108,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the products table")
     show.add_argument("--live", action="store_true", help="hide deleted products")
     show.set_defaults(func=_show)
+
+    lag = sub.add_parser("lag", help="records on KAFKA_TOPIC not yet applied, per partition")
+    lag.add_argument("--wait", type=float, default=0, help="poll up to this many seconds")
+    lag.set_defaults(func=_lag)
+
+    dead = sub.add_parser("dead-letters", help="show the latest dead letters with reasons")
+    dead.add_argument("--count", action="store_true", help="print only how many there are")
+    dead.add_argument("--last", type=int, default=20)
+    dead.set_defaults(func=_dead_letters)
 
     sub.add_parser("contract", help="print the event contract as JSON Schema").set_defaults(
         func=_contract, needs_settings=False

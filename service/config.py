@@ -83,7 +83,7 @@ def describe_validation_error(error: ValidationError) -> str:
 def load_settings() -> Settings:
     """Read the settings, turning pydantic's report into one line per bad variable."""
     try:
-        return Settings()  # type: ignore[call-arg]  # values come from the environment
+        return Settings()  # values come from the environment
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error)) from None
 

@@ -112,7 +112,7 @@ def parse_event(value: bytes | None) -> ProductUpserted | ProductDeleted | Stock
 def _describe(error: ValidationError, limit: int = 5) -> str:
     parts = []
     for item in error.errors(include_url=False)[:limit]:
-        where = ".".join(str(p) for p in item["loc"]) or "event"
+        where = ".".join(str(p) for p in item["loc"]) or "value"
         parts.append(f"{where}: {item['msg']}")
     extra = error.error_count() - limit
     if extra > 0:

@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from service.config import Settings
 from service.db import make_engine
+from service.topics import partitions_of
 
 
 async def print_products(settings: Settings, include_deleted: bool = True) -> None:
@@ -33,3 +34,91 @@ async def print_products(settings: Settings, include_deleted: bool = True) -> No
             f"{'yes' if deleted else ''}"
         )
     print(f"({len(rows)} rows)")
+
+
+async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
+    """Per partition of KAFKA_TOPIC: (records not yet in the database, end offset)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from service import store
+    from service.db import make_session_factory
+
+    partitions = await partitions_of(settings.kafka_bootstrap_servers, settings.kafka_topic)
+    tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps) if tps else {}
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    engine = make_engine(settings)
+    try:
+        async with make_session_factory(engine)() as session:
+            stored = await store.read_positions(
+                session, settings.kafka_group_id, {settings.kafka_topic}
+            )
+    finally:
+        await engine.dispose()
+    lag = {}
+    for tp in tps:
+        done = max(stored.get((tp.topic, tp.partition), 0), starts[tp])
+        lag[tp.partition] = (max(ends[tp] - done, 0), ends[tp])
+    return lag
+
+
+async def print_lag(settings: Settings, wait: float) -> bool:
+    """Print the lag; with `wait`, poll until it is zero. True when caught up."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        lag = await partition_lag(settings)
+        behind = sum(missing for missing, _ in lag.values())
+        if behind == 0 or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5)
+    for partition, (missing, end) in sorted(lag.items()):
+        print(f"{settings.kafka_topic}[{partition}]: end offset {end}, not yet applied {missing}")
+    print("caught up" if behind == 0 else f"{behind} records not yet applied")
+    return behind == 0
+
+
+async def print_dead_letters(settings: Settings, count_only: bool, last: int) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    partitions = await partitions_of(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
+    tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
+    if not tps:
+        print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")
+        return
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        if count_only:
+            print(total)
+            return
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - last))
+        letters = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                letters.extend(records)
+        letters.sort(key=lambda r: r.timestamp)
+        for letter in letters[-last:]:
+            headers = {k: v.decode("utf-8", "replace") for k, v in letter.headers}
+            print(
+                f"{headers.get('original.topic')}[{headers.get('original.partition')}]"
+                f"@{headers.get('original.offset')} {headers.get('error.reason')}: "
+                f"{headers.get('error.message')}"
+            )
+        print(f"({total} dead letters in {settings.kafka_dlq_topic})")
+    finally:
+        await consumer.stop()

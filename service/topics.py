@@ -51,3 +51,16 @@ async def ensure_topics(settings: Settings) -> None:
             )
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
+    """The topic's partition numbers, or [] if it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if description["error_code"] != 0:
+        return []
+    return sorted(p["partition"] for p in description["partitions"])

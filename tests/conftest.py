@@ -48,13 +48,18 @@ def kafka() -> Iterator[str]:
 async def _recreate_database(server: PostgresEndpoint, name: str) -> None:
     try:
         connection = await asyncpg.connect(
-            host=server.host, port=server.port, user=server.user,
-            password=server.password, database=server.database, timeout=10,
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            database=server.database,
+            timeout=10,
         )
     except (OSError, asyncpg.PostgresError) as error:
         pytest.fail(
             f"PostgreSQL at {server.host}:{server.port} is not reachable as {server.user!r} "
-            f"({error}); start it with `scripts/local-stack up`", pytrace=False,
+            f"({error}); start it with `scripts/local-stack up`",
+            pytrace=False,
         )
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -67,12 +72,19 @@ def alembic(pg: PostgresEndpoint, *args: str) -> subprocess.CompletedProcess[str
     """Run the real `alembic` CLI against `pg` (as an operator would)."""
     env = dict(os.environ)
     env.update(
-        POSTGRES_HOST=pg.host, POSTGRES_PORT=str(pg.port), POSTGRES_USER=pg.user,
-        POSTGRES_PASSWORD=pg.password, POSTGRES_DB=pg.database,
+        POSTGRES_HOST=pg.host,
+        POSTGRES_PORT=str(pg.port),
+        POSTGRES_USER=pg.user,
+        POSTGRES_PASSWORD=pg.password,
+        POSTGRES_DB=pg.database,
     )
     return subprocess.run(
         [sys.executable, "-m", "alembic", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -99,14 +111,25 @@ def names() -> dict[str, str]:
     }
 
 
-def make_settings(pg: PostgresEndpoint, kafka: str, names: dict[str, str], **extra: object) -> Settings:
+def make_settings(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], **extra: object
+) -> Settings:
     values: dict[str, object] = dict(
-        postgres_host=pg.host, postgres_port=pg.port, postgres_user=pg.user,
-        postgres_password=pg.password, postgres_db=pg.database,
-        kafka_bootstrap_servers=kafka, kafka_topic=names["topic"],
-        kafka_dlq_topic=names["dlq"], kafka_group_id=names["group"],
-        kafka_topic_partitions=3, batch_max_records=500, batch_timeout_ms=100,
-        retry_initial_backoff_s=0.1, retry_max_backoff_s=2.0, http_port=0,
+        postgres_host=pg.host,
+        postgres_port=pg.port,
+        postgres_user=pg.user,
+        postgres_password=pg.password,
+        postgres_db=pg.database,
+        kafka_bootstrap_servers=kafka,
+        kafka_topic=names["topic"],
+        kafka_dlq_topic=names["dlq"],
+        kafka_group_id=names["group"],
+        kafka_topic_partitions=3,
+        batch_max_records=500,
+        batch_timeout_ms=100,
+        retry_initial_backoff_s=0.1,
+        retry_max_backoff_s=2.0,
+        http_port=0,
         log_level="INFO",
     )
     values.update(extra)
@@ -123,8 +146,6 @@ async def engine(pg: PostgresEndpoint) -> AsyncIterator[AsyncEngine]:
     """An engine on the test database, with the tables emptied before the test."""
     engine = create_async_engine(pg.url())
     async with engine.begin() as connection:
-        await connection.execute(
-            text("TRUNCATE products, processed_events, consumer_offsets")
-        )
+        await connection.execute(text("TRUNCATE products, processed_events, consumer_offsets"))
     yield engine
     await engine.dispose()

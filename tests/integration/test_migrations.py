@@ -17,16 +17,15 @@ SEED = "83a471748539"
 @pytest.fixture
 def scratch(pg_server: PostgresEndpoint) -> PostgresEndpoint:
     asyncio.run(_recreate_database(pg_server, SCRATCH))
-    return PostgresEndpoint(pg_server.host, pg_server.port, pg_server.user, pg_server.password,
-                            SCRATCH)
+    return PostgresEndpoint(
+        pg_server.host, pg_server.port, pg_server.user, pg_server.password, SCRATCH
+    )
 
 
 async def _tables(pg: PostgresEndpoint) -> set[str]:
     connection = await asyncpg.connect(pg.url(driver="postgresql"))
     try:
-        rows = await connection.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        )
+        rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {row["tablename"] for row in rows}
     finally:
         await connection.close()

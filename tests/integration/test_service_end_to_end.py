@@ -30,7 +30,9 @@ from tests.support.oracle import diff, expected_outcome, table
 
 
 async def wait_for_table(
-    engine: AsyncEngine, expected: dict[int, Product], consumer: ConsumerProcess,
+    engine: AsyncEngine,
+    expected: dict[int, Product],
+    consumer: ConsumerProcess,
     timeout: float = 90.0,
 ) -> None:
     deadline = time.monotonic() + timeout
@@ -42,8 +44,12 @@ async def wait_for_table(
         if not consumer.alive():
             break
         await asyncio.sleep(0.3)
-    pytest.fail("table never matched the oracle:\n" + "\n".join(problems) + "\n--- consumer log:\n"
-                + consumer.tail())
+    pytest.fail(
+        "table never matched the oracle:\n"
+        + "\n".join(problems)
+        + "\n--- consumer log:\n"
+        + consumer.tail()
+    )
 
 
 @pytest.fixture

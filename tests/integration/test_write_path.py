@@ -12,7 +12,7 @@ from service.domain import Reason
 from service.pipeline import BatchProcessor
 from service.records import SimpleRecord
 from service.retry import Backoff
-from tests.support.events import adjust, generate_stream, StreamSpec, record, upsert
+from tests.support.events import StreamSpec, adjust, generate_stream, record, upsert
 from tests.support.oracle import diff, expected_outcome, table
 
 
@@ -20,7 +20,9 @@ def _processor(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g"
     return BatchProcessor(async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1))
 
 
-def _records(pairs: list[tuple[bytes, bytes]], partition: int = 0, start: int = 0) -> list[SimpleRecord]:
+def _records(
+    pairs: list[tuple[bytes, bytes]], partition: int = 0, start: int = 0
+) -> list[SimpleRecord]:
     return [SimpleRecord("t", partition, start + i, k, v) for i, (k, v) in enumerate(pairs)]
 
 

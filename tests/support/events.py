@@ -32,8 +32,14 @@ def event(
     return body
 
 
-def upsert(product_id: int, version: int, name: str = "thing", price: str = "9.99",
-           quantity: int | None = None, **kw: Any) -> dict[str, Any]:
+def upsert(
+    product_id: int,
+    version: int,
+    name: str = "thing",
+    price: str = "9.99",
+    quantity: int | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     data: dict[str, Any] = {"name": name, "price": price}
     if quantity is not None:
         data["quantity"] = quantity
@@ -86,20 +92,27 @@ def generate_stream(spec: StreamSpec) -> list[tuple[bytes, bytes]]:
         eid = uuid.UUID(int=rng.getrandbits(128), version=4)
         current = versions.get(pid, 0)
         if roll < spec.stale_share and current > 1:
-            body = upsert(pid, rng.randint(1, current - 1), name=f"stale {i}", event_id=eid,
-                          occurred_at=clock)
+            body = upsert(
+                pid, rng.randint(1, current - 1), name=f"stale {i}", event_id=eid, occurred_at=clock
+            )
         elif current == 0 or rng.random() < 0.25:
             versions[pid] = current + 1
-            body = upsert(pid, current + 1, name=f"product {pid} v{current + 1}",
-                          price=f"{rng.randint(0, 100000) / 100:.2f}",
-                          quantity=rng.choice([None, rng.randint(0, 50)]),
-                          event_id=eid, occurred_at=clock)
+            body = upsert(
+                pid,
+                current + 1,
+                name=f"product {pid} v{current + 1}",
+                price=f"{rng.randint(0, 100000) / 100:.2f}",
+                quantity=rng.choice([None, rng.randint(0, 50)]),
+                event_id=eid,
+                occurred_at=clock,
+            )
         elif rng.random() < 0.04:
             versions[pid] = current + 1
             body = delete(pid, current + 1, event_id=eid, occurred_at=clock)
         else:
-            body = adjust(pid, rng.choice([-3, -2, -1, 1, 2, 5, 10]), event_id=eid,
-                          occurred_at=clock)
+            body = adjust(
+                pid, rng.choice([-3, -2, -1, 1, 2, 5, 10]), event_id=eid, occurred_at=clock
+            )
         item = record(body)
         sent.append(item)
         out.append(item)

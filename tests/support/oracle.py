@@ -55,4 +55,6 @@ def diff(expected: dict[int, Product], actual: dict[int, Product], limit: int = 
     for pid in sorted(expected.keys() | actual.keys()):
         if expected.get(pid) != actual.get(pid):
             problems.append(f"product {pid}: expected {expected.get(pid)}, got {actual.get(pid)}")
-    return problems[:limit] + ([f"... {len(problems) - limit} more"] if len(problems) > limit else [])
+    return problems[:limit] + (
+        [f"... {len(problems) - limit} more"] if len(problems) > limit else []
+    )

@@ -61,11 +61,14 @@ def postgres_endpoint() -> Iterator[PostgresEndpoint]:
         )
         return
     if not _docker_works():
-        raise RuntimeError(f"PostgreSQL: POSTGRES_HOST is not set and Docker is not available; {HOW_TO}")
+        raise RuntimeError(
+            f"PostgreSQL: POSTGRES_HOST is not set and Docker is not available; {HOW_TO}"
+        )
     from testcontainers.postgres import PostgresContainer
 
-    with PostgresContainer("postgres:16-alpine", username="inventory", password="inventory",
-                           dbname="inventory") as container:
+    with PostgresContainer(
+        "postgres:16-alpine", username="inventory", password="inventory", dbname="inventory"
+    ) as container:
         yield PostgresEndpoint(
             host=container.get_container_host_ip(),
             port=int(container.get_exposed_port(5432)),

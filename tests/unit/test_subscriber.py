@@ -1,0 +1,60 @@
+"""The FastStream wiring, with the in-memory TestKafkaBroker (no services needed)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from faststream import AckPolicy
+from faststream.kafka import TestKafkaBroker
+
+from service.app import build_broker
+from service.config import Settings
+from service.records import Record
+from tests.support.events import record, upsert
+
+SETTINGS = Settings(
+    postgres_user="u",
+    postgres_password="p",
+    postgres_db="d",  # type: ignore[arg-type]
+    kafka_bootstrap_servers="127.0.0.1:1",
+    kafka_topic="events",
+    kafka_group_id="grp",
+)
+
+
+class RecordingProcessor:
+    def __init__(self) -> None:
+        self.batches: list[list[Record]] = []
+
+    async def process(self, records: Sequence[Record]) -> None:
+        self.batches.append(list(records))
+
+
+async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+    return {}
+
+
+def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group() -> None:
+    broker = build_broker(SETTINGS, RecordingProcessor(), _no_positions)
+    (subscriber,) = broker.subscribers
+    assert subscriber.topics[0].name == "events"
+    assert subscriber.group_id == "grp"
+    assert subscriber.ack_policy is AckPolicy.MANUAL
+    assert type(subscriber).__name__ == "BatchSubscriber"
+    assert subscriber.max_records == SETTINGS.batch_max_records
+
+
+async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
+    processor = RecordingProcessor()
+    broker = build_broker(SETTINGS, processor, _no_positions)
+    key, value = record(upsert(3, 1))
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(value, topic="events", key=key)
+        await test_broker.publish(b"{broken", topic="events", key=b"3")
+
+    assert [[(r.key, r.value) for r in batch] for batch in processor.batches] == [
+        [(key, value)],
+        [(b"3", b"{broken")],
+    ]
+    assert json.loads(processor.batches[0][0].value or b"")["product_id"] == 3
