@@ -6,11 +6,13 @@ Run it with `python -m service run`, or with FastStream's CLI:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker
@@ -23,9 +25,10 @@ from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
 from service.metrics import Metrics
-from service.pipeline import BatchProcessor
+from service.pipeline import BatchProcessor, Ownership
 from service.rebalance import PositionReader, SeekToStoredPositions
 from service.records import Record
+from service.retention import purge_forever
 from service.retry import Backoff
 from service.schema_check import require_current_schema
 from service.topics import ensure_topics
@@ -47,7 +50,9 @@ def _flatten(raw: Any) -> list[Record]:
 
 
 class BatchHandler(Protocol):
-    async def process(self, records: Sequence[Record]) -> object: ...
+    async def process(
+        self, records: Sequence[Record], still_owned: Ownership | None = None
+    ) -> object: ...
 
 
 def build_broker(
@@ -81,7 +86,12 @@ def build_broker(
 
     @subscriber
     async def consume(message: KafkaMessage) -> None:
-        await processor.process(_flatten(message.raw_message))
+        consumer = subscriber.consumer
+
+        def still_owned(topic: str, partition: int) -> bool:
+            return consumer is None or TopicPartition(topic, partition) in consumer.assignment()
+
+        await processor.process(_flatten(message.raw_message), still_owned)
         try:
             # Kafka's committed offset only mirrors the database's (for lag monitoring);
             # the database is the source of truth, so a failed commit loses nothing.
@@ -127,10 +137,25 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         body = json.dumps({"status": "ok" if status == 200 else "unavailable", **checks})
         return AsgiResponse(body.encode(), status, headers={"content-type": "application/json"})
 
+    background: list[asyncio.Task[None]] = []
+
     async def start_up() -> None:
         await require_current_schema(engine)
         await ensure_topics(settings)
         await dead_letters.start()
+
+    async def start_cleanup() -> None:
+        retention_s = settings.processed_event_retention_hours * 3600
+        background.append(
+            asyncio.create_task(
+                purge_forever(sessions, retention_s, settings.processed_event_cleanup_interval_s)
+            )
+        )
+
+    async def stop_cleanup() -> None:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
     async def shut_down() -> None:
         await dead_letters.stop()
@@ -140,6 +165,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         broker,
         asgi_routes=[("/health", health), ("/metrics", make_asgi_app(metrics.registry))],
         on_startup=[start_up],
+        after_startup=[start_cleanup],
+        on_shutdown=[stop_cleanup],
         after_shutdown=[shut_down],
         asyncapi_path="/docs",
     )

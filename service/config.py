@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     processed_event_retention_hours: float = Field(default=168.0, gt=0)
+    processed_event_cleanup_interval_s: float = Field(default=600.0, gt=0)
 
     # Operations
     http_host: str = "0.0.0.0"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +24,8 @@ from service.retry import Backoff, retry_forever
 
 log = logging.getLogger("service.pipeline")
 
+Ownership = Callable[[str, int], bool]
+
 
 @dataclass(slots=True)
 class BatchReport:
@@ -32,6 +34,7 @@ class BatchReport:
     stale: int = 0
     duplicates: int = 0
     redelivered: int = 0
+    abandoned: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
 
     def as_counts(self) -> dict[str, int]:
@@ -40,6 +43,7 @@ class BatchReport:
             "stale": self.stale,
             "duplicate": self.duplicates,
             "redelivered": self.redelivered,
+            "abandoned": self.abandoned,
             "dead_lettered": sum(self.dead_lettered.values()),
         }
 
@@ -59,14 +63,21 @@ class BatchProcessor:
         self.backoff = backoff
         self.metrics = metrics or Metrics()
 
-    async def process(self, records: Sequence[Record]) -> BatchReport:
-        """Apply a batch exactly once; retries transient failures until it commits."""
+    async def process(
+        self, records: Sequence[Record], still_owned: Ownership | None = None
+    ) -> BatchReport:
+        """Apply a batch exactly once; retries transient failures until it commits.
+
+        `still_owned(topic, partition)` is asked after the partition rows are locked: records
+        of a partition this consumer lost in a rebalance are abandoned (the new owner reads
+        them again from the stored position) and nothing is written for that partition.
+        """
         if not records:
             return BatchReport()
         started = time.perf_counter()
         decoded = [decode(record) for record in records]
         report = await retry_forever(
-            lambda: self._commit(records, decoded),
+            lambda: self._commit(records, decoded, still_owned),
             self.backoff,
             what=f"batch of {len(records)} records",
             on_retry=lambda _error: self.metrics.retries.inc(),
@@ -75,19 +86,29 @@ class BatchProcessor:
         return report
 
     async def _commit(
-        self, records: Sequence[Record], decoded: Sequence[Event | Unusable]
+        self,
+        records: Sequence[Record],
+        decoded: Sequence[Event | Unusable],
+        still_owned: Ownership | None,
     ) -> BatchReport:
         report = BatchReport(records=len(records))
         async with self.sessions() as session, session.begin():
             positions = await store.lock_positions(
                 session, self.group_id, {(r.topic, r.partition) for r in records}
             )
+            if still_owned is not None:
+                lost = {tp for tp in positions if not still_owned(*tp)}
+                if lost:
+                    log.info("abandoning records of revoked partitions %s", sorted(lost))
+                    report.abandoned = sum((r.topic, r.partition) in lost for r in records)
+                    positions = {tp: o for tp, o in positions.items() if tp not in lost}
             fresh = [
                 (record, item)
                 for record, item in zip(records, decoded, strict=True)
-                if record.offset >= positions[(record.topic, record.partition)]
+                if (record.topic, record.partition) in positions
+                and record.offset >= positions[(record.topic, record.partition)]
             ]
-            report.redelivered = len(records) - len(fresh)
+            report.redelivered = len(records) - len(fresh) - report.abandoned
 
             event_at = [
                 (i, item) for i, (_, item) in enumerate(fresh) if not isinstance(item, Unusable)

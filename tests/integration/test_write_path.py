@@ -81,3 +81,43 @@ async def test_a_seeded_stream_in_many_batches_matches_the_oracle(engine: AsyncE
     expected = expected_outcome(pairs)
     assert diff(expected.products, await table(engine)) == []
     assert len(sink.letters) == expected.dead_letters
+
+
+async def test_records_of_a_revoked_partition_are_abandoned_not_written(
+    engine: AsyncEngine,
+) -> None:
+    processor = _processor(engine, MemoryDeadLetterSink())
+    owned = _records([record(upsert(1, 1, quantity=1))], partition=0)
+    revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=1)
+
+    report = await processor.process(owned + revoked, still_owned=lambda t, p: p == 0)
+
+    assert (report.applied, report.abandoned) == (1, 2)
+    assert set(await table(engine)) == {1}
+    async with engine.connect() as connection:
+        positions = dict(
+            (
+                await connection.execute(
+                    text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = 'g'")
+                )
+            ).all()
+        )
+    assert positions[0] == 1
+    assert positions.get(1, 0) == 0  # nothing recorded as done for the revoked partition
+
+
+async def test_processed_ids_older_than_the_retention_are_forgotten(engine: AsyncEngine) -> None:
+    from service.retention import purge_once
+
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO processed_events (event_id, processed_at) "
+                "SELECT gen_random_uuid(), now() - make_interval(hours => h) "
+                "FROM generate_series(1, 30) AS h"
+            )
+        )
+    deleted = await purge_once(async_sessionmaker(engine), retention_s=10 * 3600 + 60, chunk=7)
+    async with engine.connect() as connection:
+        left = await connection.scalar(text("SELECT count(*) FROM processed_events"))
+    assert (deleted, left) == (20, 10)

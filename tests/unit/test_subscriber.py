@@ -27,7 +27,7 @@ class RecordingProcessor:
     def __init__(self) -> None:
         self.batches: list[list[Record]] = []
 
-    async def process(self, records: Sequence[Record]) -> None:
+    async def process(self, records: Sequence[Record], still_owned: object = None) -> None:
         self.batches.append(list(records))
 
 
