@@ -7,6 +7,7 @@ are errors. `python -m service contract` prints the JSON Schema.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -15,6 +16,7 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -29,6 +31,24 @@ MAX_VERSION = 2**63 - 1
 MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
 
 EventType = Literal["product.upserted", "product.deleted", "stock.adjusted"]
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """Only RFC 3339 text with an offset: no Unix timestamps, no offsets without a colon."""
+    if isinstance(value, datetime):  # built in Python (tests, tools): pydantic checks the tz
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "occurred_at must be an RFC 3339 timestamp with a timezone offset, e.g. "
+            "2026-01-01T09:00:00+00:00"
+        )
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class _Model(BaseModel):
@@ -57,7 +77,7 @@ class StockData(_Model):
 
 class _Envelope(_Model):
     event_id: UUID
-    occurred_at: AwareDatetime
+    occurred_at: Rfc3339
     product_id: Annotated[StrictInt, Field(gt=0, le=MAX_PRODUCT_ID)]
 
 
