@@ -25,7 +25,7 @@ from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
 from service.metrics import Metrics
-from service.pipeline import BatchProcessor, Ownership
+from service.pipeline import BatchProcessor, BatchReport, Ownership
 from service.rebalance import PositionReader, SeekToStoredPositions
 from service.records import Record
 from service.retention import purge_forever
@@ -52,7 +52,7 @@ def _flatten(raw: Any) -> list[Record]:
 class BatchHandler(Protocol):
     async def process(
         self, records: Sequence[Record], still_owned: Ownership | None = None
-    ) -> object: ...
+    ) -> BatchReport: ...
 
 
 def build_broker(
@@ -71,6 +71,9 @@ def build_broker(
     subscriber = broker.subscriber(
         settings.kafka_topic,
         group_id=settings.kafka_group_id,
+        group_instance_id=settings.kafka_group_instance_id or None,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 4, 500),
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
@@ -91,7 +94,16 @@ def build_broker(
         def still_owned(topic: str, partition: int) -> bool:
             return consumer is None or TopicPartition(topic, partition) in consumer.assignment()
 
-        await processor.process(_flatten(message.raw_message), still_owned)
+        try:
+            report = await processor.process(_flatten(message.raw_message), still_owned)
+        except BaseException:
+            # Never move on past an unwritten batch: rewind each partition to its first
+            # record of this batch, so the next fetch delivers it again.
+            await message.nack()
+            raise
+        if consumer is not None:
+            for (topic, partition), offset in report.rewind.items():
+                consumer.seek(TopicPartition(topic, partition), offset)
         try:
             # Kafka's committed offset only mirrors the database's (for lag monitoring);
             # the database is the source of truth, so a failed commit loses nothing.

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     kafka_topic: str = Field(default="inventory.product-events", min_length=1)
     kafka_dlq_topic: str = Field(default="inventory.product-events.dlq", min_length=1)
     kafka_group_id: str = Field(default="inventory-sink", min_length=1)
+    kafka_group_instance_id: str | None = None
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
 

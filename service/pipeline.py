@@ -36,6 +36,8 @@ class BatchReport:
     redelivered: int = 0
     abandoned: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    # Partitions whose batch started past the stored position: the consumer must seek back.
+    rewind: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def as_counts(self) -> dict[str, int]:
         return {
@@ -62,6 +64,7 @@ class BatchProcessor:
         self.group_id = group_id
         self.backoff = backoff
         self.metrics = metrics or Metrics()
+        self._rewound: dict[tuple[str, int], int] = {}
 
     async def process(
         self, records: Sequence[Record], still_owned: Ownership | None = None
@@ -82,6 +85,7 @@ class BatchProcessor:
             what=f"batch of {len(records)} records",
             on_retry=lambda _error: self.metrics.retries.inc(),
         )
+        self._rewound.update(report.rewind)
         self._observe(report, time.perf_counter() - started)
         return report
 
@@ -102,6 +106,7 @@ class BatchProcessor:
                     log.info("abandoning records of revoked partitions %s", sorted(lost))
                     report.abandoned = sum((r.topic, r.partition) in lost for r in records)
                     positions = {tp: o for tp, o in positions.items() if tp not in lost}
+            self._guard_gaps(records, positions, report)
             fresh = [
                 (record, item)
                 for record, item in zip(records, decoded, strict=True)
@@ -146,6 +151,50 @@ class BatchProcessor:
             # deduplicated by original.topic/partition/offset), never loses one.
             await self.dead_letters.send(dead)
         return report
+
+    def _guard_gaps(
+        self,
+        records: Sequence[Record],
+        positions: dict[tuple[str, int], int],
+        report: BatchReport,
+    ) -> None:
+        """Never move a stored position over records this consumer has not seen.
+
+        A batch that starts past the stored position means records in between were not
+        delivered to this handler. The partition's records are abandoned and the consumer
+        seeks back to the stored position. If the batch after that seek still starts past it,
+        those offsets are not in the log (retention, compaction, transaction markers) and
+        the gap is accepted.
+        """
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            tp = (record.topic, record.partition)
+            if tp in positions and record.offset < first.get(tp, record.offset + 1):
+                first[tp] = record.offset
+        for tp, offset in first.items():
+            stored = positions[tp]
+            if offset <= stored:
+                continue
+            if self._rewound.get(tp) == stored:
+                log.info(
+                    "%s[%d]: offsets %d..%d are not in the log (retention, compaction or "
+                    "transaction markers); continuing at %d",
+                    *tp,
+                    stored,
+                    offset - 1,
+                    offset,
+                )
+                continue
+            log.warning(
+                "%s[%d]: batch starts at offset %d but the database is at %d; seeking back "
+                "so no record is skipped",
+                *tp,
+                offset,
+                stored,
+            )
+            report.rewind[tp] = stored
+            report.abandoned += sum((r.topic, r.partition) == tp for r in records)
+            del positions[tp]
 
     def _observe(self, report: BatchReport, seconds: float) -> None:
         m = self.metrics

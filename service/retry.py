@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,7 @@ def is_transient(error: BaseException) -> bool:
             return True
         cause = error.orig.__cause__ if error.orig is not None else None
         return isinstance(cause, _TRANSIENT_PG) or isinstance(error.orig, _TRANSIENT_PG)
-    return isinstance(error, _TRANSIENT_PG | KafkaError | OSError | TimeoutError)
+    return isinstance(error, (*_TRANSIENT_PG, KafkaError, OSError, TimeoutError))
 
 
 class Backoff:
@@ -73,10 +74,13 @@ async def retry_forever(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            if on_retry is not None:
-                on_retry(error)
+            # Nothing below may raise: an exception escaping here would let the consumer move
+            # past records that were never written.
+            with contextlib.suppress(Exception):
+                if on_retry is not None:
+                    on_retry(error)
             delay = backoff.delay(attempt)
-            if is_transient(error):
+            if _safely_transient(error):
                 log.warning(
                     "%s failed (attempt %d, transient: %s); retrying in %.2fs",
                     what,
@@ -95,6 +99,13 @@ async def retry_forever(
                     exc_info=error,
                 )
             await asyncio.sleep(delay)
+
+
+def _safely_transient(error: BaseException) -> bool:
+    try:
+        return is_transient(error)
+    except Exception:  # pragma: no cover - classification must never break the retry loop
+        return False
 
 
 def _brief(error: BaseException) -> str:

@@ -121,3 +121,22 @@ async def test_processed_ids_older_than_the_retention_are_forgotten(engine: Asyn
     async with engine.connect() as connection:
         left = await connection.scalar(text("SELECT count(*) FROM processed_events"))
     assert (deleted, left) == (20, 10)
+
+
+async def test_a_batch_starting_past_the_stored_position_is_rewound_once(
+    engine: AsyncEngine,
+) -> None:
+    """Records 0..4 never reached the handler: nothing is written and the consumer is sent
+    back to offset 0. If the log really has nothing there (retention), the same batch comes
+    again and is accepted."""
+    processor = _processor(engine, MemoryDeadLetterSink())
+    await processor.process(_records([record(upsert(9, 1, quantity=1))]))  # stored: 1
+    late = _records([record(adjust(9, 1))], start=5)
+
+    first = await processor.process(late)
+    assert (first.rewind, first.applied, first.abandoned) == ({("t", 0): 1}, 0, 1)
+    assert (await table(engine))[9].quantity == 1
+
+    again = await processor.process(late)
+    assert (again.rewind, again.applied) == ({}, 1)
+    assert (await table(engine))[9].quantity == 2

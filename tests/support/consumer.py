@@ -19,7 +19,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        env[name.upper()] = str(value)
+        env[name.upper()] = "" if value is None else str(value)
     env["HTTP_PORT"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,7 @@ from service.records import SimpleRecord
 class Expected:
     products: dict[int, Product]
     dead_letter_values: Counter[tuple[bytes, str]]  # (value, reason) -> count
+    processed_ids: set[UUID]
 
     @property
     def dead_letters(self) -> int:
@@ -39,7 +41,7 @@ def expected_outcome(records: Sequence[tuple[bytes | None, bytes | None]]) -> Ex
     for (value, _), outcome in zip(events, result.outcomes, strict=True):
         if isinstance(outcome, Rejected):
             dead[(value, outcome.reason.value)] += 1
-    return Expected(result.changed, dead)
+    return Expected(result.changed, dead, set(result.processed_ids))
 
 
 async def table(engine: AsyncEngine) -> dict[int, Product]:

@@ -10,6 +10,7 @@ from faststream.kafka import TestKafkaBroker
 
 from service.app import build_broker
 from service.config import Settings
+from service.pipeline import BatchReport
 from service.records import Record
 from tests.support.events import record, upsert
 
@@ -27,8 +28,9 @@ class RecordingProcessor:
     def __init__(self) -> None:
         self.batches: list[list[Record]] = []
 
-    async def process(self, records: Sequence[Record], still_owned: object = None) -> None:
+    async def process(self, records: Sequence[Record], still_owned: object = None) -> BatchReport:
         self.batches.append(list(records))
+        return BatchReport()
 
 
 async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:

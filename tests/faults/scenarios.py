@@ -1,0 +1,156 @@
+"""The five fault scenarios, at any scale."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tests.faults import bad_inputs
+from tests.faults.harness import Harness, Pair, StackControl
+from tests.support.events import StreamSpec, generate_stream
+
+
+@dataclass(frozen=True)
+class Scale:
+    events: int
+    products: int
+    kills: int
+    postgres_restarts: int
+    kafka_restarts: int
+    publish_s: float
+    flood: int
+    catch_up_s: float
+
+
+CI = Scale(
+    events=20_000,
+    products=500,
+    kills=10,
+    postgres_restarts=2,
+    kafka_restarts=2,
+    publish_s=25.0,
+    flood=400,
+    catch_up_s=240.0,
+)
+FULL = Scale(
+    events=1_000_000,
+    products=20_000,
+    kills=20,
+    postgres_restarts=5,
+    kafka_restarts=3,
+    publish_s=90.0,
+    flood=5_000,
+    catch_up_s=1800.0,
+)
+
+Drive = Callable[[Harness], Awaitable[int]]
+
+
+@dataclass
+class Scenario:
+    name: str
+    pairs: list[Pair]
+    drive: Drive
+    partitions: int = 6
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+def stream(scale: Scale, seed: int) -> list[Pair]:
+    return list(
+        generate_stream(StreamSpec(events=scale.events, products=scale.products, seed=seed))
+    )
+
+
+def kills(scale: Scale) -> Scenario:
+    pairs = stream(scale, seed=101)
+
+    async def drive(h: Harness) -> int:
+        h.consumer()
+        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
+        mean_gap = scale.publish_s / scale.kills
+        for _ in range(scale.kills):
+            await asyncio.sleep(h.rng.uniform(0.3 * mean_gap, 1.5 * mean_gap))
+            h.consumers[-1].kill()  # SIGKILL at a random moment
+            h.consumer()
+            h.fault_done()
+        await publisher
+        return scale.kills
+
+    # The same replica restarting, as an orchestrator restarts it: with static membership it
+    # takes its partitions back without waiting for the group's session timeout.
+    return Scenario("sigkill", pairs, drive, settings={"kafka_group_instance_id": "sink-0"})
+
+
+def postgres_restarts(scale: Scale, stack: StackControl) -> Scenario:
+    pairs = stream(scale, seed=202)
+
+    async def drive(h: Harness) -> int:
+        h.consumer()
+        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
+        gap = scale.publish_s / (scale.postgres_restarts + 1)
+        for _ in range(scale.postgres_restarts):
+            await asyncio.sleep(h.rng.uniform(0.5 * gap, gap))
+            await asyncio.to_thread(stack.restart_postgres)
+            h.fault_done()
+        await publisher
+        return scale.postgres_restarts
+
+    return Scenario("postgres", pairs, drive)
+
+
+def kafka_restarts(scale: Scale, stack: StackControl) -> Scenario:
+    pairs = stream(scale, seed=303)
+
+    async def drive(h: Harness) -> int:
+        h.consumer()
+        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
+        gap = scale.publish_s / (scale.kafka_restarts + 1)
+        for _ in range(scale.kafka_restarts):
+            await asyncio.sleep(h.rng.uniform(0.5 * gap, gap))
+            async with h.gate:  # the test's publisher pauses; the consumer does not know
+                await asyncio.to_thread(stack.restart_kafka)
+            h.fault_done()
+        await publisher
+        return scale.kafka_restarts
+
+    return Scenario("kafka", pairs, drive)
+
+
+def rebalances(scale: Scale) -> Scenario:
+    pairs = stream(scale, seed=404)
+
+    async def drive(h: Harness) -> int:
+        group = [h.consumer("member") for _ in range(3)]
+        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
+        await asyncio.sleep(scale.publish_s / 3)
+        group[1].kill()
+        h.fault_done()
+        await asyncio.sleep(scale.publish_s / 3)
+        h.consumer("member")
+        h.fault_done()
+        await publisher
+        return 2
+
+    return Scenario("rebalance", pairs, drive, partitions=6)
+
+
+def flood(scale: Scale) -> Scenario:
+    good = list(
+        generate_stream(
+            StreamSpec(events=scale.events // 2, products=scale.products, seed=505, bad_share=0)
+        )
+    )
+    bad = bad_inputs.collect(scale.flood)
+    rng = random.Random(505)
+    pairs: list[Pair] = list(good)
+    for item in bad:  # hostile records at random places; good records keep their order
+        pairs.insert(rng.randrange(len(pairs) + 1), item)
+
+    async def drive(h: Harness) -> int:
+        h.consumer()
+        await h.publish(pairs, scale.publish_s / 2, chunk=100)
+        return 0
+
+    return Scenario("flood", pairs, drive)

@@ -1,0 +1,75 @@
+"""Exactly-once under real faults, at CI size: each scenario's final table, processed ids and
+dead-letter topic must equal the oracle's, row by row. `python -m tests.faults.full` runs the
+same scenarios at full size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import Settings
+from tests.conftest import make_settings
+from tests.faults import scenarios
+from tests.faults.harness import StackControl, run_scenario
+from tests.support.services import PostgresEndpoint
+
+SCALE = scenarios.CI
+
+
+async def _run(
+    scenario: scenarios.Scenario,
+    pg: PostgresEndpoint,
+    kafka: str,
+    names: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    settings: Settings = make_settings(
+        pg, kafka, names, kafka_topic_partitions=scenario.partitions, **scenario.settings
+    )
+    outcome = await run_scenario(
+        scenario.name,
+        settings,
+        pg.url(),
+        tmp_path,
+        scenario.pairs,
+        scenario.drive,
+        SCALE.catch_up_s,
+    )
+    print(outcome.line())
+    assert outcome.ok and not outcome.problems, outcome.line() + "\n" + "\n".join(outcome.problems)
+
+
+@pytest.fixture
+def stack() -> StackControl:
+    return StackControl()
+
+
+async def test_sigkill_at_random_moments(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    await _run(scenarios.kills(SCALE), pg, kafka, names, tmp_path)
+
+
+async def test_postgres_restarts_while_consuming(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path, stack: StackControl
+) -> None:
+    await _run(scenarios.postgres_restarts(SCALE, stack), pg, kafka, names, tmp_path)
+
+
+async def test_kafka_restarts_while_consuming(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path, stack: StackControl
+) -> None:
+    await _run(scenarios.kafka_restarts(SCALE, stack), pg, kafka, names, tmp_path)
+
+
+async def test_rebalances_in_a_group_of_three(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    await _run(scenarios.rebalances(SCALE), pg, kafka, names, tmp_path)
+
+
+async def test_a_flood_of_hostile_records(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    await _run(scenarios.flood(SCALE), pg, kafka, names, tmp_path)
