@@ -1,0 +1,99 @@
+"""The fault scenarios at full size (1M events per scenario, 20 kills, ...).
+
+    scripts/local-stack up && eval "$(scripts/local-stack env)"
+    .venv/bin/python -m tests.faults.full                      # all five
+    .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
+
+Prints per scenario: events, kills or restarts, lost, doubled, dead-lettered, time to
+recover; exits 1 if anything was lost, doubled or differs from the oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
+from tests.faults import scenarios
+from tests.faults.harness import StackControl, run_scenario
+from tests.support.services import PostgresEndpoint
+
+DATABASE = f"{TEST_DATABASE}_faults"
+
+
+def build(name: str, scale: scenarios.Scale, stack: StackControl) -> scenarios.Scenario:
+    return {
+        "sigkill": lambda: scenarios.kills(scale),
+        "postgres": lambda: scenarios.postgres_restarts(scale, stack),
+        "kafka": lambda: scenarios.kafka_restarts(scale, stack),
+        "rebalance": lambda: scenarios.rebalances(scale),
+        "flood": lambda: scenarios.flood(scale),
+    }[name]()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="sigkill,postgres,kafka,rebalance,flood")
+    parser.add_argument("--events", type=int, default=scenarios.FULL.events)
+    args = parser.parse_args()
+    if not os.environ.get("POSTGRES_HOST") or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        print(
+            'run `scripts/local-stack up && eval "$(scripts/local-stack env)"` first',
+            file=sys.stderr,
+        )
+        return 2
+    server = PostgresEndpoint(
+        os.environ["POSTGRES_HOST"],
+        int(os.environ.get("POSTGRES_PORT", "5432")),
+        os.environ["POSTGRES_USER"],
+        os.environ["POSTGRES_PASSWORD"],
+        os.environ["POSTGRES_DB"],
+    )
+    await _recreate_database(server, DATABASE)
+    pg = dataclasses.replace(server, database=DATABASE)
+    result = await asyncio.to_thread(alembic, pg, "upgrade", "head")
+    if result.returncode != 0:
+        print(result.stderr, file=sys.stderr)
+        return 1
+    scale = dataclasses.replace(scenarios.FULL, events=args.events)
+    stack = StackControl()
+    outcomes = []
+    log_root = Path(tempfile.mkdtemp(prefix="faults-full-"))
+    for name in args.only.split(","):
+        scenario = build(name, scale, stack)
+        suffix = uuid.uuid4().hex[:8]
+        names = {
+            "topic": f"faults.{name}.{suffix}",
+            "dlq": f"faults.{name}.{suffix}.dlq",
+            "group": f"faults-{name}-{suffix}",
+        }
+        settings = make_settings(
+            pg,
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            names,
+            kafka_topic_partitions=scenario.partitions,
+            batch_max_records=2000,
+            **scenario.settings,
+        )
+        log_dir = log_root / name
+        log_dir.mkdir()
+        print(f"{name}: {len(scenario.pairs)} records ...", file=sys.stderr, flush=True)
+        outcome = await run_scenario(
+            name, settings, pg.url(), log_dir, scenario.pairs, scenario.drive, scale.catch_up_s
+        )
+        outcomes.append(outcome)
+        print(outcome.line(), flush=True)
+        for problem in outcome.problems[:10]:
+            print(f"    {problem}", flush=True)
+    print(f"(consumer logs in {log_root})")
+    return 0 if all(o.ok and not o.problems for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
