@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from service.schema_check import require_current_schema
 from service.topics import ensure_topics
 
 log = logging.getLogger("service.app")
+KAFKA_COMMIT_INTERVAL_S = 1.0
 
 
 async def _raw_records(message: Any) -> Any:
@@ -87,6 +89,8 @@ def build_broker(
         description="Product events, contract v1 (see README).",
     )
 
+    last_kafka_commit = [0.0]
+
     @subscriber
     async def consume(message: KafkaMessage) -> None:
         consumer = subscriber.consumer
@@ -104,12 +108,18 @@ def build_broker(
         if consumer is not None:
             for (topic, partition), offset in report.rewind.items():
                 consumer.seek(TopicPartition(topic, partition), offset)
-        try:
-            # Kafka's committed offset only mirrors the database's (for lag monitoring);
-            # the database is the source of truth, so a failed commit loses nothing.
-            await message.ack()
-        except Exception as error:
-            log.warning("Kafka offset commit failed (%s); the database keeps the position", error)
+        # Kafka's committed offset only mirrors the database's, for lag monitoring; the
+        # database is the source of truth, so it is committed at most once a second and a
+        # failed commit loses nothing.
+        now = time.monotonic()
+        if now - last_kafka_commit[0] >= KAFKA_COMMIT_INTERVAL_S:
+            last_kafka_commit[0] = now
+            try:
+                await message.ack()
+            except Exception as error:
+                log.warning(
+                    "Kafka offset commit failed (%s); the database keeps the position", error
+                )
 
     return broker
 

@@ -122,9 +122,13 @@ async def lock_positions(
     that lost the partition in a rebalance waits, then sees how far the new owner got.
     """
     params = {"group_id": group_id, **_split(partitions)}
-    await session.execute(_ENSURE_POSITIONS, params)
     rows = await session.execute(_LOCK_POSITIONS, params)
-    return {(topic, partition): offset for topic, partition, offset in rows}
+    found = {(topic, partition): offset for topic, partition, offset in rows}
+    if len(found) < len(partitions):  # first batch of a partition: create its row, lock again
+        await session.execute(_ENSURE_POSITIONS, params)
+        rows = await session.execute(_LOCK_POSITIONS, params)
+        found = {(topic, partition): offset for topic, partition, offset in rows}
+    return found
 
 
 async def read_positions(
