@@ -31,6 +31,7 @@ from service.rebalance import PositionReader, SeekToStoredPositions
 from service.records import Record
 from service.retention import purge_forever
 from service.retry import Backoff
+from service.runtime import tune_gc
 from service.schema_check import require_current_schema
 from service.topics import ensure_topics
 
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await dead_letters.start()
 
     async def start_cleanup() -> None:
+        tune_gc()  # everything start-up allocated is long-lived: freeze it
         retention_s = settings.processed_event_retention_hours * 3600
         background.append(
             asyncio.create_task(

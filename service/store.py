@@ -172,18 +172,8 @@ async def load_products(session: AsyncSession, product_ids: Collection[int]) -> 
     if not product_ids:
         return {}
     rows = await session.execute(_LOAD_PRODUCTS, {"ids": sorted(product_ids)})
-    return {
-        row.id: Product(
-            id=row.id,
-            name=row.name,
-            description=row.description,
-            price=row.price,
-            quantity=row.quantity,
-            version=row.version,
-            deleted_at=row.deleted_at,
-        )
-        for row in rows
-    }
+    # Columns in Product's field order: positional construction from plain tuples.
+    return {row[0]: Product(*row) for row in rows.tuples()}
 
 
 async def save_products(session: AsyncSession, products: Collection[Product]) -> None:

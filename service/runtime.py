@@ -1,0 +1,18 @@
+"""Process tuning for the consumer."""
+
+from __future__ import annotations
+
+import gc
+
+# A batch creates tens of thousands of short-lived objects (events, states, parameters),
+# freed by reference counting. With CPython's default threshold (700) the cyclic collector
+# runs hundreds of times per batch and re-scans every long-lived object (imports, schemas,
+# pools) on each full pass: profiling showed validation running 2-3x slower than in
+# isolation. A higher first threshold and freezing what start-up allocated remove that.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
