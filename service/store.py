@@ -173,7 +173,7 @@ async def load_products(session: AsyncSession, product_ids: Collection[int]) -> 
         return {}
     rows = await session.execute(_LOAD_PRODUCTS, {"ids": sorted(product_ids)})
     # Columns in Product's field order: positional construction from plain tuples.
-    return {row[0]: Product(*row) for row in rows.tuples()}
+    return {row[0]: Product(*row) for row in rows}
 
 
 async def save_products(session: AsyncSession, products: Collection[Product]) -> None:
