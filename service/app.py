@@ -26,6 +26,7 @@ from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
 from service.metrics import Metrics
+from service.overlap import OverlappedWriter, Seek
 from service.pipeline import BatchProcessor, BatchReport, Ownership
 from service.rebalance import PositionReader, SeekToStoredPositions
 from service.records import Record
@@ -52,18 +53,21 @@ def _flatten(raw: Any) -> list[Record]:
     return [raw]
 
 
-class BatchHandler(Protocol):
-    async def process(
-        self, records: Sequence[Record], still_owned: Ownership | None = None
-    ) -> BatchReport: ...
+class BatchSink(Protocol):
+    async def submit(
+        self,
+        records: Sequence[Record],
+        still_owned: Ownership | None = None,
+        seek: Seek | None = None,
+    ) -> BatchReport | None: ...
 
 
 def build_broker(
     settings: Settings,
-    processor: BatchHandler,
+    writer: BatchSink,
     read_positions: PositionReader,
 ) -> KafkaBroker:
-    """The broker with its one subscriber: batches of raw records go to `processor`."""
+    """The broker with its one subscriber: batches of raw records go to `writer`."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id="inventory-sink",
@@ -99,24 +103,34 @@ def build_broker(
         def still_owned(topic: str, partition: int) -> bool:
             return consumer is None or TopicPartition(topic, partition) in consumer.assignment()
 
+        def seek(tp: tuple[str, int], offset: int) -> None:
+            if consumer is not None:
+                consumer.seek(TopicPartition(*tp), offset)
+
         try:
-            report = await processor.process(_flatten(message.raw_message), still_owned)
+            finished = await writer.submit(_flatten(message.raw_message), still_owned, seek)
         except BaseException:
             # Never move on past an unwritten batch: rewind each partition to its first
-            # record of this batch, so the next fetch delivers it again.
+            # record of this batch (the write path rewinds further if it must).
             await message.nack()
             raise
-        if consumer is not None:
-            for (topic, partition), offset in report.rewind.items():
-                consumer.seek(TopicPartition(topic, partition), offset)
+        if finished is None or consumer is None or not finished.next_offsets:
+            return
         # Kafka's committed offset only mirrors the database's, for lag monitoring; the
         # database is the source of truth, so it is committed at most once a second and a
         # failed commit loses nothing.
         now = time.monotonic()
         if now - last_kafka_commit[0] >= KAFKA_COMMIT_INTERVAL_S:
             last_kafka_commit[0] = now
+            owned = consumer.assignment()
+            offsets = {
+                TopicPartition(*tp): offset
+                for tp, offset in finished.next_offsets.items()
+                if TopicPartition(*tp) in owned
+            }
             try:
-                await message.ack()
+                if offsets:
+                    await consumer.commit(offsets)
             except Exception as error:
                 log.warning(
                     "Kafka offset commit failed (%s); the database keeps the position", error
@@ -145,7 +159,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         async with sessions() as session:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
-    broker = build_broker(settings, processor, read_positions)
+    writer = OverlappedWriter(processor)
+    broker = build_broker(settings, writer, read_positions)
 
     @get(include_in_schema=False)
     async def health(scope: Any) -> AsgiResponse:
@@ -182,6 +197,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await asyncio.gather(*background, return_exceptions=True)
 
     async def shut_down() -> None:
+        await writer.drain()  # the subscriber has stopped: let the last batch commit
         await dead_letters.stop()
         await engine.dispose()
 

@@ -6,6 +6,7 @@ write states, processed ids and positions -> dead-letter the unusable -> commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from service.retry import Backoff, retry_forever
 log = logging.getLogger("service.pipeline")
 
 Ownership = Callable[[str, int], bool]
+DECODE_CHUNK = 256
 
 
 @dataclass(slots=True)
@@ -38,6 +40,10 @@ class BatchReport:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     # Partitions whose batch started past the stored position: the consumer must seek back.
     rewind: dict[tuple[str, int], int] = field(default_factory=dict)
+    # ... and the first offset of the records abandoned there (see overlap.OverlappedWriter).
+    fence: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The positions this batch committed to the database.
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def as_counts(self) -> dict[str, int]:
         return {
@@ -75,10 +81,28 @@ class BatchProcessor:
         of a partition this consumer lost in a rebalance are abandoned (the new owner reads
         them again from the stored position) and nothing is written for that partition.
         """
+        return await self.write(records, await self.decode(records), still_owned)
+
+    async def decode(self, records: Sequence[Record]) -> list[Event | Unusable]:
+        """Validate every record (pure CPU), yielding to the event loop between chunks so a
+        transaction in flight keeps talking to the database meanwhile."""
+        decoded: list[Event | Unusable] = []
+        for start in range(0, len(records), DECODE_CHUNK):
+            decoded.extend(decode(record) for record in records[start : start + DECODE_CHUNK])
+            if start + DECODE_CHUNK < len(records):
+                await asyncio.sleep(0)
+        return decoded
+
+    async def write(
+        self,
+        records: Sequence[Record],
+        decoded: Sequence[Event | Unusable],
+        still_owned: Ownership | None = None,
+    ) -> BatchReport:
+        """Commit an already decoded batch; retries transient failures until it commits."""
         if not records:
             return BatchReport()
         started = time.perf_counter()
-        decoded = [decode(record) for record in records]
         report = await retry_forever(
             lambda: self._commit(records, decoded, still_owned),
             self.backoff,
@@ -146,6 +170,7 @@ class BatchProcessor:
                 key = (record.topic, record.partition)
                 next_offsets[key] = max(next_offsets.get(key, 0), record.offset + 1)
             await store.advance_positions(session, self.group_id, next_offsets)
+            report.next_offsets = next_offsets
             # Published and acknowledged before the transaction commits: a crash in between
             # re-delivers the batch and re-publishes the letters (at-least-once on the DLQ,
             # deduplicated by original.topic/partition/offset), never loses one.
@@ -193,6 +218,7 @@ class BatchProcessor:
                 stored,
             )
             report.rewind[tp] = stored
+            report.fence[tp] = offset
             report.abandoned += sum((r.topic, r.partition) == tp for r in records)
             del positions[tp]
 

@@ -28,7 +28,9 @@ class RecordingProcessor:
     def __init__(self) -> None:
         self.batches: list[list[Record]] = []
 
-    async def process(self, records: Sequence[Record], still_owned: object = None) -> BatchReport:
+    async def submit(
+        self, records: Sequence[Record], still_owned: object = None, seek: object = None
+    ) -> BatchReport:
         self.batches.append(list(records))
         return BatchReport()
 
