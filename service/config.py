@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     kafka_replication_factor: int = Field(default=1, ge=1)
 
     # Consumer tuning
-    batch_max_records: int = Field(default=2000, ge=1)
-    batch_timeout_ms: int = Field(default=200, ge=1)
+    batch_max_records: int = Field(default=5000, ge=1)
+    batch_timeout_ms: int = Field(default=50, ge=1)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)
     processed_event_retention_hours: float = Field(default=168.0, gt=0)

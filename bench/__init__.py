@@ -1,0 +1,16 @@
+"""Benchmark harness for inventory-sink: `python -m bench run --help`.
+
+Runs against the real broker and database on 127.0.0.1 (scripts/local-stack up), in a
+dedicated database (`inventory_bench`) and on topics and consumer groups unique to each run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# `tests.support` (the seeded event stream, the oracle) is imported from the checkout.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

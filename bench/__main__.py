@@ -1,0 +1,217 @@
+"""`python -m bench run`: benchmark inventory-sink on the local broker and database.
+
+Examples:
+    python -m bench run --smoke
+    python -m bench run --sizes 100k,1M --modes consume-only,naive,service
+    python -m bench run --sizes 100k --modes service --batch-sizes 250,1000,2000,5000 --plot b.png
+    python -m bench run --steady-rate 5000 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.plot import PlotUnavailable, plot, require_matplotlib
+from bench.profile import summarise
+from bench.report import render, to_json
+from bench.runner import MODES, Options, Outcome, run
+from bench.steady import SteadySpec
+from bench.target import TargetError
+
+SMOKE_SIZE = 2000
+SWEEP = [250, 1000, 2000, 5000]
+T = TypeVar("T")
+
+
+def _count(text: str) -> int:
+    """100000, 100k, 1M, 5m."""
+    text = text.strip().lower().replace("_", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    number = text[:-1] if scale != 1 else text
+    try:
+        value = int(float(number) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _counts(text: str) -> list[int]:
+    return [_count(part) for part in text.split(",") if part.strip()]
+
+
+def _modes(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [mode for mode in chosen if mode not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown modes {unknown}; choose from {list(MODES)}")
+    return chosen
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return name.upper(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the benchmark and print a table")
+    p.add_argument("--sizes", type=_counts, help="events per stream, e.g. 100k,1M,5M (100k)")
+    p.add_argument("--modes", type=_modes, default=list(MODES), help=",".join(MODES))
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE_SIZE} events, all modes and a 5 s steady run; no thresholds",
+    )
+    p.add_argument("--products", type=int, default=200, help="distinct product ids (200)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--partitions", type=int, default=6)
+    tuning = p.add_argument_group("service settings (passed to the service's environment)")
+    tuning.add_argument("--batch-max-records", type=_count, default=2000, help="(2000)")
+    tuning.add_argument(
+        "--batch-sizes",
+        type=_counts,
+        help=f"several BATCH_MAX_RECORDS to sweep, e.g. {','.join(map(str, SWEEP))}"
+        " (with --plot and no --batch-sizes, that sweep is run)",
+    )
+    tuning.add_argument("--batch-timeout-ms", type=int, help="BATCH_TIMEOUT_MS")
+    tuning.add_argument("--pool-size", type=int, help="POSTGRES_POOL_SIZE")
+    tuning.add_argument(
+        "--service-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting, repeatable",
+    )
+    naive = p.add_argument_group("naive mode")
+    naive.add_argument(
+        "--naive-cap",
+        type=_count,
+        default=50_000,
+        help="records the naive consumer handles at most (50k)",
+    )
+    naive.add_argument(
+        "--naive-time-limit", type=float, default=60.0, help="seconds after its first record (60)"
+    )
+    steady = p.add_argument_group("steady mode (runs when --steady-rate is given)")
+    steady.add_argument("--steady-rate", type=_count, help="events/s offered, e.g. 5000")
+    steady.add_argument("--duration", type=float, default=60.0, help="seconds measured (60)")
+    steady.add_argument("--warmup", type=float, default=2.0, help="seconds not measured (2)")
+    steady.add_argument("--poll-interval-ms", type=float, default=20.0, help="(20)")
+    steady.add_argument("--steady-linger-ms", type=int, default=5, help="producer linger (5)")
+    out = p.add_argument_group("output")
+    out.add_argument("--json", type=Path, help="also write the results as JSON here")
+    out.add_argument("--plot", type=Path, help="PNG: throughput vs batch size, steady latency")
+    out.add_argument(
+        "--profile", type=Path, help="py-spy raw profile of the first service run (needs py-spy)"
+    )
+    out.add_argument("--log-dir", type=Path, help="child process logs (default: a temp dir)")
+    out.add_argument("--keep-topics", action="store_true", help="do not delete bench topics")
+    out.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip comparing final tables with the oracle (done up to 1M events)",
+    )
+    out.add_argument("--timeout", type=float, default=3600.0, help="per mode, seconds (3600)")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    env = dict(args.service_env)
+    if args.batch_timeout_ms is not None:
+        env["BATCH_TIMEOUT_MS"] = str(args.batch_timeout_ms)
+    if args.pool_size is not None:
+        env["POSTGRES_POOL_SIZE"] = str(args.pool_size)
+    batch_sizes = args.batch_sizes or (SWEEP if args.plot else [args.batch_max_records])
+    sizes = args.sizes or ([] if args.steady_rate else [100_000])
+    modes = args.modes
+    steady_rate, duration, warmup = args.steady_rate, args.duration, args.warmup
+    if args.smoke:
+        sizes, modes, batch_sizes = [SMOKE_SIZE], list(MODES), [args.batch_max_records]
+        steady_rate, duration, warmup = 500, 5.0, 1.0
+    spec = None
+    if steady_rate:
+        spec = SteadySpec(
+            rate=steady_rate,
+            duration=duration,
+            warmup=warmup,
+            products=args.products,
+            seed=args.seed + 1,
+            partitions=args.partitions,
+            batch_max_records=args.batch_max_records,
+            poll_interval_s=args.poll_interval_ms / 1000,
+            linger_ms=args.steady_linger_ms,
+            timeout=120.0,
+        )
+    return Options(
+        sizes=sizes,
+        modes=modes,
+        batch_sizes=batch_sizes,
+        products=args.products,
+        seed=args.seed,
+        partitions=args.partitions,
+        service_env=env,
+        naive_cap=args.naive_cap,
+        naive_time_limit=args.naive_time_limit,
+        steady=spec,
+        verify_limit=0 if args.no_verify else 1_000_000,
+        mode_timeout=120.0 if args.smoke else args.timeout,
+        keep_topics=args.keep_topics,
+        profile=args.profile,
+        log_dir=args.log_dir,
+    )
+
+
+def _run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a CI timeout): stop children and delete topics as ^C does
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if args.plot:
+            require_matplotlib()
+        options = options_from(args)
+        outcome: Outcome = _run_loop(run(options))
+    except (TargetError, PlotUnavailable) as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    print(render(outcome.results, outcome.header), flush=True)
+    if options.profile is not None and options.profile.exists():
+        print("\n" + "\n".join(summarise(options.profile)))
+    if args.json:
+        to_json(outcome.results, outcome.meta, args.json)
+        print(f"\nresults written to {args.json}")
+    if args.plot:
+        plot(outcome.results, args.plot)
+        print(f"plot written to {args.plot}")
+    return 1 if outcome.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

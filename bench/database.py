@@ -1,0 +1,82 @@
+"""The bench database: create it, migrate it, empty it, and read what the sinks wrote."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import asyncpg
+
+from bench import ROOT
+from bench.target import Target
+
+TABLES = "products, processed_events, consumer_offsets"
+
+
+async def ensure_database(target: Target) -> None:
+    """Create the bench database if it is missing (the role has CREATEDB)."""
+    name = target.base.postgres_db
+    connection = await asyncpg.connect(target.dsn(target.admin_database), timeout=10)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+            print(f"bench: created database {name}", file=sys.stderr)
+    finally:
+        await connection.close()
+
+
+def migrate(target: Target) -> None:
+    """`alembic upgrade head` on the bench database, as an operator would run it."""
+    env = target.env(target.base)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"alembic upgrade head failed:\n{result.stdout}\n{result.stderr}")
+
+
+async def truncate(target: Target) -> None:
+    connection = await asyncpg.connect(target.dsn(), timeout=10)
+    try:
+        await connection.execute(f"TRUNCATE {TABLES}")
+    finally:
+        await connection.close()
+
+
+class Positions:
+    """Reads the service's stored positions (consumer_offsets) for one group and topic."""
+
+    def __init__(self, connection: asyncpg.Connection, group_id: str, topic: str) -> None:
+        self.connection = connection
+        self.group_id = group_id
+        self.topic = topic
+
+    async def read(self) -> tuple[int, int]:
+        """(partitions with a stored position, sum of their next offsets)."""
+        row = await self.connection.fetchrow(
+            "SELECT count(*), coalesce(sum(next_offset), 0) FROM consumer_offsets "
+            "WHERE group_id = $1 AND topic = $2",
+            self.group_id,
+            self.topic,
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+
+async def table_counts(target: Target) -> dict[str, int]:
+    connection = await asyncpg.connect(target.dsn(), timeout=10)
+    try:
+        return {
+            "products": int(await connection.fetchval("SELECT count(*) FROM products")),
+            "processed_events": int(
+                await connection.fetchval("SELECT count(*) FROM processed_events")
+            ),
+        }
+    finally:
+        await connection.close()

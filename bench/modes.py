@@ -1,0 +1,259 @@
+"""The catch-up modes: the same pre-published topic read by consume-only, naive and service.
+
+Each mode times from its first applied batch (or record) to the end of the topic, so process
+start-up, group join and partition assignment are excluded; start-up is reported apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from bench import database, stream
+from bench.measure import HostCpu, MemorySampler, Progress, cpu_seconds, read_status_kb
+from bench.process import Child
+from bench.profile import Profiler
+from bench.report import Result
+from bench.target import Target, code_state
+from bench.verify import Expected, check_table
+
+
+@dataclass
+class Topic:
+    """One published stream, shared by every mode of one size."""
+
+    target: Target
+    run_id: str
+    name: str
+    size: int
+    partitions: int
+    ends: dict[int, int]
+    log_dir: Path
+    expected: Expected | None = None
+    extra_topics: list[str] = field(default_factory=list)  # DLQs made for it: to delete
+
+    @property
+    def total(self) -> int:
+        return sum(self.ends.values())
+
+    def group(self, mode: str) -> str:
+        return f"bench-{self.run_id}-{mode}-{self.size}"
+
+
+async def consume_only(topic: Topic, timeout: float) -> Result:
+    """aiokafka getmany into nothing: the Kafka-side limit for this host.
+
+    Timed from the moment the group assigned the partitions (the fetcher starts then).
+    """
+    progress = Progress("consume-only", topic.total, "read")
+    spawned = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        topic.name,
+        bootstrap_servers=topic.target.bootstrap,
+        group_id=topic.group("consume"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,  # as the service's subscriber
+    )
+    await consumer.start()
+    count = 0
+    try:
+        while not consumer.assignment():
+            if time.perf_counter() - spawned > timeout:
+                raise TimeoutError(f"consume-only got no assignment in {timeout} s")
+            await asyncio.sleep(0.005)
+        joined = time.perf_counter()
+        while count < topic.total:
+            batch = await consumer.getmany(timeout_ms=500)
+            count += sum(len(records) for records in batch.values())
+            progress(count)
+            if time.perf_counter() - spawned > timeout:
+                raise TimeoutError(f"consume-only read {count} of {topic.total} in {timeout} s")
+        done_at = time.perf_counter()
+    finally:
+        await consumer.stop()
+    result = Result("consume-only", topic.size, count, done_at - joined)
+    result.startup_s = joined - spawned
+    result.notes.append("timed from partition assignment (group join excluded)")
+    return result
+
+
+async def naive(topic: Topic, cap: int, time_limit: float, timeout: float) -> Result:
+    """`python -m bench.naive`: one message, one transaction."""
+    await database.truncate(topic.target)
+    target = min(cap, topic.total)
+    settings = topic.target.settings(kafka_topic=topic.name, kafka_group_id=topic.group("naive"))
+    child = Child(
+        f"naive-{topic.size}",
+        [
+            "-m",
+            "bench.naive",
+            *("--topic", topic.name, "--group", topic.group("naive")),
+            *("--target", str(target), "--time-limit", str(time_limit)),
+        ],
+        topic.target.env(settings),
+        topic.log_dir,
+        pipe_stdout=True,
+    )
+    progress = Progress("naive", target, "applied")
+    spawned_wall = time.time()
+    await child.start()
+    assert child.process is not None and child.process.stdout is not None
+    sampler = MemorySampler(child.pid)
+    sampler.start()
+    peak_kb = 0
+    report: dict[str, Any] = {}
+    cpu_marks: tuple[float | None, float] = (None, 0.0)
+    cpu_used = timed = 0.0
+    try:
+        while True:
+            remaining = timeout - (time.time() - spawned_wall)
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"naive handled {report.get('count', 0)} of {target} in {timeout:.0f} s "
+                    f"(log {child.log_path})"
+                )
+            line = await asyncio.wait_for(child.process.stdout.readline(), remaining)
+            if not line:
+                child.check_alive()
+                raise RuntimeError(f"naive consumer ended without a report:\n{child.tail()}")
+            report = json.loads(line)
+            peak_kb = max(peak_kb, read_status_kb(child.pid, "VmHWM") or 0)
+            if report["count"] and cpu_marks[0] is None:
+                cpu_marks = (cpu_seconds(child.pid), report["seconds"])
+            if report["done"] and cpu_marks[0] is not None:
+                cpu_used = (cpu_seconds(child.pid) or cpu_marks[0]) - cpu_marks[0]
+                timed = report["seconds"] - cpu_marks[1]
+            progress(report["count"])
+            if report["done"]:
+                break
+    finally:
+        await sampler.stop()
+        code = await child.stop(exiting=15.0 if report.get("done") else 0.0)
+    result = Result("naive", topic.size, report["count"], report["seconds"])
+    result.peak_rss_mb = max(peak_kb / 1024, max((mb for _, mb in sampler.samples), default=0))
+    if report["first_wall"] is not None:
+        result.startup_s = report["first_wall"] - spawned_wall
+    result.series["rss_mb"] = sampler.samples
+    result.series["fates"] = report["fates"]
+    if report["count"] < topic.total:
+        result.notes.append(
+            f"capped: stopped after {report['count']:,} of {topic.total:,} records "
+            f"(cap {cap:,} records or {time_limit:.0f} s after the first); rate from those"
+        )
+    elif topic.expected is not None:
+        result.notes.append(await check_table(topic.target, topic.expected))
+    result.notes.append(
+        "one transaction per record; unusable records are skipped (no dead-letter publishing)"
+    )
+    if timed > 0:
+        result.notes.append(f"naive process CPU {100 * cpu_used / timed:.0f}% of one core")
+    if code not in (0, None):
+        result.notes.append(f"naive consumer exited with code {code} (log {child.log_path})")
+    return result
+
+
+async def service(
+    topic: Topic,
+    batch_max_records: int,
+    extra_env: dict[str, str],
+    timeout: float,
+    profile: Path | None = None,
+) -> Result:
+    """`python -m service run`, timed from its first committed batch until lag is zero."""
+    await database.truncate(topic.target)
+    group = f"{topic.group('service')}-b{batch_max_records}"
+    dlq = f"{topic.name}.dlq.b{batch_max_records}"
+    topic.extra_topics.append(dlq)
+    settings = topic.target.settings(
+        kafka_topic=topic.name,
+        kafka_dlq_topic=dlq,
+        kafka_group_id=group,
+        kafka_topic_partitions=topic.partitions,
+        batch_max_records=batch_max_records,
+    )
+    env = topic.target.env(settings, extra_env)
+    child = Child(
+        f"service-{topic.size}-b{batch_max_records}",
+        ["-m", "service", "run"],
+        env,
+        topic.log_dir,
+        pipe_stdout=False,
+    )
+    connection = await asyncpg.connect(topic.target.dsn(), timeout=10)
+    positions = database.Positions(connection, group, topic.name)
+    progress = Progress(f"service (batch {batch_max_records})", topic.total)
+    code_at_spawn = code_state()
+    spawned = time.perf_counter()
+    await child.start()
+    sampler = MemorySampler(child.pid)
+    sampler.start()
+    profiler = Profiler(child.pid, profile) if profile is not None else None
+    if profiler is not None:
+        await profiler.start()
+    first_at, first_done, cpu_at_first = None, 0, 0.0
+    host = HostCpu()
+    try:
+        while True:
+            rows, done = await positions.read()
+            now = time.perf_counter()
+            if rows and first_at is None:
+                first_at, first_done = now, done
+                host.start()
+                cpu_at_first = cpu_seconds(child.pid) or 0.0
+            progress(done)
+            if done >= topic.total:
+                break
+            child.check_alive()
+            if now - spawned > timeout:
+                raise TimeoutError(f"service applied {done} of {topic.total} in {timeout} s")
+            await asyncio.sleep(0.1)
+        done_at = time.perf_counter()
+        host_busy = host.busy()
+        cpu_used = (cpu_seconds(child.pid) or 0.0) - cpu_at_first
+        peak = sampler.peak_mb()
+    finally:
+        await connection.close()
+        await sampler.stop()
+        code = await child.stop()
+        if profiler is not None:
+            await profiler.wait()
+    assert first_at is not None
+    result = Result("service", topic.size, topic.total - first_done, done_at - first_at)
+    result.batch_max_records = batch_max_records
+    result.startup_s = first_at - spawned
+    result.peak_rss_mb = peak
+    result.series["rss_mb"] = sampler.samples
+    result.series["code"] = code_at_spawn
+    if not result.events:
+        result.events, result.seconds = topic.total, done_at - spawned
+        result.notes.append("all records came in the first batch: timed from process spawn")
+    else:
+        result.notes.append(
+            f"timed from its first committed batch ({first_done:,} records, seen within 0.1 s) "
+            "to lag 0; start-up (spawn to that batch) reported apart"
+        )
+        result.notes.append(
+            f"while timed: service process CPU {cpu_used:.1f} s "
+            f"({100 * cpu_used / result.seconds:.0f}% of one core); all {os.cpu_count()} host "
+            f"CPUs {100 * host_busy:.0f}% busy (service + PostgreSQL + Kafka + bench)"
+        )
+        result.series["service_cpu_s"] = cpu_used
+        result.series["host_busy"] = host_busy
+    letters = sum((await stream.end_offsets(topic.target.bootstrap, dlq)).values())
+    if topic.expected is not None:
+        result.notes.append(await check_table(topic.target, topic.expected))
+        result.notes.append(f"dead letters: {letters:,} (oracle: {topic.expected.dead_letters:,})")
+    else:
+        result.notes.append(f"dead letters: {letters:,}")
+    if code != 0:
+        result.notes.append(f"service exited with code {code} after SIGTERM ({child.log_path})")
+    return result

@@ -1,0 +1,210 @@
+"""One benchmark invocation: prepare the database, publish each size once, run every mode on
+it, then the steady run, and hand back the results."""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import database, modes, stream
+from bench.measure import Progress, host_busy, rate_text, say
+from bench.report import Result
+from bench.steady import SteadySpec, steady
+from bench.target import Target, code_state, load_target, run_id
+from bench.verify import expected_outcome
+
+MODES = ("consume-only", "naive", "service")
+code_state_at_start = [""]  # other people may edit service/ while a long run goes on
+
+
+@dataclass
+class Options:
+    sizes: list[int]
+    modes: list[str]
+    batch_sizes: list[int]
+    products: int = 200
+    seed: int = 7
+    partitions: int = 6
+    service_env: dict[str, str] = field(default_factory=dict)
+    naive_cap: int = 50_000
+    naive_time_limit: float = 60.0
+    steady: SteadySpec | None = None
+    verify_limit: int = 1_000_000
+    mode_timeout: float = 3600.0
+    keep_topics: bool = False
+    profile: Path | None = None
+    log_dir: Path | None = None
+
+
+@dataclass
+class Outcome:
+    results: list[Result]
+    header: list[str]
+    meta: dict[str, object]
+    failed: bool
+    profile_summary: list[str] = field(default_factory=list)
+
+
+def _header(target: Target, rid: str, options: Options, log_dir: Path) -> list[str]:
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [
+        f"inventory-sink benchmark, run {rid} ({time.strftime('%Y-%m-%d %H:%M:%S')})",
+        f"host: {os.cpu_count()} CPUs, {memory_gb:.0f} GB RAM, Python {platform.python_version()};"
+        f" Kafka {target.bootstrap} and PostgreSQL {target.base.postgres_host}:"
+        f"{target.base.postgres_port}/{target.base.postgres_db} run on this host too",
+        f"stream: tests.support.events.generate_stream(products={options.products}, "
+        f"seed={options.seed}); {options.partitions} partitions; service env overrides: "
+        f"{options.service_env or 'none'}; logs in {log_dir}",
+        code_state(),
+        f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+    ]
+
+
+async def _attempt(
+    what: str, results: list[Result], failed: list[str], make: Callable[[], Awaitable[Result]]
+) -> None:
+    busy_before = await host_busy(1.0)
+    try:
+        result = await make()
+    except Exception as error:
+        say(f"{what}: FAILED: {error}\n{traceback.format_exc()}")
+        failed.append(f"{what}: {error}")
+        return
+    result.series["host_busy_before"] = busy_before
+    code = result.series.get("code")
+    if code is not None and code != code_state_at_start[0]:
+        result.notes.append(f"the code changed since the run began; at this mode's start: {code}")
+    if busy_before > 0.15:
+        result.notes.append(
+            f"host CPUs were {100 * busy_before:.0f}% busy just before this run (other "
+            "work shares the CPUs, broker and database): expect noise"
+        )
+    results.append(result)
+    say(f"{what}: {result.events:,} events in {result.seconds:.2f} s = {rate_text(result.rate)}")
+
+
+async def _size(
+    target: Target,
+    rid: str,
+    size: int,
+    options: Options,
+    log_dir: Path,
+    created: list[str],
+    results: list[Result],
+    failed: list[str],
+) -> None:
+    name = f"bench.{rid}.n{size}"
+    created.append(name)
+    await stream.create_topic(target.bootstrap, name, options.partitions)
+    started = time.perf_counter()
+    pairs = stream.build(size, options.products, options.seed)
+    say(f"stream: {size:,} events generated in {time.perf_counter() - started:.1f} s")
+    seconds = await stream.publish_bulk(
+        target.bootstrap, name, pairs, options.partitions, Progress("publish", size, "sent")
+    )
+    say(f"publish: {size:,} events to {name} in {seconds:.1f} s ({rate_text(size / seconds)})")
+    expected = None
+    if set(options.modes) - {"consume-only"} and size <= options.verify_limit:
+        started = time.perf_counter()
+        expected = expected_outcome(pairs)
+        say(f"oracle: expected outcome computed in {time.perf_counter() - started:.1f} s")
+    del pairs
+    gc.collect()
+    gc.freeze()  # the oracle's million objects must not slow consume-only's collections
+    ends = await stream.end_offsets(target.bootstrap, name)
+    topic = modes.Topic(
+        target, rid, name, size, options.partitions, ends, log_dir, expected, extra_topics=created
+    )
+    if topic.total != size:
+        raise RuntimeError(f"{name} holds {topic.total} records, expected {size}")
+    timeout = options.mode_timeout
+    for mode in options.modes:
+        if mode == "consume-only":
+            await _attempt(
+                f"consume-only {size:,}",
+                results,
+                failed,
+                lambda: modes.consume_only(topic, timeout),
+            )
+        elif mode == "naive":
+            await _attempt(
+                f"naive {size:,}",
+                results,
+                failed,
+                lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
+            )
+        elif mode == "service":
+            for batch in options.batch_sizes:
+                profile = options.profile if not any(r.mode == "service" for r in results) else None
+                await _attempt(
+                    f"service {size:,} (batch {batch})",
+                    results,
+                    failed,
+                    lambda batch=batch, profile=profile: modes.service(
+                        topic, batch, options.service_env, timeout, profile
+                    ),
+                )
+
+
+async def run(options: Options) -> Outcome:
+    target = load_target()
+    rid = run_id()
+    log_dir = options.log_dir or Path(tempfile.gettempdir()) / "inventory-bench" / rid
+    log_dir.mkdir(parents=True, exist_ok=True)
+    code_state_at_start[0] = code_state()
+    header = _header(target, rid, options, log_dir)
+    for line in header:
+        say(line)
+    await database.ensure_database(target)
+    database.migrate(target)
+    results: list[Result] = []
+    failed: list[str] = []
+    created: list[str] = []
+    try:
+        for size in options.sizes:
+            try:
+                await _size(target, rid, size, options, log_dir, created, results, failed)
+            except Exception as error:
+                say(f"size {size:,}: FAILED: {error}\n{traceback.format_exc()}")
+                failed.append(f"size {size:,}: {error}")
+        if options.steady is not None:
+            spec = options.steady
+            await _attempt(
+                f"steady {spec.rate}/s",
+                results,
+                failed,
+                lambda: steady(target, rid, spec, options.service_env, log_dir, created),
+            )
+    finally:
+        if not options.keep_topics:
+            try:
+                await stream.delete_topics(target.bootstrap, created)
+            except Exception as error:
+                say(f"could not delete topics {created}: {error}")
+    for problem in failed:
+        header.append(f"FAILED: {problem}")
+    meta: dict[str, object] = {
+        "run_id": rid,
+        "header": header,
+        "options": {
+            "sizes": options.sizes,
+            "modes": options.modes,
+            "batch_sizes": options.batch_sizes,
+            "products": options.products,
+            "seed": options.seed,
+            "partitions": options.partitions,
+            "service_env": options.service_env,
+            "naive_cap": options.naive_cap,
+            "naive_time_limit": options.naive_time_limit,
+            "steady": asdict(options.steady) if options.steady else None,
+        },
+        "failed": failed,
+    }
+    return Outcome(results, header, meta, bool(failed))
