@@ -83,39 +83,54 @@ def kills(scale: Scale) -> Scenario:
     return Scenario("sigkill", pairs, drive, settings={"kafka_group_instance_id": "sink-0"})
 
 
-def postgres_restarts(scale: Scale, stack: StackControl) -> Scenario:
-    pairs = stream(scale, seed=202)
+def _restarts(
+    name: str,
+    pairs: list[Pair],
+    count: int,
+    publish_s: float,
+    restart: Callable[[], None],
+    pause_publisher: bool,
+) -> Scenario:
+    """One consumer runs while a service is restarted `count` times at random moments."""
 
     async def drive(h: Harness) -> int:
         h.consumer()
-        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
-        gap = scale.publish_s / (scale.postgres_restarts + 1)
-        for _ in range(scale.postgres_restarts):
+        publisher = asyncio.create_task(h.publish(pairs, publish_s))
+        gap = publish_s / (count + 1)
+        for _ in range(count):
             await asyncio.sleep(h.rng.uniform(0.5 * gap, gap))
-            await asyncio.to_thread(stack.restart_postgres)
+            if pause_publisher:  # the test's own publisher waits; the consumer does not know
+                async with h.gate:
+                    await asyncio.to_thread(restart)
+            else:
+                await asyncio.to_thread(restart)
             h.fault_done()
         await publisher
-        return scale.postgres_restarts
+        return count
 
-    return Scenario("postgres", pairs, drive)
+    return Scenario(name, pairs, drive)
+
+
+def postgres_restarts(scale: Scale, stack: StackControl) -> Scenario:
+    return _restarts(
+        "postgres",
+        stream(scale, seed=202),
+        scale.postgres_restarts,
+        scale.publish_s,
+        stack.restart_postgres,
+        pause_publisher=False,
+    )
 
 
 def kafka_restarts(scale: Scale, stack: StackControl) -> Scenario:
-    pairs = stream(scale, seed=303)
-
-    async def drive(h: Harness) -> int:
-        h.consumer()
-        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
-        gap = scale.publish_s / (scale.kafka_restarts + 1)
-        for _ in range(scale.kafka_restarts):
-            await asyncio.sleep(h.rng.uniform(0.5 * gap, gap))
-            async with h.gate:  # the test's publisher pauses; the consumer does not know
-                await asyncio.to_thread(stack.restart_kafka)
-            h.fault_done()
-        await publisher
-        return scale.kafka_restarts
-
-    return Scenario("kafka", pairs, drive)
+    return _restarts(
+        "kafka",
+        stream(scale, seed=303),
+        scale.kafka_restarts,
+        scale.publish_s,
+        stack.restart_kafka,
+        pause_publisher=True,
+    )
 
 
 def rebalances(scale: Scale) -> Scenario:
