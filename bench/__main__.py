@@ -23,6 +23,7 @@ from bench.report import render, to_json
 from bench.runner import MODES, Options, Outcome, run
 from bench.steady import SteadySpec
 from bench.target import TargetError
+from service.config import Settings
 
 SMOKE_SIZE = 2000
 SWEEP = [250, 1000, 2000, 5000]
@@ -79,12 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--partitions", type=int, default=6)
     tuning = p.add_argument_group("service settings (passed to the service's environment)")
-    tuning.add_argument("--batch-max-records", type=_count, default=2000, help="(2000)")
+    default_batch = Settings.model_fields["batch_max_records"].default
+    tuning.add_argument(
+        "--batch-max-records",
+        type=_count,
+        default=default_batch,
+        help=f"(the service's default, {default_batch})",
+    )
     tuning.add_argument(
         "--batch-sizes",
         type=_counts,
         help=f"several BATCH_MAX_RECORDS to sweep, e.g. {','.join(map(str, SWEEP))}"
         " (with --plot and no --batch-sizes, that sweep is run)",
+    )
+    tuning.add_argument(
+        "--replicas",
+        type=_counts,
+        default=[1],
+        help="service processes in one consumer group, e.g. 1,2 to compare (1)",
     )
     tuning.add_argument("--batch-timeout-ms", type=int, help="BATCH_TIMEOUT_MS")
     tuning.add_argument("--pool-size", type=int, help="POSTGRES_POOL_SIZE")
@@ -160,6 +173,7 @@ def options_from(args: argparse.Namespace) -> Options:
         sizes=sizes,
         modes=modes,
         batch_sizes=batch_sizes,
+        replicas=[1] if args.smoke else args.replicas,
         products=args.products,
         seed=args.seed,
         partitions=args.partitions,

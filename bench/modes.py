@@ -167,11 +167,13 @@ async def service(
     extra_env: dict[str, str],
     timeout: float,
     profile: Path | None = None,
+    replicas: int = 1,
 ) -> Result:
-    """`python -m service run`, timed from its first committed batch until lag is zero."""
+    """`python -m service run` (`replicas` processes in one group), timed from the first
+    committed batch until lag is zero."""
     await database.truncate(topic.target)
-    group = f"{topic.group('service')}-b{batch_max_records}"
-    dlq = f"{topic.name}.dlq.b{batch_max_records}"
+    group = f"{topic.group('service')}-b{batch_max_records}-r{replicas}"
+    dlq = f"{topic.name}.dlq.b{batch_max_records}.r{replicas}"
     topic.extra_topics.append(dlq)
     settings = topic.target.settings(
         kafka_topic=topic.name,
@@ -181,21 +183,28 @@ async def service(
         batch_max_records=batch_max_records,
     )
     env = topic.target.env(settings, extra_env)
-    child = Child(
-        f"service-{topic.size}-b{batch_max_records}",
-        ["-m", "service", "run"],
-        env,
-        topic.log_dir,
-        pipe_stdout=False,
-    )
+    children = [
+        Child(
+            f"service-{topic.size}-b{batch_max_records}-r{replicas}-{index}",
+            ["-m", "service", "run"],
+            env,
+            topic.log_dir,
+            pipe_stdout=False,
+        )
+        for index in range(replicas)
+    ]
+    child = children[0]
     connection = await asyncpg.connect(topic.target.dsn(), timeout=10)
     positions = database.Positions(connection, group, topic.name)
     progress = Progress(f"service (batch {batch_max_records})", topic.total)
     code_at_spawn = code_state()
     spawned = time.perf_counter()
-    await child.start()
-    sampler = MemorySampler(child.pid)
-    sampler.start()
+    for each in children:
+        await each.start()
+    samplers = [MemorySampler(each.pid) for each in children]
+    for each_sampler in samplers:
+        each_sampler.start()
+    sampler = samplers[0]
     profiler = Profiler(child.pid, profile) if profile is not None else None
     if profiler is not None:
         await profiler.start()
@@ -208,27 +217,31 @@ async def service(
             if rows and first_at is None:
                 first_at, first_done = now, done
                 host.start()
-                cpu_at_first = cpu_seconds(child.pid) or 0.0
+                cpu_at_first = sum(cpu_seconds(each.pid) or 0.0 for each in children)
             progress(done)
             if done >= topic.total:
                 break
-            child.check_alive()
+            for each in children:
+                each.check_alive()
             if now - spawned > timeout:
                 raise TimeoutError(f"service applied {done} of {topic.total} in {timeout} s")
             await asyncio.sleep(0.1)
         done_at = time.perf_counter()
         host_busy = host.busy()
-        cpu_used = (cpu_seconds(child.pid) or 0.0) - cpu_at_first
-        peak = sampler.peak_mb()
+        cpu_used = sum(cpu_seconds(each.pid) or 0.0 for each in children) - cpu_at_first
+        peak = max(each_sampler.peak_mb() for each_sampler in samplers)
     finally:
         await connection.close()
-        await sampler.stop()
-        code = await child.stop()
+        for each_sampler in samplers:
+            await each_sampler.stop()
+        codes = [await each.stop() for each in children]
+        code = next((c for c in codes if c != 0), 0)
         if profiler is not None:
             await profiler.wait()
     assert first_at is not None
     result = Result("service", topic.size, topic.total - first_done, done_at - first_at)
     result.batch_max_records = batch_max_records
+    result.replicas = replicas
     result.startup_s = first_at - spawned
     result.peak_rss_mb = peak
     result.series["rss_mb"] = sampler.samples
@@ -242,8 +255,9 @@ async def service(
             "to lag 0; start-up (spawn to that batch) reported apart"
         )
         result.notes.append(
-            f"while timed: service process CPU {cpu_used:.1f} s "
-            f"({100 * cpu_used / result.seconds:.0f}% of one core); all {os.cpu_count()} host "
+            f"while timed: service CPU {cpu_used:.1f} s over {replicas} process(es) "
+            f"({100 * cpu_used / result.seconds:.0f}% of one core); peak RSS is the largest "
+            f"process's; all {os.cpu_count()} host "
             f"CPUs {100 * host_busy:.0f}% busy (service + PostgreSQL + Kafka + bench)"
         )
         result.series["service_cpu_s"] = cpu_used

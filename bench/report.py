@@ -16,6 +16,7 @@ class Result:
     events: int  # records the measurement covers
     seconds: float  # the time those records took
     batch_max_records: int | None = None
+    replicas: int = 1
     startup_s: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -31,7 +32,8 @@ class Result:
     @property
     def label(self) -> str:
         if self.mode in ("service", "steady") and self.batch_max_records is not None:
-            return f"{self.mode} (batch {self.batch_max_records})"
+            mode = f"{self.mode} x{self.replicas}" if self.replicas > 1 else self.mode
+            return f"{mode} (batch {self.batch_max_records})"
         return self.mode
 
 

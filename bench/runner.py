@@ -29,6 +29,7 @@ class Options:
     sizes: list[int]
     modes: list[str]
     batch_sizes: list[int]
+    replicas: list[int]
     products: int = 200
     seed: int = 7
     partitions: int = 6
@@ -141,16 +142,19 @@ async def _size(
                 lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
             )
         elif mode == "service":
-            for batch in options.batch_sizes:
-                profile = options.profile if not any(r.mode == "service" for r in results) else None
-                await _attempt(
-                    f"service {size:,} (batch {batch})",
-                    results,
-                    failed,
-                    lambda batch=batch, profile=profile: modes.service(
-                        topic, batch, options.service_env, timeout, profile
-                    ),
-                )
+            for replicas in options.replicas:
+                for batch in options.batch_sizes:
+                    profile = (
+                        options.profile if not any(r.mode == "service" for r in results) else None
+                    )
+                    await _attempt(
+                        f"service {size:,} (batch {batch}, {replicas} replica(s))",
+                        results,
+                        failed,
+                        lambda batch=batch, profile=profile, replicas=replicas: modes.service(
+                            topic, batch, options.service_env, timeout, profile, replicas
+                        ),
+                    )
 
 
 async def run(options: Options) -> Outcome:
