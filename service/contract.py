@@ -30,6 +30,9 @@ MAX_QUANTITY = 2**31 - 1
 MAX_VERSION = 2**63 - 1
 MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
 
+# PostgreSQL text cannot hold NUL (U+0000): such a string is rejected here, not by the database.
+NO_NUL = r"^[^\x00]*$"
+
 EventType = Literal["product.upserted", "product.deleted", "stock.adjusted"]
 
 
@@ -56,8 +59,8 @@ class _Model(BaseModel):
 
 
 class UpsertData(_Model):
-    name: Annotated[str, Field(min_length=1, max_length=255)]
-    description: Annotated[str | None, Field(max_length=10_000)] = None
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL)]
+    description: Annotated[str | None, Field(max_length=10_000, pattern=NO_NUL)] = None
     price: Annotated[Decimal, Field(ge=0, le=MAX_PRICE, max_digits=12, decimal_places=2)]
     quantity: Annotated[StrictInt | None, Field(ge=0, le=MAX_QUANTITY)] = None
 
@@ -68,7 +71,7 @@ class DeleteData(_Model):
 
 class StockData(_Model):
     delta: Annotated[StrictInt, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
-    reason: Annotated[str | None, Field(max_length=1_000)] = None
+    reason: Annotated[str | None, Field(max_length=1_000, pattern=NO_NUL)] = None
 
     def model_post_init(self, context: Any, /) -> None:
         if self.delta == 0:
@@ -133,7 +136,11 @@ def _describe(error: ValidationError, limit: int = 5) -> str:
     parts = []
     for item in error.errors(include_url=False)[:limit]:
         where = ".".join(str(p) for p in item["loc"]) or "value"
-        parts.append(f"{where}: {item['msg']}")
+        message = item["msg"]
+        pattern = item.get("ctx", {}).get("pattern")
+        if item["type"] == "string_pattern_mismatch" and pattern == NO_NUL:
+            message = "must not contain NUL (\\u0000) characters; PostgreSQL text cannot store them"
+        parts.append(f"{where}: {message}")
     extra = error.error_count() - limit
     if extra > 0:
         parts.append(f"(+{extra} more)")

@@ -902,3 +902,17 @@ def test_event_json_round_trips_through_parse_event(
     assert parsed.occurred_at == moment
     assert parsed.product_id == 9
     assert parsed.version == version
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (upserted(data={"name": "a\u0000b", "price": "1.00"}), "name"),
+        (upserted(data={"name": "ok", "description": "\u0000", "price": "1.00"}), "description"),
+        (adjusted(data={"delta": 1, "reason": "nul \u0000 inside"}), "reason"),
+    ],
+)
+def test_text_with_a_nul_character_is_rejected_because_postgresql_cannot_store_it(
+    event: dict[str, Any], field: str
+) -> None:
+    assert_invalid(event, field, "NUL")
