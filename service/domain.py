@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     UNKNOWN_PRODUCT = "unknown_product"
     INSUFFICIENT_STOCK = "insufficient_stock"
     QUANTITY_OVERFLOW = "quantity_overflow"
+    UNSTORABLE = "unstorable"  # valid, but the database refused it
 
 
 class Fate(enum.StrEnum):

@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.dead_letter import DeadLetter, DeadLetterSink
 from service.decoding import Unusable, decode
-from service.domain import Applied, Event, Rejected, Stale, fold
+from service.domain import Applied, Event, Reason, Rejected, Stale, fold
 from service.metrics import Metrics
 from service.records import Record
-from service.retry import Backoff, retry_forever
+from service.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
 
@@ -44,6 +44,21 @@ class BatchReport:
     fence: dict[tuple[str, int], int] = field(default_factory=dict)
     # The positions this batch committed to the database.
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def merged(self, other: BatchReport) -> BatchReport:
+        """The report of two consecutive parts of one batch."""
+        return BatchReport(
+            records=self.records + other.records,
+            applied=self.applied + other.applied,
+            stale=self.stale + other.stale,
+            duplicates=self.duplicates + other.duplicates,
+            redelivered=self.redelivered + other.redelivered,
+            abandoned=self.abandoned + other.abandoned,
+            dead_lettered=self.dead_lettered + other.dead_lettered,
+            rewind={**self.rewind, **other.rewind},
+            fence={**other.fence, **self.fence},
+            next_offsets={**self.next_offsets, **other.next_offsets},
+        )
 
     def as_counts(self) -> dict[str, int]:
         return {
@@ -104,7 +119,7 @@ class BatchProcessor:
             return BatchReport()
         started = time.perf_counter()
         report = await retry_forever(
-            lambda: self._commit(records, decoded, still_owned),
+            lambda: self._commit_isolating(records, decoded, still_owned),
             self.backoff,
             what=f"batch of {len(records)} records",
             on_retry=lambda _error: self.metrics.retries.inc(),
@@ -112,6 +127,39 @@ class BatchProcessor:
         self._rewound.update(report.rewind)
         self._observe(report, time.perf_counter() - started)
         return report
+
+    async def _commit_isolating(
+        self,
+        records: Sequence[Record],
+        decoded: Sequence[Event | Unusable],
+        still_owned: Ownership | None,
+    ) -> BatchReport:
+        """Commit the batch; if the database refuses its data, find the refusing record by
+        bisection (committing the halves in order) and dead-letter it as `unstorable`, so one
+        such record can never stop the consumer. Transient failures propagate to the retry."""
+        try:
+            return await self._commit(records, decoded, still_owned)
+        except Exception as error:
+            if not is_permanent(error):
+                raise
+            if len(records) == 1:
+                log.error(
+                    "the database refused %s[%d]@%d: %s; dead-lettering it",
+                    records[0].topic,
+                    records[0].partition,
+                    records[0].offset,
+                    error,
+                )
+                refused = Unusable(
+                    Reason.UNSTORABLE,
+                    f"the database refused this event ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:300]}); fix the event or the schema",
+                )
+                return await self._commit(records, [refused], still_owned)
+            middle = len(records) // 2
+            first = await self._commit_isolating(records[:middle], decoded[:middle], still_owned)
+            second = await self._commit_isolating(records[middle:], decoded[middle:], still_owned)
+            return first.merged(second)
 
     async def _commit(
         self,

@@ -42,6 +42,27 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, (*_TRANSIENT_PG, KafkaError, OSError, TimeoutError))
 
 
+_PERMANENT_PG = (
+    asyncpg.exceptions.DataError,  # SQLSTATE class 22: the value itself is wrong
+    asyncpg.exceptions.IntegrityConstraintViolationError,  # class 23
+    asyncpg.exceptions.ProgramLimitExceededError,  # class 54, e.g. an index row too large
+    asyncpg.exceptions._base.DataError,  # a parameter asyncpg cannot encode
+)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True when the data of the batch made the database refuse it: retrying the same
+    statement fails the same way."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, (*_PERMANENT_PG, UnicodeEncodeError)):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 class Backoff:
     def __init__(self, initial: float, maximum: float) -> None:
         self.initial = initial

@@ -140,3 +140,28 @@ async def test_a_batch_starting_past_the_stored_position_is_rewound_once(
     again = await processor.process(late)
     assert (again.rewind, again.applied) == ({}, 1)
     assert (await table(engine))[9].quantity == 2
+
+
+async def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_applied(
+    engine: AsyncEngine,
+) -> None:
+    """A valid event the database cannot store (here: a constraint added for the test) is
+    isolated by bisection and dead-lettered as `unstorable`; it never stops the consumer."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("ALTER TABLE products ADD CONSTRAINT test_refuse_666 CHECK (id <> 666)")
+        )
+    try:
+        sink = MemoryDeadLetterSink()
+        processor = _processor(engine, sink)
+        pairs = [record(upsert(p, 1, quantity=1)) for p in (1, 2, 666, 3, 4, 5, 6)]
+        report = await asyncio.wait_for(processor.process(_records(pairs)), timeout=30)
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE products DROP CONSTRAINT test_refuse_666"))
+    assert report.applied == 6
+    assert set(await table(engine)) == {1, 2, 3, 4, 5, 6}
+    assert [(letter.record.offset, letter.reason) for letter in sink.letters] == [
+        (2, Reason.UNSTORABLE)
+    ]
+    assert report.next_offsets == {("t", 0): 7}
