@@ -64,20 +64,20 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from service.inspect import print_products
+    from service.status import print_products
 
     asyncio.run(print_products(settings, include_deleted=not args.live))
     return 0
 
 
 def _lag(args: argparse.Namespace, settings: Settings) -> int:
-    from service.inspect import print_lag
+    from service.status import print_lag
 
     return 0 if asyncio.run(print_lag(settings, args.wait)) else 1
 
 
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
-    from service.inspect import print_dead_letters
+    from service.status import print_dead_letters
 
     asyncio.run(print_dead_letters(settings, args.count, args.last))
     return 0

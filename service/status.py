@@ -1,4 +1,4 @@
-"""Print the products table (used by the README's demo)."""
+"""What an operator looks at: the products table, the lag per partition, the dead letters."""
 
 from __future__ import annotations
 
