@@ -10,7 +10,8 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.events = Counter(
             "inventory_sink_events_total",
-            "Records handled, by fate (applied, stale, duplicate, dead_lettered, redelivered).",
+            "Records handled, by fate (applied, stale, duplicate, dead_lettered, redelivered, "
+            "abandoned).",
             ["fate"],
             registry=self.registry,
         )

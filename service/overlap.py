@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from service.decoding import Unusable
 from service.domain import Event
 from service.pipeline import BatchProcessor, BatchReport, Ownership
-from service.records import Record
+from service.records import Record, first_offsets
 
 TopicPartition = tuple[str, int]
 Seek = Callable[[TopicPartition, int], None]
@@ -73,13 +73,8 @@ class OverlappedWriter:
     ) -> tuple[list[Record], list[Event | Unusable]]:
         if not self._fence:
             return list(records), list(decoded)
-        first: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = (record.topic, record.partition)
-            if record.offset < first.get(tp, record.offset + 1):
-                first[tp] = record.offset
         stale = set()
-        for tp, offset in first.items():
+        for tp, offset in first_offsets(records).items():
             fence = self._fence.get(tp)
             if fence is None:
                 continue

@@ -20,7 +20,7 @@ from service.dead_letter import DeadLetter, DeadLetterSink
 from service.decoding import Unusable, decode
 from service.domain import Applied, Event, Reason, Rejected, Stale, fold
 from service.metrics import Metrics
-from service.records import Record
+from service.records import Record, first_offsets
 from service.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
@@ -239,12 +239,9 @@ class BatchProcessor:
         those offsets are not in the log (retention, compaction, transaction markers) and
         the gap is accepted.
         """
-        first: dict[tuple[str, int], int] = {}
-        for record in records:
-            tp = (record.topic, record.partition)
-            if tp in positions and record.offset < first.get(tp, record.offset + 1):
-                first[tp] = record.offset
-        for tp, offset in first.items():
+        for tp, offset in first_offsets(records).items():
+            if tp not in positions:
+                continue
             stored = positions[tp]
             if offset <= stored:
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,3 +32,13 @@ class SimpleRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+def first_offsets(records: Iterable[Record]) -> dict[tuple[str, int], int]:
+    """The lowest offset of each (topic, partition) among `records`."""
+    first: dict[tuple[str, int], int] = {}
+    for record in records:
+        tp = (record.topic, record.partition)
+        if record.offset < first.get(tp, record.offset + 1):
+            first[tp] = record.offset
+    return first
