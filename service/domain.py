@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 from uuid import UUID
 
 from service.contract import MAX_QUANTITY, ProductDeleted, ProductUpserted, StockAdjusted
@@ -20,9 +21,12 @@ from service.contract import MAX_QUANTITY, ProductDeleted, ProductUpserted, Stoc
 Event = ProductUpserted | ProductDeleted | StockAdjusted
 
 
-@dataclass(frozen=True, slots=True)
-class Product:
-    """A product as the table stores it (timestamps kept by the database aside)."""
+class Product(NamedTuple):
+    """A product as the table stores it (timestamps kept by the database aside).
+
+    Immutable; a NamedTuple rather than a frozen dataclass because the write path builds
+    one per applied event and per row read, and a frozen dataclass is 3-4x slower to build.
+    """
 
     id: int
     name: str
@@ -55,20 +59,17 @@ class Fate(enum.StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(NamedTuple):
     product: Product
     fate: Fate = Fate.APPLIED
 
 
-@dataclass(frozen=True, slots=True)
-class Stale:
+class Stale(NamedTuple):
     current_version: int
     fate: Fate = Fate.STALE
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     reason: Reason
     message: str
     fate: Fate = Fate.REJECTED
@@ -124,7 +125,7 @@ def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
         )
     if event.version <= current.version:
         return Stale(current.version)
-    deleted_at = current.deleted_at if current.is_deleted else event.occurred_at
+    deleted_at = current.deleted_at if current.deleted_at is not None else event.occurred_at
     return Applied(
         Product(
             current.id,
@@ -139,7 +140,7 @@ def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
 
 
 def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
-    if current is None or current.is_deleted:
+    if current is None or current.deleted_at is not None:
         state = "is deleted" if current is not None else "does not exist"
         return Rejected(
             Reason.UNKNOWN_PRODUCT,
@@ -194,16 +195,19 @@ def fold(
     """
     result = FoldResult()
     current = dict(states)
-    seen: set[UUID] = set()
+    changed = result.changed
+    outcomes = result.outcomes
+    processed = result.processed_ids
+    seen: set[UUID] = set(already_processed)
     for event in events:
-        if event.event_id in already_processed or event.event_id in seen:
-            result.outcomes.append(None)
+        event_id = event.event_id
+        if event_id in seen:
+            outcomes.append(None)
             continue
-        seen.add(event.event_id)
-        result.processed_ids.append(event.event_id)
+        seen.add(event_id)
+        processed.append(event_id)
         outcome = apply_event(current.get(event.product_id), event)
-        if isinstance(outcome, Applied):
-            current[event.product_id] = outcome.product
-            result.changed[event.product_id] = outcome.product
-        result.outcomes.append(outcome)
+        if type(outcome) is Applied:
+            current[event.product_id] = changed[event.product_id] = outcome.product
+        outcomes.append(outcome)
     return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -258,7 +257,7 @@ def test_delete_with_higher_version_marks_the_product_deleted() -> None:
 
     gone = applied(apply_event(current, delete(1, 3, occurred_at=when)))
 
-    assert gone == replace(current, version=3, deleted_at=when)
+    assert gone == current._replace(version=3, deleted_at=when)
     assert gone.is_deleted
     assert gone.quantity == 6
 
@@ -326,7 +325,7 @@ def test_stock_adjustment_changes_only_the_quantity(
 
     adjusted = applied(apply_event(current, adjust(1, delta)))
 
-    assert adjusted == replace(current, quantity=expected)
+    assert adjusted == current._replace(quantity=expected)
 
 
 @pytest.mark.parametrize(("quantity", "delta"), [(0, -1), (5, -6), (10, -20), (0, -MAX_QUANTITY)])
@@ -531,9 +530,9 @@ def test_fold_later_upsert_undeletes_and_second_delete_keeps_first_deleted_at() 
     result = fold({1: product(version=1, quantity=3)}, events)
 
     assert applied(result.outcomes[1]).deleted_at == first
-    assert result.changed[1] == replace(
-        product(version=4, quantity=3, name="Back", description=None), deleted_at=None
-    )
+    assert result.changed[1] == product(
+        version=4, quantity=3, name="Back", description=None
+    )._replace(deleted_at=None)
 
 
 # --------------------------------------------------------------------------------------
