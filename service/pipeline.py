@@ -1,7 +1,7 @@
 """The write path: one batch of records becomes one PostgreSQL transaction.
 
-decode -> lock positions -> drop redelivered records -> read states -> fold (pure) ->
-write states, processed ids and positions -> dead-letter the unusable -> commit.
+decode -> lock positions -> drop redelivered records -> claim event ids (finding duplicates) ->
+read states -> fold (pure) -> write states and positions -> dead-letter the unusable -> commit.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class BatchProcessor:
                 (i, item) for i, (_, item) in enumerate(fresh) if not isinstance(item, Unusable)
             ]
             events = [item for _, item in event_at]
-            already = await store.processed_among(session, {e.event_id for e in events})
+            already = await store.claim_events(session, [e.event_id for e in events])
             states = await store.load_products(session, {e.product_id for e in events})
             result = fold(states, events, already)
 
@@ -212,7 +212,6 @@ class BatchProcessor:
             report.dead_lettered.update(letter.reason.value for letter in dead)
 
             await store.save_products(session, list(result.changed.values()))
-            await store.mark_processed(session, result.processed_ids)
             next_offsets: dict[tuple[str, int], int] = {}
             for record, _ in fresh:
                 key = (record.topic, record.partition)

@@ -6,7 +6,7 @@ text, so asyncpg prepares it once.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from uuid import UUID
 
 from sqlalchemy import text
@@ -56,15 +56,19 @@ _ADVANCE_POSITIONS = text(
     """
 )
 
-_PROCESSED_AMONG = text(
-    "SELECT event_id FROM processed_events WHERE event_id = ANY(CAST(:ids AS uuid[]))"
-)
-
-_MARK_PROCESSED = text(
+# Records the batch's event ids and returns those recorded before (by an earlier batch or a
+# concurrent transaction, whose commit the insert waits for): the duplicates. One statement
+# and one index probe per id; the result is usually empty.
+_CLAIM_EVENTS = text(
     """
-    INSERT INTO processed_events (event_id)
-    SELECT unnest(CAST(:ids AS uuid[]))
-    ON CONFLICT DO NOTHING
+    WITH batch AS (SELECT DISTINCT unnest(CAST(:ids AS uuid[])) AS event_id),
+    claimed AS (
+        INSERT INTO processed_events (event_id)
+        SELECT event_id FROM batch
+        ON CONFLICT DO NOTHING
+        RETURNING event_id
+    )
+    SELECT event_id FROM batch EXCEPT ALL SELECT event_id FROM claimed
     """
 )
 
@@ -155,16 +159,12 @@ async def advance_positions(
     )
 
 
-async def processed_among(session: AsyncSession, event_ids: Collection[UUID]) -> set[UUID]:
+async def claim_events(session: AsyncSession, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Record `event_ids` as processed; return the ones that already were (duplicates)."""
     if not event_ids:
         return set()
-    rows = await session.execute(_PROCESSED_AMONG, {"ids": list(event_ids)})
+    rows = await session.execute(_CLAIM_EVENTS, {"ids": event_ids})
     return {row[0] for row in rows}
-
-
-async def mark_processed(session: AsyncSession, event_ids: Collection[UUID]) -> None:
-    if event_ids:
-        await session.execute(_MARK_PROCESSED, {"ids": list(event_ids)})
 
 
 async def load_products(session: AsyncSession, product_ids: Collection[int]) -> dict[int, Product]:

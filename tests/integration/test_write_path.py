@@ -54,6 +54,30 @@ async def test_an_upstream_retry_at_another_offset_is_applied_once(engine: Async
     assert (await table(engine))[1].quantity == 4
 
 
+async def test_the_same_event_on_two_partitions_at_once_is_applied_once(
+    engine: AsyncEngine,
+) -> None:
+    """An upstream retry that lands on another partition, handled by another consumer at the
+    same moment: the second claim of the event id waits for the first transaction and then
+    sees it as a duplicate (a read-then-insert check would apply it twice)."""
+    first = _processor(engine, MemoryDeadLetterSink(), group="g")
+    await first.process(_records([record(upsert(1, 1, quantity=10))], partition=5))
+    retried = record(adjust(1, -3))
+    blocker = await engine.connect()
+    await blocker.begin()
+    # Hold product 1's row lock so both transactions have claimed the id before either ends.
+    await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
+    a = asyncio.create_task(first.process(_records([retried], partition=0)))
+    b = asyncio.create_task(first.process(_records([retried], partition=1)))
+    await asyncio.sleep(0.5)
+    await blocker.rollback()
+    await blocker.close()
+    reports = await asyncio.gather(a, b)
+
+    assert sorted((r.applied, r.duplicates) for r in reports) == [(0, 1), (1, 0)]
+    assert (await table(engine))[1].quantity == 7
+
+
 async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     engine: AsyncEngine,
 ) -> None:
