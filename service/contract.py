@@ -7,7 +7,6 @@ are errors. `python -m service contract` prints the JSON Schema.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -16,13 +15,16 @@ from uuid import UUID
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StrictInt,
     TypeAdapter,
     ValidationError,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 CONTRACT_VERSION = 1
 MAX_PRODUCT_ID = 2**63 - 1
@@ -36,22 +38,42 @@ NO_NUL = r"^[^\x00]*$"
 EventType = Literal["product.upserted", "product.deleted", "stock.adjusted"]
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# RFC 3339 date-time with an offset. pydantic's own datetime parsing is more lenient (Unix
+# timestamps, offsets without a colon), so JSON text must first match this pattern.
+RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+RFC3339_MESSAGE = (
+    "must be an RFC 3339 timestamp with a timezone offset, e.g. 2026-01-01T09:00:00+00:00"
+)
 
 
-def _rfc3339_text(value: Any) -> Any:
-    """Only RFC 3339 text with an offset: no Unix timestamps, no offsets without a colon."""
-    if isinstance(value, datetime):  # built in Python (tests, tools): pydantic checks the tz
-        return value
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise ValueError(
-            "occurred_at must be an RFC 3339 timestamp with a timezone offset, e.g. "
-            "2026-01-01T09:00:00+00:00"
+class _Rfc3339Text:
+    """Only RFC 3339 text with an offset in JSON; in Python (tests, tools) an aware datetime.
+
+    Built from pydantic-core schemas (a pattern, then datetime parsing), not a Python
+    validator: validation stays in Rust, which halves its cost for a whole event.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        aware = handler(AwareDatetime)
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([core_schema.str_schema(pattern=RFC3339), aware]),
+            python_schema=aware,
         )
-    return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "format": "date-time"}
 
 
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+Rfc3339 = Annotated[datetime, _Rfc3339Text]
 
 
 class _Model(BaseModel):
@@ -140,6 +162,8 @@ def _describe(error: ValidationError, limit: int = 5) -> str:
         pattern = item.get("ctx", {}).get("pattern")
         if item["type"] == "string_pattern_mismatch" and pattern == NO_NUL:
             message = "must not contain NUL (\\u0000) characters; PostgreSQL text cannot store them"
+        elif item["type"] == "string_pattern_mismatch" and pattern == RFC3339:
+            message = RFC3339_MESSAGE
         parts.append(f"{where}: {message}")
     extra = error.error_count() - limit
     if extra > 0:
