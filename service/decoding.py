@@ -23,7 +23,7 @@ def decode(record: Record) -> Event | Unusable:
     except InvalidEvent as error:
         return Unusable(Reason.INVALID_EVENT, str(error))
     key = record.key
-    if key and key != str(event.product_id).encode():
+    if key and key != b"%d" % event.product_id:
         return Unusable(
             Reason.INVALID_EVENT,
             f"record key {key[:40]!r} does not match product_id {event.product_id}; publish "

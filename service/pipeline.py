@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import store
 from service.dead_letter import DeadLetter, DeadLetterSink
 from service.decoding import Unusable, decode
-from service.domain import Applied, Event, Reason, Rejected, Stale, fold
+from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
 from service.metrics import Metrics
-from service.records import Record, first_offsets
+from service.records import Record, Run, TopicPartition, partition_runs
 from service.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
@@ -168,54 +168,31 @@ class BatchProcessor:
         still_owned: Ownership | None,
     ) -> BatchReport:
         report = BatchReport(records=len(records))
+        runs = partition_runs(records)
         async with self.sessions() as session, session.begin():
-            positions = await store.lock_positions(
-                session, self.group_id, {(r.topic, r.partition) for r in records}
-            )
+            positions = await store.lock_positions(session, self.group_id, {run.tp for run in runs})
             if still_owned is not None:
                 lost = {tp for tp in positions if not still_owned(*tp)}
                 if lost:
                     log.info("abandoning records of revoked partitions %s", sorted(lost))
-                    report.abandoned = sum((r.topic, r.partition) in lost for r in records)
+                    report.abandoned = sum(run.stop - run.start for run in runs if run.tp in lost)
                     positions = {tp: o for tp, o in positions.items() if tp not in lost}
-            self._guard_gaps(records, positions, report)
-            fresh = [
-                (record, item)
-                for record, item in zip(records, decoded, strict=True)
-                if (record.topic, record.partition) in positions
-                and record.offset >= positions[(record.topic, record.partition)]
-            ]
+            self._guard_gaps(records, runs, positions, report)
+            fresh, items, next_offsets = _fresh(records, decoded, runs, positions)
             report.redelivered = len(records) - len(fresh) - report.abandoned
 
-            event_at = [
-                (i, item) for i, (_, item) in enumerate(fresh) if not isinstance(item, Unusable)
-            ]
-            events = [item for _, item in event_at]
+            events = [item for item in items if not isinstance(item, Unusable)]
             already = await store.claim_events(session, [e.event_id for e in events])
             states = await store.load_products(session, {e.product_id for e in events})
             result = fold(states, events, already)
 
-            letters: list[DeadLetter | None] = [None] * len(fresh)
-            for i, (record, item) in enumerate(fresh):
-                if isinstance(item, Unusable):
-                    letters[i] = DeadLetter(record, item.reason, item.message)
-            for (i, _), outcome in zip(event_at, result.outcomes, strict=True):
-                if outcome is None:
-                    report.duplicates += 1
-                elif isinstance(outcome, Applied):
-                    report.applied += 1
-                elif isinstance(outcome, Stale):
-                    report.stale += 1
-                elif isinstance(outcome, Rejected):
-                    letters[i] = DeadLetter(fresh[i][0], outcome.reason, outcome.message)
-            dead = [letter for letter in letters if letter is not None]
+            fates = Counter(map(type, result.outcomes))
+            report.applied, report.stale = fates[Applied], fates[Stale]
+            report.duplicates = fates[type(None)]
+            dead = _dead_letters(fresh, items, result.outcomes)
             report.dead_lettered.update(letter.reason.value for letter in dead)
 
             await store.save_products(session, list(result.changed.values()))
-            next_offsets: dict[tuple[str, int], int] = {}
-            for record, _ in fresh:
-                key = (record.topic, record.partition)
-                next_offsets[key] = max(next_offsets.get(key, 0), record.offset + 1)
             await store.advance_positions(session, self.group_id, next_offsets)
             report.next_offsets = next_offsets
             # Published and acknowledged before the transaction commits: a crash in between
@@ -227,7 +204,8 @@ class BatchProcessor:
     def _guard_gaps(
         self,
         records: Sequence[Record],
-        positions: dict[tuple[str, int], int],
+        runs: Sequence[Run],
+        positions: dict[TopicPartition, int],
         report: BatchReport,
     ) -> None:
         """Never move a stored position over records this consumer has not seen.
@@ -238,7 +216,12 @@ class BatchProcessor:
         those offsets are not in the log (retention, compaction, transaction markers) and
         the gap is accepted.
         """
-        for tp, offset in first_offsets(records).items():
+        firsts: dict[TopicPartition, int] = {}
+        for run in runs:
+            offset = records[run.start].offset
+            if offset < firsts.get(run.tp, offset + 1):
+                firsts[run.tp] = offset
+        for tp, offset in firsts.items():
             if tp not in positions:
                 continue
             stored = positions[tp]
@@ -263,7 +246,7 @@ class BatchProcessor:
             )
             report.rewind[tp] = stored
             report.fence[tp] = offset
-            report.abandoned += sum((r.topic, r.partition) == tp for r in records)
+            report.abandoned += sum(run.stop - run.start for run in runs if run.tp == tp)
             del positions[tp]
 
     def _observe(self, report: BatchReport, seconds: float) -> None:
@@ -277,3 +260,48 @@ class BatchProcessor:
         m.batch_seconds.observe(seconds)
         m.last_commit.set_to_current_time()
         log.debug("batch committed in %.3fs: %s", seconds, report.as_counts())
+
+
+def _fresh(
+    records: Sequence[Record],
+    decoded: Sequence[Event | Unusable],
+    runs: Sequence[Run],
+    positions: dict[TopicPartition, int],
+) -> tuple[list[Record], list[Event | Unusable], dict[TopicPartition, int]]:
+    """The records at or past their partition's stored position (those of partitions not in
+    `positions` are left out), their decoded items, and each partition's next position."""
+    fresh: list[Record] = []
+    items: list[Event | Unusable] = []
+    next_offsets: dict[TopicPartition, int] = {}
+    for run in runs:
+        stored = positions.get(run.tp)
+        if stored is None:
+            continue
+        start, stop = run.start, run.stop
+        if records[start].offset < stored:  # redelivered: skip up to the stored position
+            start = next((i for i in range(start, stop) if records[i].offset >= stored), stop)
+        if start == stop:
+            continue
+        fresh.extend(records[start:stop])
+        items.extend(decoded[start:stop])
+        following = records[stop - 1].offset + 1
+        if following > next_offsets.get(run.tp, 0):
+            next_offsets[run.tp] = following
+    return fresh, items, next_offsets
+
+
+def _dead_letters(
+    records: Sequence[Record], items: Sequence[Event | Unusable], outcomes: Sequence[Outcome | None]
+) -> list[DeadLetter]:
+    """In record order: the records that are no event, and the events the fold rejected.
+    `outcomes` holds one entry per event among `items`, in order."""
+    letters: list[DeadLetter] = []
+    fates = iter(outcomes)
+    for record, item in zip(records, items, strict=True):
+        if isinstance(item, Unusable):
+            letters.append(DeadLetter(record, item.reason, item.message))
+            continue
+        outcome = next(fates)
+        if isinstance(outcome, Rejected):
+            letters.append(DeadLetter(record, outcome.reason, outcome.message))
+    return letters

@@ -1,4 +1,8 @@
-"""What the write path needs of a Kafka record (aiokafka's ConsumerRecord fits)."""
+"""What the write path needs of a Kafka record (aiokafka's ConsumerRecord fits).
+
+Within a batch, the records of one partition appear in offset order (Kafka's guarantee for
+a partition; every subset the consumer takes keeps that order).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,34 @@ class SimpleRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Consecutive records of one partition in a batch: `records[start:stop]`."""
+
+    tp: TopicPartition
+    start: int
+    stop: int
+
+
+def partition_runs(records: Sequence[Record]) -> list[Run]:
+    """Split a batch into runs of consecutive records of the same partition (one pass that
+    only compares; per-partition work is then done once per run, not once per record)."""
+    runs: list[Run] = []
+    if not records:
+        return runs
+    start = 0
+    topic, partition = records[0].topic, records[0].partition
+    for index, record in enumerate(records):
+        if record.partition != partition or record.topic != topic:
+            runs.append(Run((topic, partition), start, index))
+            topic, partition, start = record.topic, record.partition, index
+    runs.append(Run((topic, partition), start, len(records)))
+    return runs
 
 
 def first_offsets(records: Iterable[Record]) -> dict[tuple[str, int], int]:

@@ -1,0 +1,43 @@
+"""Splitting a batch into partition runs (the write path's per-partition work)."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.records import Run, SimpleRecord, partition_runs
+
+
+def _batch(partitions: list[tuple[str, int]]) -> list[SimpleRecord]:
+    return [SimpleRecord(t, p, i, None, b"{}") for i, (t, p) in enumerate(partitions)]
+
+
+def test_an_empty_batch_has_no_runs() -> None:
+    assert partition_runs([]) == []
+
+
+def test_runs_follow_partition_and_topic_changes() -> None:
+    batch = _batch([("a", 0), ("a", 0), ("a", 1), ("b", 1), ("b", 1), ("a", 0)])
+
+    assert partition_runs(batch) == [
+        Run(("a", 0), 0, 2),
+        Run(("a", 1), 2, 3),
+        Run(("b", 1), 3, 5),
+        Run(("a", 0), 5, 6),
+    ]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 2)), max_size=40))
+def test_runs_cover_the_batch_in_order_each_of_one_partition(
+    partitions: list[tuple[str, int]],
+) -> None:
+    batch = _batch(partitions)
+    runs = partition_runs(batch)
+
+    assert [i for run in runs for i in range(run.start, run.stop)] == list(range(len(batch)))
+    for run in runs:
+        assert {(r.topic, r.partition) for r in batch[run.start : run.stop]} == {run.tp}
+    for before, after in pairwise(runs):
+        assert before.tp != after.tp
