@@ -65,7 +65,7 @@ class KafkaDeadLetterSink:
             acks="all",
             enable_idempotence=True,
             max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
-            linger_ms=5,
+            linger_ms=0,  # send() is awaited before the commit: lingering only adds latency
         )
         await self._producer.start()
 
