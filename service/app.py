@@ -89,7 +89,7 @@ def build_broker(
         # Offsets are committed only after the database transaction: never ACK_FIRST.
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions),
         decoder=_raw_records,
         title="product-events",
