@@ -26,7 +26,11 @@ from service.retry import Backoff, is_permanent, retry_forever
 log = logging.getLogger("service.pipeline")
 
 Ownership = Callable[[str, int], bool]
-DECODE_CHUNK = 256
+# Records validated between yields to the event loop. Each database reply of the transaction
+# in flight waits for the chunk being validated: smaller chunks answer it sooner. bench, 1M
+# events, one process, runs of each: 1024 -> 44-46k/s, 256 -> 49-53k/s, 64 -> 52-58k/s,
+# 16 -> 54-62k/s (no better than 64 within this host's noise).
+DECODE_CHUNK = 64
 
 
 @dataclass(slots=True)
