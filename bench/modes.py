@@ -1,4 +1,5 @@
-"""The catch-up modes: the same pre-published topic read by consume-only, naive and service.
+"""The catch-up modes: one pre-published topic read by consume-only, validate-only, naive and
+service.
 
 Each mode times from its first applied batch (or record) to the end of the topic, so process
 start-up, group join and partition assignment are excluded; start-up is reported apart.
@@ -24,6 +25,11 @@ from bench.profile import Profiler
 from bench.report import Result
 from bench.target import Target, code_state
 from bench.verify import Expected, check_table
+from service.config import Settings
+from service.decoding import decode
+
+# The service's default KAFKA_MAX_PARTITION_FETCH_BYTES, so the Kafka side is read alike.
+SERVICE_FETCH_BYTES: int = Settings.model_fields["kafka_max_partition_fetch_bytes"].default
 
 
 @dataclass
@@ -48,41 +54,51 @@ class Topic:
         return f"bench-{self.run_id}-{mode}-{self.size}"
 
 
-async def consume_only(topic: Topic, timeout: float) -> Result:
+async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> Result:
     """aiokafka getmany into nothing: the Kafka-side limit for this host.
 
+    With `validate`, each record also goes through the service's own decode (the contract's
+    pydantic validation and the key check) and nothing else: the floor for any consumer
+    that validates its events, before a single database write.
     Timed from the moment the group assigned the partitions (the fetcher starts then).
     """
-    progress = Progress("consume-only", topic.total, "read")
+    mode = "validate-only" if validate else "consume-only"
+    progress = Progress(mode, topic.total, "read")
     spawned = time.perf_counter()
     consumer = AIOKafkaConsumer(
         topic.name,
         bootstrap_servers=topic.target.bootstrap,
-        group_id=topic.group("consume"),
+        group_id=topic.group("validate" if validate else "consume"),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=8 * 1024 * 1024,  # as the service's subscriber
+        max_partition_fetch_bytes=SERVICE_FETCH_BYTES,
     )
     await consumer.start()
     count = 0
     try:
         while not consumer.assignment():
             if time.perf_counter() - spawned > timeout:
-                raise TimeoutError(f"consume-only got no assignment in {timeout} s")
+                raise TimeoutError(f"{mode} got no assignment in {timeout} s")
             await asyncio.sleep(0.005)
         joined = time.perf_counter()
         while count < topic.total:
             batch = await consumer.getmany(timeout_ms=500)
-            count += sum(len(records) for records in batch.values())
+            for records in batch.values():
+                count += len(records)
+                if validate:
+                    for record in records:
+                        decode(record)
             progress(count)
             if time.perf_counter() - spawned > timeout:
-                raise TimeoutError(f"consume-only read {count} of {topic.total} in {timeout} s")
+                raise TimeoutError(f"{mode} read {count} of {topic.total} in {timeout} s")
         done_at = time.perf_counter()
     finally:
         await consumer.stop()
-    result = Result("consume-only", topic.size, count, done_at - joined)
+    result = Result(mode, topic.size, count, done_at - joined)
     result.startup_s = joined - spawned
     result.notes.append("timed from partition assignment (group join excluded)")
+    if validate:
+        result.notes.append("service.decoding.decode per record, in this (the bench) process")
     return result
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 @dataclass
 class Result:
-    mode: str  # consume-only | naive | service | steady
+    mode: str  # consume-only | validate-only | naive | service | steady
     size: int  # records on the topic (steady: records offered)
     events: int  # records the measurement covers
     seconds: float  # the time those records took
@@ -73,12 +73,13 @@ def _row(result: Result) -> list[str]:
 
 
 def ratios(results: list[Result]) -> list[dict[str, Any]]:
-    """For every service row: its rate over naive's and over consume-only's, same size."""
+    """For every service row: its rate over naive's, consume-only's and validate-only's, same
+    size."""
     out = []
     for service in (r for r in results if r.mode == "service"):
         same = {r.mode: r for r in results if r.size == service.size and r.mode != "service"}
         entry: dict[str, Any] = {"size": service.size, "service": service.label}
-        for other in ("naive", "consume-only"):
+        for other in ("naive", "consume-only", "validate-only"):
             if other in same and not math.isnan(same[other].rate) and same[other].rate > 0:
                 entry[f"service/{other}"] = service.rate / same[other].rate
         out.append(entry)

@@ -20,7 +20,7 @@ from bench.steady import SteadySpec, steady
 from bench.target import Target, code_state, load_target, run_id
 from bench.verify import expected_outcome
 
-MODES = ("consume-only", "naive", "service")
+MODES = ("consume-only", "validate-only", "naive", "service")
 code_state_at_start = [""]  # other people may edit service/ while a long run goes on
 
 
@@ -112,7 +112,7 @@ async def _size(
     )
     say(f"publish: {size:,} events to {name} in {seconds:.1f} s ({rate_text(size / seconds)})")
     expected = None
-    if set(options.modes) - {"consume-only"} and size <= options.verify_limit:
+    if set(options.modes) - {"consume-only", "validate-only"} and size <= options.verify_limit:
         started = time.perf_counter()
         expected = expected_outcome(pairs)
         say(f"oracle: expected outcome computed in {time.perf_counter() - started:.1f} s")
@@ -133,6 +133,13 @@ async def _size(
                 results,
                 failed,
                 lambda: modes.consume_only(topic, timeout),
+            )
+        elif mode == "validate-only":
+            await _attempt(
+                f"validate-only {size:,}",
+                results,
+                failed,
+                lambda: modes.consume_only(topic, timeout, validate=True),
             )
         elif mode == "naive":
             await _attempt(
