@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 from service.decoding import Unusable
 from service.domain import Event
 from service.pipeline import BatchProcessor, BatchReport, Ownership
-from service.records import Record, first_offsets
+from service.records import Record, TopicPartition, first_offsets
 
-TopicPartition = tuple[str, int]
 Seek = Callable[[TopicPartition, int], None]
 
 

@@ -20,7 +20,7 @@ from service.dead_letter import DeadLetter, DeadLetterSink
 from service.decoding import Unusable, decode
 from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
 from service.metrics import Metrics
-from service.records import Record, Run, TopicPartition, partition_runs
+from service.records import Record, Run, TopicPartition, first_offsets, partition_runs
 from service.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
@@ -220,12 +220,7 @@ class BatchProcessor:
         those offsets are not in the log (retention, compaction, transaction markers) and
         the gap is accepted.
         """
-        firsts: dict[TopicPartition, int] = {}
-        for run in runs:
-            offset = records[run.start].offset
-            if offset < firsts.get(run.tp, offset + 1):
-                firsts[run.tp] = offset
-        for tp, offset in firsts.items():
+        for tp, offset in first_offsets(records, runs).items():
             if tp not in positions:
                 continue
             stored = positions[tp]

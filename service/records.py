@@ -6,7 +6,7 @@ a partition; every subset the consumer takes keeps that order).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,11 +66,14 @@ def partition_runs(records: Sequence[Record]) -> list[Run]:
     return runs
 
 
-def first_offsets(records: Iterable[Record]) -> dict[tuple[str, int], int]:
-    """The lowest offset of each (topic, partition) among `records`."""
-    first: dict[tuple[str, int], int] = {}
-    for record in records:
-        tp = (record.topic, record.partition)
-        if record.offset < first.get(tp, record.offset + 1):
-            first[tp] = record.offset
+def first_offsets(
+    records: Sequence[Record], runs: Sequence[Run] | None = None
+) -> dict[TopicPartition, int]:
+    """The lowest offset of each (topic, partition) among `records`: the first record of its
+    first run (pass `runs` when the batch is already split)."""
+    first: dict[TopicPartition, int] = {}
+    for run in partition_runs(records) if runs is None else runs:
+        offset = records[run.start].offset
+        if offset < first.get(run.tp, offset + 1):
+            first[run.tp] = offset
     return first

@@ -13,8 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain import Product
-
-TopicPartition = tuple[str, int]
+from service.records import TopicPartition
 
 _ENSURE_POSITIONS = text(
     """

@@ -7,7 +7,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.records import Run, SimpleRecord, partition_runs
+from service.records import Run, SimpleRecord, first_offsets, partition_runs
 
 
 def _batch(partitions: list[tuple[str, int]]) -> list[SimpleRecord]:
@@ -41,3 +41,16 @@ def test_runs_cover_the_batch_in_order_each_of_one_partition(
         assert {(r.topic, r.partition) for r in batch[run.start : run.stop]} == {run.tp}
     for before, after in pairwise(runs):
         assert before.tp != after.tp
+
+
+def test_first_offsets_are_each_partitions_lowest_offset() -> None:
+    batch = [
+        SimpleRecord("a", 0, 7, None, b"{}"),
+        SimpleRecord("a", 0, 8, None, b"{}"),
+        SimpleRecord("a", 1, 3, None, b"{}"),
+        SimpleRecord("a", 0, 5, None, b"{}"),  # a later run of partition 0 starting lower
+    ]
+
+    assert first_offsets(batch) == {("a", 0): 5, ("a", 1): 3}
+    assert first_offsets(batch, partition_runs(batch)) == first_offsets(batch)
+    assert first_offsets([]) == {}
