@@ -49,7 +49,7 @@ def _flatten(raw: Any) -> list[Record]:
     """The batch's records: aiokafka gives a tuple of them (FastStream's test broker nests
     them in lists), a single record stands alone."""
     if isinstance(raw, tuple | list):
-        if not any(isinstance(item, tuple | list) for item in raw[:1]):
+        if not raw or not isinstance(raw[0], tuple | list):
             return list(raw)  # aiokafka: already flat
         return [record for item in raw for record in _flatten(item)]
     return [raw]
