@@ -24,7 +24,8 @@ from service.config import Settings
 from tests.support.services import PostgresEndpoint, kafka_endpoint, postgres_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_DATABASE = "inventory_test"
+# One database per test session; TEST_POSTGRES_DB lets parallel sessions use their own.
+TEST_DATABASE = os.environ.get("TEST_POSTGRES_DB", "inventory_test")
 
 
 @pytest.fixture(scope="session")
