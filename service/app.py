@@ -25,6 +25,7 @@ from service import store
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
+from service.kafka_parser import RawBatchParser
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
 from service.pipeline import BatchProcessor, BatchReport, Ownership
@@ -91,6 +92,8 @@ def build_broker(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions),
+        # Item 8: FastStream's batch parser decodes every header and crashes on binary ones.
+        parser=RawBatchParser(lambda: subscriber.consumer),
         decoder=_raw_records,
         title="product-events",
         description="Product events, contract v1 (see README).",

@@ -31,16 +31,26 @@ class DeadLetter:
     reason: Reason
     message: str
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        kept = [(k, v) for k, v in self.record.headers if k not in ERROR_HEADERS]
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        """The original headers exactly as they came (bytes or None, duplicates and names
+        like the sink's own kept, in order), then the sink's five: a reader takes the last
+        header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back."""
         return [
-            *kept,
+            *self.record.headers,
             ("error.reason", self.reason.value.encode()),
             ("error.message", self.message[:MAX_MESSAGE_CHARS].encode("utf-8", "replace")),
             ("original.topic", self.record.topic.encode()),
             ("original.partition", str(self.record.partition).encode()),
             ("original.offset", str(self.record.offset).encode()),
         ]
+
+
+def original_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    """The original record's headers from a dead letter's: all but the sink's last five."""
+    headers = list(headers)
+    if [name for name, _ in headers[-len(ERROR_HEADERS) :]] != list(ERROR_HEADERS):
+        raise ValueError("not a dead letter of this sink: its last headers are not error.*")
+    return headers[: -len(ERROR_HEADERS)]
 
 
 class DeadLetterSink(Protocol):

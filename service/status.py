@@ -113,7 +113,7 @@ async def print_dead_letters(settings: Settings, count_only: bool, last: int) ->
                 letters.extend(records)
         letters.sort(key=lambda r: r.timestamp)
         for letter in letters[-last:]:
-            headers = {k: v.decode("utf-8", "replace") for k, v in letter.headers}
+            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in letter.headers}
             print(
                 f"{headers.get('original.topic')}[{headers.get('original.partition')}]"
                 f"@{headers.get('original.offset')} {headers.get('error.reason')}: "

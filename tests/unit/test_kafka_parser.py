@@ -1,0 +1,118 @@
+"""The batch parser FastStream calls before the handler: nothing in a record can break it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from aiokafka import ConsumerRecord
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.util import calc_crc32c
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.message import KafkaAckableMessage
+
+from service.app import build_broker
+from service.config import Settings
+from service.kafka_parser import RawBatchParser
+from service.pipeline import BatchReport
+from service.records import Record
+
+SETTINGS = Settings(
+    postgres_user="u",
+    postgres_password="p",
+    postgres_db="d",  # type: ignore[arg-type]
+    kafka_bootstrap_servers="127.0.0.1:1",
+    kafka_topic="events",
+    kafka_group_id="grp",
+)
+HOSTILE: list[tuple[str, bytes | None]] = [
+    ("x-trace", b"\xff\x00\xfe"),
+    ("x-null", None),
+    ("dup", b"1"),
+    ("dup", b"\x80"),
+    ("error.reason", b"forged"),
+]
+
+
+def _record(offset: int, headers: Sequence[tuple[str, bytes | None]] = HOSTILE) -> ConsumerRecord:
+    return ConsumerRecord(
+        "events", 0, offset, 1700000000000, 0, b"1", None, 0, 1, -1, tuple(headers)
+    )
+
+
+class Seeks:
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, int]] = []
+
+    async def commit(self) -> None:
+        pass
+
+    def seek(self, partition: object, offset: int) -> None:
+        self.calls.append((partition, offset))
+
+
+async def test_the_parser_keeps_the_raw_batch_and_never_reads_headers() -> None:
+    consumer = Seeks()
+    records = (_record(5), _record(6))
+    message = await RawBatchParser(lambda: consumer)(records)
+    assert isinstance(message, KafkaAckableMessage)
+    assert message.raw_message is records
+    assert message.raw_message[0].headers == tuple(HOSTILE)
+    assert message.message_id == "5-6-1700000000000"
+    await message.nack()  # rewinds the partition to the batch's first record, like FastStream's
+    assert [offset for _, offset in consumer.calls] == [5]
+
+
+async def test_the_parser_tolerates_an_empty_batch_and_a_consumer_not_yet_started() -> None:
+    message = await RawBatchParser(lambda: None)(())
+    assert message.message_id == "empty"
+    await message.nack()  # the fake consumer: nothing to seek, nothing raised
+
+
+class RecordingWriter:
+    def __init__(self) -> None:
+        self.batches: list[list[Record]] = []
+
+    async def submit(
+        self, records: Sequence[Record], still_owned: object = None, seek: object = None
+    ) -> BatchReport:
+        self.batches.append(list(records))
+        return BatchReport()
+
+
+async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+    return {}
+
+
+async def test_records_with_binary_null_and_duplicate_headers_reach_the_handler() -> None:
+    writer = RecordingWriter()
+    broker = build_broker(SETTINGS, writer, _no_positions)
+    async with TestKafkaBroker(broker):
+        (subscriber,) = broker.subscribers
+        await subscriber.process_message((_record(0), _record(1, [("only", None)])))
+    assert [[r.headers for r in batch] for batch in writer.batches] == [
+        [tuple(HOSTILE), (("only", None),)]
+    ]
+
+
+def test_aiokafka_cannot_unpack_a_header_key_that_is_not_utf8() -> None:
+    """What the parser cannot cover (README, "Records the consumer cannot read"): aiokafka
+    decodes header keys inside getmany(). If this starts passing through, revisit the docs."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 16,
+    )
+    builder.append(0, timestamp=None, key=b"1", value=b"{}", headers=[("QQQ", b"v")])
+    buffer = bytearray(builder.build())
+    at = buffer.index(b"QQQ")
+    buffer[at : at + 3] = b"\xff\xfe\x00"  # what a producer with byte-string keys can send
+    buffer[17:21] = calc_crc32c(bytes(buffer[21:])).to_bytes(4, "big")  # a valid batch again
+    batch = DefaultRecordBatch(bytes(buffer))
+    assert batch.validate_crc()
+    with pytest.raises(UnicodeDecodeError):
+        list(batch)
