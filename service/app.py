@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         settings.kafka_group_id,
         Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         metrics,
+        max_record_bytes=settings.max_record_bytes,
     )
 
     async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:

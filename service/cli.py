@@ -32,7 +32,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     # re-raises the signal: make that final SIGTERM a clean exit, as orchestrators expect.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     runner = _event_loop_runner()
-    runner(app.run(run_extra_options={"host": settings.http_host, "port": settings.http_port}))
+    options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
+    if settings.log_format == "json":
+        options["log_config"] = None  # uvicorn's own lines go through the JSON handler too
+    runner(app.run(run_extra_options=options))
     return 0
 
 
@@ -150,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         print(error, file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return int(args.func(args, settings))
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ See `.env.example` for the full list with explanations.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError
@@ -51,6 +52,10 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    # Logs and limits (issue 8, item 7)
+    log_format: Literal["text", "json"] = "text"
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1)
 
     @property
     def database_url(self) -> str:

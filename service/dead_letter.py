@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -10,6 +11,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 
 from service.domain import Reason
+from service.logs import record_fields
 from service.records import Record
 
 ERROR_HEADERS = (
@@ -20,9 +22,12 @@ ERROR_HEADERS = (
     "original.offset",
 )
 MAX_MESSAGE_CHARS = 2_000
+LOGGED_MESSAGE_CHARS = 300
 # The DLQ topic accepts records larger than the input topic's limit, so an original record
 # near that limit still fits once the error headers are added.
 DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+log = logging.getLogger("service.dead_letter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,17 @@ class KafkaDeadLetterSink:
             for letter in letters
         ]
         await asyncio.gather(*pending)
+        for letter in letters:
+            record = letter.record
+            log.warning(
+                "dead-lettered %s[%d]@%d as %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.reason.value,
+                letter.message[:LOGGED_MESSAGE_CHARS],
+                extra=record_fields(record) | {"reason": letter.reason.value},
+            )
 
 
 class MemoryDeadLetterSink:

@@ -15,7 +15,29 @@ class Unusable:
     message: str
 
 
-def decode(record: Record) -> Event | Unusable:
+# Key + value + headers. The default sits just under the broker's default message.max.bytes
+# (1 MiB + 12): lower it to protect the parser from records far larger than any event.
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+
+
+def record_size(record: Record) -> int:
+    """Bytes of the record's key, value and headers (names in UTF-8, values as sent)."""
+    key, value, headers = record.key, record.value, record.headers
+    size = (len(key) if key else 0) + (len(value) if value else 0)
+    if headers:
+        size += sum(len(name.encode()) + (len(data) if data else 0) for name, data in headers)
+    return size
+
+
+def decode(record: Record, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Event | Unusable:
+    size = record_size(record)
+    if size > max_record_bytes:
+        return Unusable(
+            Reason.RECORD_TOO_LARGE,
+            f"record is {size} bytes (key + value + headers), over MAX_RECORD_BYTES="
+            f"{max_record_bytes}; it was not parsed. Publish smaller events, or raise "
+            "MAX_RECORD_BYTES if events this large are intended",
+        )
     try:
         event = parse_event(record.value)
     except InvalidJson as error:

@@ -50,6 +50,7 @@ class Reason(enum.StrEnum):
     INSUFFICIENT_STOCK = "insufficient_stock"
     QUANTITY_OVERFLOW = "quantity_overflow"
     UNSTORABLE = "unstorable"  # valid, but the database refused it
+    RECORD_TOO_LARGE = "record_too_large"  # over MAX_RECORD_BYTES: never parsed
 
 
 class Fate(enum.StrEnum):

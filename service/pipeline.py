@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
 from service.dead_letter import DeadLetter, DeadLetterSink
-from service.decoding import Unusable, decode
+from service.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
+from service.logs import partition_fields, record_fields
 from service.metrics import Metrics
 from service.records import Record, Run, TopicPartition, first_offsets, partition_runs
 from service.retry import Backoff, is_permanent, retry_forever
@@ -83,7 +84,9 @@ class BatchProcessor:
         group_id: str,
         backoff: Backoff,
         metrics: Metrics | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
+        self.max_record_bytes = max_record_bytes
         self.sessions = sessions
         self.dead_letters = dead_letters
         self.group_id = group_id
@@ -106,8 +109,11 @@ class BatchProcessor:
         """Validate every record (pure CPU), yielding to the event loop between chunks so a
         transaction in flight keeps talking to the database meanwhile."""
         decoded: list[Event | Unusable] = []
+        limit = self.max_record_bytes
         for start in range(0, len(records), DECODE_CHUNK):
-            decoded.extend(decode(record) for record in records[start : start + DECODE_CHUNK])
+            decoded.extend(
+                decode(record, limit) for record in records[start : start + DECODE_CHUNK]
+            )
             if start + DECODE_CHUNK < len(records):
                 await asyncio.sleep(0)
         return decoded
@@ -153,6 +159,7 @@ class BatchProcessor:
                     records[0].partition,
                     records[0].offset,
                     error,
+                    extra=record_fields(records[0]),
                 )
                 refused = Unusable(
                     Reason.UNSTORABLE,
@@ -178,7 +185,11 @@ class BatchProcessor:
             if still_owned is not None:
                 lost = {tp for tp in positions if not still_owned(*tp)}
                 if lost:
-                    log.info("abandoning records of revoked partitions %s", sorted(lost))
+                    log.info(
+                        "abandoning records of revoked partitions %s",
+                        sorted(lost),
+                        extra={"partitions": [f"{t}[{p}]" for t, p in sorted(lost)]},
+                    )
                     report.abandoned = sum(run.stop - run.start for run in runs if run.tp in lost)
                     positions = {tp: o for tp, o in positions.items() if tp not in lost}
             self._guard_gaps(records, runs, positions, report)
@@ -234,6 +245,7 @@ class BatchProcessor:
                     stored,
                     offset - 1,
                     offset,
+                    extra=partition_fields(tp, offset) | {"stored_offset": stored},
                 )
                 continue
             log.warning(
@@ -242,6 +254,7 @@ class BatchProcessor:
                 *tp,
                 offset,
                 stored,
+                extra=partition_fields(tp, offset) | {"stored_offset": stored},
             )
             report.rewind[tp] = stored
             report.fence[tp] = offset

@@ -30,7 +30,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
-            log.info("partitions revoked: %s", _names(revoked))
+            log.info(
+                "partitions revoked: %s", _names(revoked), extra={"partitions": _list(revoked)}
+            )
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer()
@@ -42,6 +44,7 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning(
                 "could not read stored positions (%s); resuming from Kafka's committed offsets",
                 error,
+                extra={"partitions": _list(assigned)},
             )
             return
         fresh = []
@@ -53,16 +56,22 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
                 consumer.seek(tp, offset)
         if fresh:
             await consumer.seek_to_beginning(*fresh)
+        resuming = {
+            f"{t}[{p}]": o
+            for (t, p), o in sorted(stored.items())
+            if TopicPartition(t, p) in assigned
+        }
         log.info(
             "partitions assigned: %s (resuming at %s)",
             _names(assigned),
-            {
-                f"{t}[{p}]": o
-                for (t, p), o in sorted(stored.items())
-                if TopicPartition(t, p) in assigned
-            },
+            resuming,
+            extra={"partitions": _list(assigned), "positions": resuming},
         )
 
 
 def _names(partitions: set[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions))
+    return ", ".join(_list(partitions))
+
+
+def _list(partitions: set[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions)]
