@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
 
+    # Health probes (issue 8, item 5: a stuck consumer must not look healthy)
+    stall_timeout_s: float = Field(default=120.0, gt=0)
+    schema_check_interval_s: float = Field(default=30.0, gt=0)
+
     @property
     def database_url(self) -> str:
         user = quote(self.postgres_user, safe="")
