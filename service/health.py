@@ -109,7 +109,9 @@ class Probe:
         self._failing = failing
 
 
-def every(interval_s: float, check: Check, clock: Callable[[], float] = time.monotonic) -> Check:
+def every(
+    interval_s: float, check: Check, clock: Callable[[], float] = time.monotonic
+) -> Callable[[], Awaitable[Problem]]:
     """`check`, run at most once per `interval_s`; in between, its last answer."""
     last: list[tuple[float, Problem]] = []
 
