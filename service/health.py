@@ -27,7 +27,7 @@ log = logging.getLogger("service.health")
 Problem = str | None
 Check = Callable[[], Problem | Awaitable[Problem]]
 # Below the 5 s timeout of the image's HEALTHCHECK and of typical orchestrator probes.
-CHECK_TIMEOUT_S = 4.0
+CHECK_TIMEOUT_S = 3.5
 
 
 @dataclass(frozen=True, slots=True)
