@@ -22,6 +22,7 @@ from service.config import Settings
 from service.schema_check import alembic_config
 from service.topics import ensure_topics
 from tests.conftest import make_settings
+from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
 from tests.support.events import StreamSpec, generate_stream
 from tests.support.kafka import publish
@@ -222,3 +223,59 @@ async def test_a_schema_the_code_cannot_use_makes_the_running_consumer_unready(
     finally:
         await pg_connection.execute("UPDATE alembic_version SET version_num = $1", head)
     await wait_for_status(f"{url}/health/ready", 200, consumer, timeout=30)
+
+
+async def test_postgresql_refusing_connections_makes_it_unready_but_live(
+    start: Any, kafka: str, names: dict[str, str], pg: PostgresEndpoint, pg_server: PostgresEndpoint
+) -> None:
+    await ensure_topics(make_settings(pg, kafka, names))
+    _, consumer, url = start()
+    await wait_for_status(f"{url}/health/ready", 200, consumer)
+
+    # From the server's own database: a session cannot lock itself out of its database.
+    admin = await asyncpg.connect(pg_server.url(driver="postgresql"))
+    database = pg.database
+    await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            database,
+        )
+        body = await wait_for_status(f"{url}/health/ready", 503, consumer, timeout=30)
+        problem = body["checks"]["database"]["problem"]
+        assert f"cannot query PostgreSQL at {pg.host}:{pg.port}" in problem, problem
+        assert "POSTGRES_HOST" in problem and pg.password not in problem
+        assert body["checks"]["kafka"] == {"ok": True}
+        assert (await get(f"{url}/health/live"))[0] == 200
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    await wait_for_status(f"{url}/health/ready", 200, consumer, timeout=30)
+
+
+async def test_kafka_going_away_makes_it_unready_but_live(
+    pg: PostgresEndpoint, names: dict[str, str], tmp_path: Path
+) -> None:
+    with throwaway_broker() as broker:
+        settings = make_settings(
+            pg, broker.bootstrap, names, http_host="127.0.0.1", kafka_topic_partitions=1
+        )
+        await ensure_topics(settings)
+        consumer = ConsumerProcess(settings, tmp_path)
+        consumer.start()
+        try:
+            url = consumer.http_url()
+            await wait_for_status(f"{url}/health/ready", 200, consumer)
+        except BaseException:
+            consumer.kill()
+            raise
+    try:  # the broker is gone
+        body = await wait_for_status(f"{url}/health/ready", 503, consumer, timeout=30)
+        problem = body["checks"]["kafka"]["problem"]
+        assert f"cannot reach Kafka at {broker.bootstrap}" in problem, problem
+        assert "KAFKA_BOOTSTRAP_SERVERS" in problem
+        assert body["checks"]["database"] == {"ok": True}
+        status, live = await get_json(f"{url}/health/live")
+        assert status == 200, live
+    finally:
+        consumer.kill()
