@@ -52,8 +52,11 @@ USER 10001:10001
 
 EXPOSE 8080
 
-# /health answers 200 when Kafka and PostgreSQL are reachable, 503 otherwise (urlopen raises).
+# Readiness, not liveness: Docker has one health state (docker ps, depends_on), and a consumer
+# that is stuck (Kafka or PostgreSQL down, schema unusable, a partition stalled with lag) must
+# show as unhealthy. /health/ready answers 503 then (urlopen raises). Orchestrators with two
+# probes use /health/live for liveness and /health/ready for readiness (README, Operations).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % (os.environ.get('HTTP_PORT') or '8080'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % (os.environ.get('HTTP_PORT') or '8080'), timeout=4)"]
 
 CMD ["python", "-m", "service", "run"]

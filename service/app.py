@@ -7,7 +7,6 @@ Run it with `python -m service run`, or with FastStream's CLI:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -15,20 +14,31 @@ from typing import Any, Protocol
 
 from aiokafka import TopicPartition
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import make_asgi_app
-from sqlalchemy import text
 
 from service import store
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
+from service.health import Probe, every, probe_route, scrape_route
+from service.health_metrics import HealthMetrics
 from service.kafka_parser import RawBatchParser
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
 from service.pipeline import BatchProcessor, BatchReport, Ownership
+from service.probes import (
+    Lifecycle,
+    ProgressMonitor,
+    consumer_of,
+    consumer_task_check,
+    database_check,
+    kafka_check,
+    schema_check,
+)
+from service.progress import ProgressTracker
 from service.rebalance import PositionReader, SeekToStoredPositions
 from service.records import Record
 from service.retention import purge_forever
@@ -168,18 +178,21 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     writer = OverlappedWriter(processor)
     broker = build_broker(settings, writer, read_positions)
 
-    @get(include_in_schema=False)
-    async def health(scope: Any) -> AsgiResponse:
-        checks = {"kafka": await broker.ping(timeout=3.0), "database": False}
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-            checks["database"] = True
-        except Exception as error:
-            log.warning("health: database unreachable: %s", error)
-        status = 200 if all(checks.values()) else 503
-        body = json.dumps({"status": "ok" if status == 200 else "unavailable", **checks})
-        return AsgiResponse(body.encode(), status, headers={"content-type": "application/json"})
+    # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its
+    # job and does it. Add checks with `readiness.register(name, check)` (see service/health.py).
+    progress = ProgressTracker()
+    processor.on_commit.append(lambda report: progress.committed(report.next_offsets))
+    subscriber = broker.subscribers[0]
+    lifecycle = Lifecycle()
+    liveness = Probe("live")
+    liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle))
+    readiness = Probe("ready", on_verdict=HealthMetrics(metrics.registry, progress).record)
+    readiness.register("kafka", kafka_check(broker, settings))
+    readiness.register("database", database_check(engine, settings))
+    readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
+    monitor = ProgressMonitor(progress, consumer_of(subscriber), read_positions)
+    readiness.register("progress", monitor.stall_check(settings.stall_timeout_s))
+    ready = probe_route(readiness)
 
     background: list[asyncio.Task[None]] = []
 
@@ -209,10 +222,15 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=[("/health", health), ("/metrics", make_asgi_app(metrics.registry))],
+        asgi_routes=[
+            ("/health", ready),  # the readiness probe, under its old name
+            ("/health/ready", ready),
+            ("/health/live", probe_route(liveness)),
+            ("/metrics", scrape_route(readiness, make_asgi_app(metrics.registry))),
+        ],
         on_startup=[start_up],
-        after_startup=[start_cleanup],
-        on_shutdown=[stop_cleanup],
+        after_startup=[start_cleanup, lifecycle.started],
+        on_shutdown=[lifecycle.stopping, stop_cleanup],
         after_shutdown=[shut_down],
         asyncapi_path="/docs",
     )

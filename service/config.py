@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Logs and limits (issue 8, item 7)
     log_format: Literal["text", "json"] = "text"
     max_record_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Health probes (issue 8, item 5: a stuck consumer must not look healthy)
+    stall_timeout_s: float = Field(default=120.0, gt=0)
+    schema_check_interval_s: float = Field(default=30.0, gt=0)
 
     @property
     def database_url(self) -> str:

@@ -93,6 +93,8 @@ class BatchProcessor:
         self.backoff = backoff
         self.metrics = metrics or Metrics()
         self._rewound: dict[tuple[str, int], int] = {}
+        # Told of every committed batch (progress tracking, issue 8 item 5); must not raise.
+        self.on_commit: list[Callable[[BatchReport], None]] = []
 
     async def process(
         self, records: Sequence[Record], still_owned: Ownership | None = None
@@ -136,6 +138,8 @@ class BatchProcessor:
         )
         self._rewound.update(report.rewind)
         self._observe(report, time.perf_counter() - started)
+        for listener in self.on_commit:
+            listener(report)
         return report
 
     async def _commit_isolating(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,3 +85,11 @@ class ConsumerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+    def http_url(self, timeout: float = 60.0) -> str:
+        """http://host:port of the running process's HTTP server (HTTP_PORT=0 picks a free
+        port; uvicorn logs the one it bound)."""
+        self.wait_for_log("Uvicorn running on", timeout)
+        found = re.search(r"Uvicorn running on (https?://\S+)", self.log_path.read_text())
+        assert found is not None, self.tail()
+        return found.group(1).replace("://0.0.0.0:", "://127.0.0.1:")

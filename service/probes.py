@@ -1,0 +1,173 @@
+"""The checks behind /health/live and /health/ready: each asks one real thing.
+
+Every factory returns a `health.Check`: None when fine, else what is wrong and the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTopicPartition
+from faststream.kafka import KafkaBroker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.config import Settings
+from service.health import Check, Problem
+from service.progress import PartitionProgress, ProgressTracker, stall_problem
+from service.rebalance import PositionReader
+from service.records import TopicPartition
+from service.schema_check import SchemaNotReady, require_current_schema
+
+log = logging.getLogger("service.probes")
+KAFKA_TIMEOUT_S = 3.0
+
+
+def kafka_check(broker: KafkaBroker, settings: Settings) -> Check:
+    async def kafka() -> Problem:
+        if await broker.ping(timeout=KAFKA_TIMEOUT_S):
+            return None
+        return (
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} within "
+            f"{KAFKA_TIMEOUT_S:g}s; check KAFKA_BOOTSTRAP_SERVERS and that the brokers run"
+        )
+
+    return kafka
+
+
+def database_check(engine: AsyncEngine, settings: Settings) -> Check:
+    async def database() -> Problem:
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as error:
+            return (
+                f"cannot query PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
+                f"({_brief(error)}); check POSTGRES_HOST/POSTGRES_PORT, the credentials and "
+                "that the server runs"
+            )
+        return None
+
+    return database
+
+
+SchemaRequirement = Callable[[AsyncEngine], Awaitable[None]]
+
+
+def schema_check(engine: AsyncEngine, require: SchemaRequirement = require_current_schema) -> Check:
+    """The start-up schema requirement (service/schema_check.py), asked again while running:
+    a migration applied or rolled back under a running consumer makes it unready."""
+
+    async def schema() -> Problem:
+        try:
+            await require(engine)
+        except SchemaNotReady as error:
+            return str(error)
+        return None
+
+    return schema
+
+
+class Lifecycle:
+    """Whether the app has finished starting and not begun stopping."""
+
+    def __init__(self) -> None:
+        self.serving = False
+
+    async def started(self) -> None:
+        self.serving = True
+
+    async def stopping(self) -> None:
+        self.serving = False
+
+
+def consumer_task_check(subscriber: Any, lifecycle: Lifecycle) -> Check:
+    """The FastStream subscriber still runs its consume loop (it restarts a loop that
+    raised; one that ended is gone for good)."""
+
+    def consumer_task() -> Problem:
+        if not lifecycle.serving:
+            return None
+        if not subscriber.running:
+            return "the Kafka subscriber has stopped while the service runs; restart the process"
+        tasks: Iterable[asyncio.Task[Any]] = getattr(subscriber, "tasks", ())
+        if not any(not task.done() for task in tasks):
+            return (
+                "the Kafka consume loop has ended (see the ERROR lines of service.broker in the "
+                "log); restart the process"
+            )
+        return None
+
+    return consumer_task
+
+
+def consumer_of(subscriber: Any) -> Callable[[], AIOKafkaConsumer | None]:
+    """The aiokafka consumer of a FastStream Kafka subscriber (None until it has started)."""
+    return lambda: getattr(subscriber, "consumer", None)
+
+
+class ProgressMonitor:
+    """Feeds the tracker what it cannot see itself: the assignment, the log's offsets and,
+    for partitions no batch has committed yet, the positions stored in PostgreSQL."""
+
+    def __init__(
+        self,
+        tracker: ProgressTracker,
+        consumer: Callable[[], AIOKafkaConsumer | None],
+        read_positions: PositionReader,
+    ) -> None:
+        self.tracker = tracker
+        self._consumer = consumer
+        self._read_positions = read_positions
+
+    async def refresh(self) -> tuple[PartitionProgress, ...]:
+        consumer = self._consumer()
+        assigned: set[TopicPartition] = set()
+        if consumer is not None:
+            assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        if not assigned or consumer is None:
+            return self.tracker.observe((), {}, {})
+        starts, ends = await _log_offsets(consumer, sorted(assigned))
+        unknown = self.tracker.unknown(assigned)
+        if unknown:
+            try:
+                stored = await self._read_positions({topic for topic, _ in unknown})
+            except Exception as error:
+                log.debug("progress: cannot read stored positions: %s", error)
+            else:
+                self.tracker.seed({tp: o for tp, o in stored.items() if tp in unknown})
+        return self.tracker.observe(assigned, starts, ends)
+
+    def stall_check(self, timeout_s: float) -> Check:
+        async def progress() -> Problem:
+            return stall_problem(await self.refresh(), timeout_s)
+
+        return progress
+
+
+async def _log_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Each partition's log start and end; if the broker does not answer, the end offsets
+    the last fetches saw (no starts)."""
+    tps = [KafkaTopicPartition(*tp) for tp in partitions]
+    try:
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), KAFKA_TIMEOUT_S)
+        starts = await asyncio.wait_for(consumer.beginning_offsets(tps), KAFKA_TIMEOUT_S)
+    except Exception as error:
+        log.debug("progress: cannot list offsets (%s); using the last fetched ones", error)
+        seen = {(tp.topic, tp.partition): consumer.highwater(tp) for tp in tps}
+        return {}, {tp: end for tp, end in seen.items() if end is not None}
+    return (
+        {(tp.topic, tp.partition): offset for tp, offset in starts.items()},
+        {(tp.topic, tp.partition): offset for tp, offset in ends.items()},
+    )
+
+
+def _brief(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
