@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from service.config import Settings
@@ -62,10 +63,12 @@ async def replay(
     settings: Settings,
     selection: Selection,
     dry_run: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
-    """Replay the dead letters `selection` matches (with `dry_run`, only list them)."""
+    """Replay the dead letters `selection` matches (with `dry_run`, only list them); what it
+    did goes to `out` (stdout), and `progress(done, total)` is told after each chunk."""
+    out = out or sys.stdout
     dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
     consumer = AIOKafkaConsumer(
         **kafka_client_options(settings),
@@ -73,20 +76,20 @@ async def replay(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
+    partitions = await _partitions(settings, [dlq, topic])
+    if not partitions[dlq]:
+        raise ReplayError(
+            f"there is no dead-letter topic {dlq!r}; check KAFKA_DLQ_TOPIC "
+            "(the consumer creates it, or run `inventory-sink create-topics`)"
+        )
+    if not partitions[topic] and not dry_run:
+        raise ReplayError(
+            f"there is no input topic {topic!r} to replay to; check KAFKA_TOPIC or create "
+            "it with `inventory-sink create-topics`"
+        )
     await consumer.start()
     try:
-        topics = await consumer.topics()
-        if dlq not in topics:
-            raise ReplayError(
-                f"there is no dead-letter topic {dlq!r}; check KAFKA_DLQ_TOPIC "
-                "(the consumer creates it, or run `inventory-sink create-topics`)"
-            )
-        if topic not in topics and not dry_run:
-            raise ReplayError(
-                f"there is no input topic {topic!r} to replay to; check KAFKA_TOPIC or create "
-                "it with `inventory-sink create-topics`"
-            )
-        ranges = await _ranges(consumer, dlq, selection)
+        ranges = await _ranges(consumer, dlq, partitions[dlq], selection)
         read = selected = 0
         async for letter, matched in _scan(consumer, dlq, ranges, selection):
             read += 1
@@ -109,13 +112,25 @@ async def replay(
     return ReplayResult(read, selected, published)
 
 
+async def _partitions(settings: Settings, topics: list[str]) -> dict[str, list[int]]:
+    """Each topic's partition numbers ([] when it does not exist)."""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    found: dict[str, list[int]] = {name: [] for name in topics}
+    for item in described:
+        if item["error_code"] == 0:
+            found[item["topic"]] = sorted(p["partition"] for p in item["partitions"])
+    return found
+
+
 async def _ranges(
-    consumer: AIOKafkaConsumer, dlq: str, selection: Selection
+    consumer: AIOKafkaConsumer, dlq: str, partitions: list[int], selection: Selection
 ) -> dict[int, tuple[int, int]]:
-    partitions = sorted(consumer.partitions_for_topic(dlq) or ())
     tps = [TopicPartition(dlq, p) for p in partitions]
-    if not tps:
-        return {}
     starts = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
     ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
     since_offsets: dict[int, int | None] | None = None
