@@ -86,6 +86,12 @@ def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _replay_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from service.replay import replay_command
+
+    return replay_command(settings, args)
+
+
 def _contract(args: argparse.Namespace, settings: Settings | None) -> int:
     from service.contract import json_schema
 
@@ -134,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--count", action="store_true", help="print only how many there are")
     dead.add_argument("--last", type=int, default=20)
     dead.set_defaults(func=_dead_letters)
+    # item 6: `dead-letters replay` (dead-letters without an action still lists them)
+    from service.replay_selection import add_selection_arguments
+
+    replay = dead.add_subparsers(dest="action", title="actions").add_parser(
+        "replay",
+        help="republish chosen dead letters to KAFKA_TOPIC (see --help)",
+        description="Republish chosen dead letters from KAFKA_DLQ_TOPIC to KAFKA_TOPIC with "
+        "their original key, value and headers (plus replayed.from), once their cause is "
+        "fixed. Run it with --dry-run first.",
+    )
+    add_selection_arguments(replay)
+    replay.set_defaults(func=_replay_dead_letters)
 
     sub.add_parser("contract", help="print the event contract as JSON Schema").set_defaults(
         func=_contract, needs_settings=False

@@ -181,6 +181,7 @@ class FoldResult:
 
     changed: dict[int, Product] = field(default_factory=dict)
     outcomes: list[Outcome | None] = field(default_factory=list)  # None: duplicate event_id
+    # The ids of the events that were applied or stale, once each: the processed ids.
     processed_ids: list[UUID] = field(default_factory=list)
 
 
@@ -191,8 +192,11 @@ def fold(
 ) -> FoldResult:
     """Apply `events` in order over `states`.
 
-    An event whose `event_id` is in `already_processed`, or occurred earlier in the same
-    batch, is a duplicate: it changes nothing and its outcome is None.
+    An event whose `event_id` is in `already_processed`, or was applied or stale earlier in
+    the same batch, is a duplicate: it changes nothing and its outcome is None. A rejected
+    event does not make its id processed, so a later event with that id (an upstream retry,
+    or a dead letter replayed once its cause is fixed) is decided afresh, whether it comes
+    in the same batch or a later one.
     """
     result = FoldResult()
     current = dict(states)
@@ -205,10 +209,11 @@ def fold(
         if event_id in seen:
             outcomes.append(None)
             continue
-        seen.add(event_id)
-        processed.append(event_id)
         outcome = apply_event(current.get(event.product_id), event)
         if type(outcome) is Applied:
             current[event.product_id] = changed[event.product_id] = outcome.product
+        if type(outcome) is not Rejected:
+            seen.add(event_id)
+            processed.append(event_id)
         outcomes.append(outcome)
     return result

@@ -1,7 +1,8 @@
 """The write path: one batch of records becomes one PostgreSQL transaction.
 
 decode -> lock positions -> drop redelivered records -> claim event ids (finding duplicates) ->
-read states -> fold (pure) -> write states and positions -> dead-letter the unusable -> commit.
+read states -> fold (pure) -> release the claims of rejected events -> write states and
+positions -> dead-letter the unusable -> commit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
+from service.claims import claims_to_release
 from service.dead_letter import DeadLetter, DeadLetterSink
 from service.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
@@ -208,6 +210,11 @@ class BatchProcessor:
             fates = Counter(map(type, result.outcomes))
             report.applied, report.stale = fates[Applied], fates[Stale]
             report.duplicates = fates[type(None)]
+            if fates[Rejected]:  # only applied and stale events keep their ids claimed
+                await store.release_events(
+                    session,
+                    claims_to_release(events, result.outcomes, result.processed_ids, already),
+                )
             dead = _dead_letters(fresh, items, result.outcomes)
             report.dead_lettered.update(letter.reason.value for letter in dead)
 

@@ -71,6 +71,13 @@ _CLAIM_EVENTS = text(
     """
 )
 
+# Gives back claims of this transaction (the ids of events the fold rejected): see claims.py.
+_RELEASE_EVENTS = text(
+    """
+    DELETE FROM processed_events WHERE event_id = ANY(CAST(:ids AS uuid[]))
+    """
+)
+
 _LOAD_PRODUCTS = text(
     """
     SELECT id, name, description, price, quantity, version, deleted_at
@@ -159,11 +166,19 @@ async def advance_positions(
 
 
 async def claim_events(session: AsyncSession, event_ids: Sequence[UUID]) -> set[UUID]:
-    """Record `event_ids` as processed; return the ones that already were (duplicates)."""
+    """Record `event_ids` as processed; return the ones that already were (duplicates).
+
+    The claims of events the fold then rejects are given back with `release_events`."""
     if not event_ids:
         return set()
     rows = await session.execute(_CLAIM_EVENTS, {"ids": event_ids})
     return {row[0] for row in rows}
+
+
+async def release_events(session: AsyncSession, event_ids: Sequence[UUID]) -> None:
+    """Forget the claims of `event_ids` (made earlier in this transaction)."""
+    if event_ids:
+        await session.execute(_RELEASE_EVENTS, {"ids": event_ids})
 
 
 async def load_products(session: AsyncSession, product_ids: Collection[int]) -> dict[int, Product]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -78,6 +79,85 @@ async def test_the_same_event_on_two_partitions_at_once_is_applied_once(
     assert (await table(engine))[1].quantity == 7
 
 
+async def _claimed(engine: AsyncEngine) -> set[UUID]:
+    async with engine.connect() as connection:
+        return set((await connection.scalars(text("SELECT event_id FROM processed_events"))).all())
+
+
+async def test_a_rejected_event_is_not_claimed_so_its_replay_applies_once(
+    engine: AsyncEngine,
+) -> None:
+    """Rejected as unknown_product, its id stays unclaimed; once the product exists, the same
+    record published again (a replayed dead letter) applies, and a second replay is a
+    duplicate."""
+    sink = MemoryDeadLetterSink()
+    processor = _processor(engine, sink)
+    body = adjust(3, 4)
+    early = await processor.process(_records([record(body), record(upsert(4, 1))]))
+    assert [letter.reason for letter in sink.letters] == [Reason.UNKNOWN_PRODUCT]
+    claimed = await _claimed(engine)
+    assert UUID(body["event_id"]) not in claimed and len(claimed) == 1
+
+    await processor.process(_records([record(upsert(3, 1, quantity=10))], start=2))
+    replay = await processor.process(_records([record(body)], start=3))
+    again = await processor.process(_records([record(body)], start=4))
+
+    assert (early.applied, replay.applied, again.applied, again.duplicates) == (1, 1, 0, 1)
+    assert (await table(engine))[3].quantity == 14
+    assert UUID(body["event_id"]) in await _claimed(engine)
+    assert len(sink.letters) == 1
+
+
+async def test_an_id_rejected_then_applied_in_one_batch_stays_claimed(
+    engine: AsyncEngine,
+) -> None:
+    sink = MemoryDeadLetterSink()
+    processor = _processor(engine, sink)
+    body = adjust(5, 2)
+    rejected_twice = adjust(6, 1)
+    pairs = [record(body), record(upsert(5, 1, quantity=1)), record(body), record(body)]
+    pairs += [record(rejected_twice), record(rejected_twice)]
+
+    report = await processor.process(_records(pairs))
+
+    assert (report.applied, report.duplicates) == (2, 1)
+    assert [(letter.record.offset, letter.reason) for letter in sink.letters] == [
+        (0, Reason.UNKNOWN_PRODUCT),
+        (4, Reason.UNKNOWN_PRODUCT),
+        (5, Reason.UNKNOWN_PRODUCT),
+    ]
+    assert (await table(engine))[5].quantity == 3
+    claimed = await _claimed(engine)
+    assert UUID(body["event_id"]) in claimed
+    assert UUID(rejected_twice["event_id"]) not in claimed
+
+
+async def test_a_claim_given_back_by_a_concurrent_rejection_lets_the_waiting_batch_apply(
+    engine: AsyncEngine,
+) -> None:
+    """Two consumers hold the same event at once. The first claims it, then rejects it and
+    gives the claim back; the second, whose claim waited for the first transaction, must
+    then decide the event itself (here: apply it), not take it for a duplicate."""
+    processor = _processor(engine, MemoryDeadLetterSink())
+    await processor.process(_records([record(upsert(1, 1, quantity=1))], partition=5))
+    retried = record(adjust(1, -3))  # insufficient at quantity 1; fine at 10
+    blocker = await engine.connect()
+    await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
+    a = asyncio.create_task(processor.process(_records([retried], partition=0)))
+    await asyncio.sleep(0.5)  # a has claimed the id and waits for the product row
+    refill = record(upsert(1, 2, quantity=10))
+    b = asyncio.create_task(processor.process(_records([refill, retried], partition=1)))
+    await asyncio.sleep(0.5)  # b's claim waits for a's transaction
+    await blocker.rollback()
+    await blocker.close()
+    first, second = await asyncio.gather(a, b)
+
+    assert (first.applied, sum(first.dead_lettered.values())) == (0, 1)
+    assert (second.applied, second.duplicates) == (2, 0)
+    assert (await table(engine))[1].quantity == 7
+
+
 async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     engine: AsyncEngine,
 ) -> None:
@@ -105,6 +185,7 @@ async def test_a_seeded_stream_in_many_batches_matches_the_oracle(engine: AsyncE
     expected = expected_outcome(pairs)
     assert diff(expected.products, await table(engine)) == []
     assert len(sink.letters) == expected.dead_letters
+    assert await _claimed(engine) == expected.processed_ids
 
 
 async def test_records_of_a_revoked_partition_are_abandoned_not_written(

@@ -430,15 +430,30 @@ def test_fold_duplicate_id_with_different_content_is_still_a_duplicate() -> None
     assert result.processed_ids == [event_id]
 
 
-def test_fold_duplicate_of_a_rejected_event_is_not_retried() -> None:
+def test_fold_decides_a_rejected_event_afresh_when_its_id_comes_again() -> None:
+    """A rejected event leaves its id unprocessed: the copy after the upsert applies (as it
+    would in a later batch, e.g. a replayed dead letter), and further copies are duplicates."""
     event_id = new_id()
-    events = [adjust(1, 1, event_id=event_id), upsert(1, 1), adjust(1, 1, event_id=event_id)]
+    again = adjust(1, 1, event_id=event_id)
+    events = [again, upsert(1, 1), again, again]
 
     result = fold({}, events)
 
     rejected(result.outcomes[0], Reason.UNKNOWN_PRODUCT)
-    assert result.outcomes[2] is None
-    assert result.changed[1].quantity == 0
+    assert applied(result.outcomes[2]).quantity == 1
+    assert result.outcomes[3] is None
+    assert result.changed[1].quantity == 1
+    assert result.processed_ids == [events[1].event_id, event_id]
+
+
+def test_fold_rejects_each_copy_of_an_event_while_its_cause_remains() -> None:
+    bad = adjust(7, 1)
+
+    result = fold({}, [bad, bad])
+
+    rejected(result.outcomes[0], Reason.UNKNOWN_PRODUCT)
+    rejected(result.outcomes[1], Reason.UNKNOWN_PRODUCT)
+    assert result.processed_ids == []
 
 
 def test_fold_skips_already_processed_events() -> None:
@@ -462,7 +477,7 @@ def test_fold_with_only_already_processed_events_changes_nothing() -> None:
     assert result == FoldResult(changed={}, outcomes=[None, None, None], processed_ids=[])
 
 
-def test_fold_processed_ids_include_stale_and_rejected_events_once_each() -> None:
+def test_fold_processed_ids_are_the_applied_and_stale_events_once_each() -> None:
     stale = upsert(1, 1)
     bad = adjust(2, 1)
     good = adjust(1, 1)
@@ -473,8 +488,9 @@ def test_fold_processed_ids_include_stale_and_rejected_events_once_each() -> Non
     assert result.outcomes[0] == Stale(3)
     rejected(result.outcomes[1], Reason.UNKNOWN_PRODUCT)
     applied(result.outcomes[2])
-    assert result.outcomes[3:] == [None, None, None]
-    assert result.processed_ids == [stale.event_id, bad.event_id, good.event_id]
+    rejected(result.outcomes[3], Reason.UNKNOWN_PRODUCT)
+    assert result.outcomes[4:] == [None, None]
+    assert result.processed_ids == [stale.event_id, good.event_id]
 
 
 def test_fold_changed_holds_only_products_actually_changed() -> None:
@@ -724,17 +740,29 @@ def test_property_version_never_decreases(
 
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
-def test_property_refolding_with_processed_ids_changes_nothing(
+def test_property_refolding_with_processed_ids_decides_only_never_processed_ids_again(
     scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
 ) -> None:
+    """Folding the batch again (a replay of all of it) changes nothing through the events
+    that were applied or stale: only ids that were never processed are decided again."""
     states, events, done = scenario
     first = fold(states, events, done)
+    processed = done | set(first.processed_ids)
+    never = [event for event in events if event.event_id not in processed]
 
-    second = fold({**states, **first.changed}, events, done | set(first.processed_ids))
+    second = fold({**states, **first.changed}, events, processed)
+    alone = fold({**states, **first.changed}, never)
 
-    assert second.changed == {}
-    assert second.processed_ids == []
-    assert second.outcomes == [None] * len(events)
+    for event, outcome in zip(events, second.outcomes, strict=True):
+        if event.event_id in processed:
+            assert outcome is None
+    assert [o for o in second.outcomes if o is not None] == [
+        o for o in alone.outcomes if o is not None
+    ]
+    assert second.changed == alone.changed
+    assert second.processed_ids == alone.processed_ids
+    if not never:
+        assert second.changed == {} and second.processed_ids == []
 
 
 @PROPERTY_SETTINGS
@@ -753,9 +781,10 @@ def test_property_outcomes_match_apply_event_and_duplicates_are_none(
         if event.event_id in done or event.event_id in seen:
             assert outcome is None
             continue
-        seen.add(event.event_id)
-        expected_ids.append(event.event_id)
         assert outcome == apply_event(current.get(event.product_id), event)
+        if not isinstance(outcome, Rejected):  # a rejected id stays unprocessed
+            seen.add(event.event_id)
+            expected_ids.append(event.event_id)
         if isinstance(outcome, Applied):
             current[event.product_id] = outcome.product
     assert result.processed_ids == expected_ids

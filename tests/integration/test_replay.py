@@ -1,0 +1,201 @@
+"""`dead-letters replay` on the real broker and database, with the real consumer process."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.config import Settings
+from service.dead_letter import DeadLetter, KafkaDeadLetterSink
+from service.domain import Reason
+from service.records import SimpleRecord
+from service.replay import ReplayError, replay
+from service.replay_selection import Selection
+from service.status import partition_lag
+from service.topics import ensure_topics, partitions_of
+from tests.support.consumer import ROOT, ConsumerProcess, settings_env
+from tests.support.events import adjust, record, upsert
+from tests.support.kafka import header_map, publish, read_topic
+from tests.support.oracle import table
+
+
+def run_cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m service ...` as an operator runs it, configured from the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *argv],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    """How many records `topic` has (all partitions)."""
+    partitions = await partitions_of(bootstrap, topic)
+    assert partitions, f"no topic {topic}"
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    consumer: ConsumerProcess,
+    timeout: float = 90.0,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        if not consumer.alive():
+            break
+        await asyncio.sleep(0.3)
+    pytest.fail(f"never saw {what}\n--- consumer log:\n{consumer.tail()}")
+
+
+@pytest.fixture
+def consumer(settings: Settings, tmp_path: Path) -> Iterator[ConsumerProcess]:
+    process = ConsumerProcess(settings, tmp_path)
+    yield process
+    process.kill()
+
+
+async def test_a_rejected_adjustment_replayed_after_its_fix_applies_exactly_once(
+    settings: Settings, engine: AsyncEngine, consumer: ConsumerProcess, kafka: str
+) -> None:
+    await ensure_topics(settings)
+    consumer.start()
+    early = adjust(42, 5)
+    await publish(kafka, settings.kafka_topic, [record(early)])
+    (letter,) = await read_topic(kafka, settings.kafka_dlq_topic, 1, timeout=90)
+    assert header_map(letter)["error.reason"] == "unknown_product"
+
+    await publish(kafka, settings.kafka_topic, [record(upsert(42, 1, quantity=10))])
+
+    async def quantity(expected: int) -> bool:
+        row = (await table(engine)).get(42)
+        return row is not None and row.quantity == expected
+
+    await wait_until(lambda: quantity(10), "product 42 at quantity 10", consumer)
+
+    first = run_cli(settings, "dead-letters", "replay", "--reason", "unknown_product")
+    assert first.returncode == 0, first.stderr
+    assert "replayed 1 of 1 dead letters" in first.stdout
+    assert "replayed 1/1" in first.stderr  # progress
+    await wait_until(lambda: quantity(15), "the replayed adjustment applied", consumer)
+    async with engine.connect() as connection:
+        claimed = await connection.scalar(
+            text("SELECT count(*) FROM processed_events WHERE event_id = :id"),
+            {"id": UUID(early["event_id"])},
+        )
+    assert claimed == 1
+
+    second = run_cli(settings, "dead-letters", "replay", "--reason", "unknown_product")
+    assert second.returncode == 0, second.stderr
+    assert "replayed 1 of 1 dead letters" in second.stdout
+
+    async def caught_up() -> bool:
+        lag = await partition_lag(settings)
+        return sum(end for _, end in lag.values()) == 4 and sum(m for m, _ in lag.values()) == 0
+
+    await wait_until(caught_up, "all 4 records (2 replays) consumed", consumer)
+    assert (await table(engine))[42].quantity == 15  # the second replay was a duplicate
+    letters = await read_topic(kafka, settings.kafka_dlq_topic, 2, timeout=3, settle=1)
+    assert len(letters) == 1  # neither replay was dead-lettered again
+    replayed = [
+        r
+        for r in await read_topic(kafka, settings.kafka_topic, 4)
+        if "replayed.from" in header_map(r)
+    ]
+    source = f"{settings.kafka_dlq_topic}/{letter.partition}/{letter.offset}"
+    assert [header_map(r)["replayed.from"] for r in replayed] == [source, source]
+    assert {(r.key, r.value) for r in replayed} == {record(early)}
+
+
+async def _dead_letter(settings: Settings, records: list[tuple[SimpleRecord, Reason]]) -> None:
+    """Write letters exactly as the consumer does, with the real sink."""
+    sink = KafkaDeadLetterSink(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "t")
+    await sink.start()
+    try:
+        await sink.send([DeadLetter(r, reason, f"because {reason}") for r, reason in records])
+    finally:
+        await sink.stop()
+
+
+async def test_selections_dry_run_and_headers_on_the_real_broker(
+    settings: Settings, kafka: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await ensure_topics(settings)
+    topic = settings.kafka_topic
+    headers = (("trace", b"\xff\x00\xfe"), ("tenant", b"acme"), ("trace", b"again"))
+    forged = (("error.reason", b"forged"), ("original.offset", b"1"))
+    originals = [
+        (SimpleRecord(topic, 1, 5, b"7", b'{"n": 5}', headers + forged), Reason.UNKNOWN_PRODUCT),
+        (SimpleRecord(topic, 1, 6, b"7", b"{not json", ()), Reason.INVALID_JSON),
+        (SimpleRecord(topic, 1, 7, b"7", b'{"n": 7}', headers), Reason.UNKNOWN_PRODUCT),
+    ]
+    await _dead_letter(settings, originals)
+    (dlq_partition,) = {r.partition for r in await read_topic(kafka, settings.kafka_dlq_topic, 3)}
+
+    dry = await replay(settings, Selection(reasons=frozenset({"unknown_product"})), dry_run=True)
+    listed = capsys.readouterr().out
+    assert (dry.selected, dry.published) == (2, 0)
+    assert f"from {topic}[1]@5 unknown_product: because unknown_product" in listed
+    assert f"from {topic}[1]@7 unknown_product" in listed
+    assert "would replay 2 of 3 dead letters" in listed
+    assert await end_offsets(kafka, topic) == 0  # a dry run publishes nothing
+
+    future = Selection(since=datetime.now(UTC) + timedelta(hours=1))
+    assert (await replay(settings, future)).selected == 0
+    assert await end_offsets(kafka, topic) == 0
+
+    ranged = Selection(reasons=frozenset({"unknown_product"}), partition=1, from_offset=6)
+    assert (await replay(settings, ranged)).published == 1  # only original offset 7
+    by_dlq = Selection(offsets_of="dlq", partition=dlq_partition, to_offset=0)
+    assert (await replay(settings, by_dlq)).published == 1  # only the first letter
+    assert await end_offsets(kafka, topic) == 2
+
+    by_value = {r.value: r for r in await read_topic(kafka, topic, 2)}
+    first, seventh = by_value[b'{"n": 5}'], by_value[b'{"n": 7}']
+    assert (seventh.key, seventh.value) == (b"7", b'{"n": 7}')
+    assert list(seventh.headers) == [
+        *headers,
+        ("replayed.from", f"{settings.kafka_dlq_topic}/{dlq_partition}/2".encode()),
+    ]
+    # The original headers come back exactly, even those named like the sink's own.
+    assert (first.key, first.value) == (b"7", b'{"n": 5}')
+    assert list(first.headers) == [
+        *headers,
+        *forged,
+        ("replayed.from", f"{settings.kafka_dlq_topic}/{dlq_partition}/0".encode()),
+    ]
+
+
+def test_the_command_refuses_to_run_without_a_selection(settings: Settings) -> None:
+    result = run_cli(settings, "dead-letters", "replay", "--dry-run")
+    assert result.returncode == 2
+    assert "choose which dead letters to replay" in result.stderr
+    assert "--all" in result.stderr
+
+
+async def test_a_missing_dlq_topic_is_named_with_the_fix(settings: Settings) -> None:
+    with pytest.raises(ReplayError, match=r"no dead-letter topic .*KAFKA_DLQ_TOPIC"):
+        await replay(settings, Selection(everything=True))

@@ -1,0 +1,69 @@
+"""Which claimed event ids a batch gives back: the ids the fold only rejected."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from service.claims import claims_to_release
+from service.contract import parse_event
+from service.domain import Event, Product, fold
+from tests.support.events import adjust, upsert
+
+
+def ev(body: dict[str, Any]) -> Event:
+    return parse_event(json.dumps(body).encode())
+
+
+def decide(states: dict[int, Product], events: list[Event], already: set[uuid.UUID]) -> list[Any]:
+    result = fold(states, events, frozenset(already))
+    return claims_to_release(events, result.outcomes, result.processed_ids, already)
+
+
+def test_a_batch_without_rejections_releases_nothing() -> None:
+    events = [ev(upsert(1, 1, quantity=1)), ev(adjust(1, 2))]
+    assert decide({}, events, set()) == []
+
+
+def test_the_id_of_a_rejected_event_is_released() -> None:
+    bad = ev(adjust(9, 1))
+    assert decide({}, [ev(upsert(1, 1)), bad], set()) == [bad.event_id]
+
+
+def test_a_rejected_id_applied_later_in_the_same_batch_stays_claimed() -> None:
+    event_id = uuid.uuid4()
+    early = ev(adjust(1, 5, event_id=event_id))  # no product 1 yet: rejected
+    events = [early, ev(upsert(1, 1, quantity=1)), early]  # the copy after the upsert applies
+    result = fold({}, events)
+
+    assert claims_to_release(events, result.outcomes, result.processed_ids) == []
+    assert result.changed[1].quantity == 6
+
+
+def test_an_id_rejected_twice_in_a_batch_is_released_once() -> None:
+    bad = ev(adjust(9, 1))
+    assert decide({}, [bad, bad], set()) == [bad.event_id]
+
+
+def test_ids_claimed_before_the_batch_are_never_released() -> None:
+    """A duplicate of an id another batch holds is no rejection of this batch's: that claim
+    belongs to the batch that applied it."""
+    done = ev(adjust(9, 1))
+    bad = ev(adjust(8, 1))
+    assert decide({}, [done, bad], {done.event_id}) == [bad.event_id]
+    assert claims_to_release([done], [None], [], {done.event_id}) == []
+
+
+def test_stale_events_keep_their_claims() -> None:
+    current = Product(1, "x", None, Decimal("1"), 3, 5)
+    stale = ev(upsert(1, 2))
+    insufficient = ev(adjust(1, -10))
+    assert decide({1: current}, [stale, insufficient], set()) == [insufficient.event_id]
+
+
+def test_released_ids_are_sorted() -> None:
+    bad = [ev(adjust(100 + i, 1)) for i in range(20)]
+    released = decide({}, bad, set())
+    assert released == sorted(e.event_id for e in bad)

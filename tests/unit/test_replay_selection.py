@@ -1,0 +1,203 @@
+"""Which dead letters a replay selects, and what a replayed record carries (pure)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.cli import build_parser
+from service.dead_letter import DeadLetter
+from service.domain import Reason
+from service.letters import Letter
+from service.records import SimpleRecord
+from service.replay_selection import (
+    Selection,
+    SelectionError,
+    parse_time,
+    read_ranges,
+    selection_from_args,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def letter(
+    reason: Reason = Reason.UNKNOWN_PRODUCT,
+    *,
+    partition: int = 0,
+    offset: int = 10,
+    original: tuple[int, int] = (2, 100),
+    at: datetime = T0,
+    headers: tuple[tuple[str, bytes], ...] = (),
+) -> Letter:
+    """A DLQ record exactly as the sink writes it, read back."""
+    source = SimpleRecord("events", original[0], original[1], b"7", b"{}", headers)
+    dead = DeadLetter(source, reason, "product 7 does not exist")
+    record = SimpleRecord("events.dlq", partition, offset, b"7", b"{}", tuple(dead.headers()))
+    return Letter.of(_Timed(record, int(at.timestamp() * 1000)))
+
+
+class _Timed:
+    def __init__(self, record: SimpleRecord, timestamp: int) -> None:
+        self.partition, self.offset, self.timestamp = record.partition, record.offset, timestamp
+        self.key, self.value, self.headers = record.key, record.value, record.headers
+
+
+def test_a_letter_reads_the_sinks_headers() -> None:
+    read = letter(Reason.INSUFFICIENT_STOCK, partition=1, offset=4, original=(3, 55))
+    assert (read.reason, read.original_topic, read.original_partition, read.original_offset) == (
+        "insufficient_stock",
+        "events",
+        3,
+        55,
+    )
+    assert (read.partition, read.offset, read.timestamp) == (1, 4, T0)
+    assert read.message == "product 7 does not exist"
+
+
+def test_replay_headers_are_the_original_ones_then_replayed_from() -> None:
+    original = (("trace", b"\xff\x00"), ("x", b"1"), ("trace", b"second"))
+    read = letter(headers=original, partition=2, offset=9)
+    assert read.replay_headers("events.dlq") == [*original, ("replayed.from", b"events.dlq/2/9")]
+
+
+def test_replay_headers_keep_originals_named_like_the_sinks_but_drop_an_earlier_replay_mark() -> (
+    None
+):
+    """The original headers come back exactly, even one named like the sink's own; a replayed
+    record dead-lettered again carries `replayed.from`, and replaying that letter names only
+    the newest letter."""
+    original = (("replayed.from", b"events.dlq/0/1"), ("error.reason", b"forged"), ("k", b"v"))
+    read = letter(headers=original, offset=30)
+    assert read.replay_headers("events.dlq") == [
+        ("error.reason", b"forged"),
+        ("k", b"v"),
+        ("replayed.from", b"events.dlq/0/30"),
+    ]
+
+
+def test_a_record_without_sink_headers_is_still_a_letter() -> None:
+    record = _Timed(SimpleRecord("d", 0, 1, None, b"x", (("error.reason", b"\xff"),)), 0)
+    read = Letter.of(record)
+    assert (read.reason, read.original_topic, read.original_offset) == ("\ufffd", None, None)
+    assert "no original.* headers" in read.describe("d")
+
+
+def test_no_selection_is_refused_with_the_options_named() -> None:
+    with pytest.raises(SelectionError, match=r"--reason.*--all.*--dry-run"):
+        Selection()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"everything": True, "reasons": frozenset({"unknown_product"})}, "cannot be combined"),
+        ({"from_offset": 3}, "give --partition"),
+        ({"partition": 0, "from_offset": 5, "to_offset": 4}, "lower offset first"),
+        ({"since": T0, "until": T0}, "not before --until"),
+    ],
+)
+def test_contradictory_selections_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(SelectionError, match=message):
+        Selection(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reasons_select_any_of_them() -> None:
+    selection = Selection(reasons=frozenset({"unknown_product", "unstorable"}))
+    assert selection.matches(letter(Reason.UNKNOWN_PRODUCT))
+    assert selection.matches(letter(Reason.UNSTORABLE))
+    assert not selection.matches(letter(Reason.INVALID_JSON))
+
+
+def test_all_selects_everything() -> None:
+    assert Selection(everything=True).matches(letter(Reason.INVALID_JSON))
+
+
+def test_original_offset_range_is_inclusive_and_per_partition() -> None:
+    selection = Selection(partition=2, from_offset=100, to_offset=102)
+    assert [selection.matches(letter(original=(2, o))) for o in (99, 100, 102, 103)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert not selection.matches(letter(original=(1, 100)))
+    assert Selection(partition=2).matches(letter(original=(2, 0)))
+    assert Selection(partition=2, to_offset=5).matches(letter(original=(2, 5)))
+
+
+def test_dlq_offset_range_uses_the_letters_own_position() -> None:
+    selection = Selection(offsets_of="dlq", partition=1, from_offset=10, to_offset=10)
+    assert selection.matches(letter(partition=1, offset=10, original=(0, 999)))
+    assert not selection.matches(letter(partition=0, offset=10, original=(1, 10)))
+
+
+def test_time_range_includes_since_and_excludes_until() -> None:
+    selection = Selection(since=T0, until=T0 + timedelta(hours=1))
+    moments = [T0 - timedelta(seconds=1), T0, T0 + timedelta(minutes=59), T0 + timedelta(hours=1)]
+    assert [selection.matches(letter(at=m)) for m in moments] == [False, True, True, False]
+
+
+def test_criteria_are_combined_with_and() -> None:
+    selection = Selection(reasons=frozenset({"unknown_product"}), since=T0)
+    assert selection.matches(letter(Reason.UNKNOWN_PRODUCT, at=T0))
+    assert not selection.matches(letter(Reason.INVALID_JSON, at=T0))
+    assert not selection.matches(letter(Reason.UNKNOWN_PRODUCT, at=T0 - timedelta(days=1)))
+
+
+def test_read_ranges_stop_at_the_end_offsets_seen_at_start() -> None:
+    ranges = read_ranges(Selection(everything=True), {0: 5, 1: 0, 2: 7}, {0: 9, 1: 3, 2: 7})
+    assert ranges == {0: (5, 9), 1: (0, 3)}  # partition 2 is empty
+
+
+def test_read_ranges_of_a_dlq_offset_range_read_only_that_slice() -> None:
+    selection = Selection(offsets_of="dlq", partition=1, from_offset=4, to_offset=6)
+    assert read_ranges(selection, {0: 0, 1: 5}, {0: 50, 1: 50}) == {1: (5, 7)}
+    original = Selection(partition=1, from_offset=4, to_offset=6)  # original offsets: read all
+    assert read_ranges(original, {0: 0, 1: 5}, {0: 50, 1: 50}) == {0: (0, 50), 1: (5, 50)}
+
+
+def test_read_ranges_start_at_the_first_letter_since() -> None:
+    ranges = read_ranges(Selection(since=T0), {0: 0, 1: 0}, {0: 10, 1: 10}, {0: 4, 1: None})
+    assert ranges == {0: (4, 10)}  # partition 1 has nothing that late
+
+
+def test_times_are_iso_8601_and_naive_ones_are_utc() -> None:
+    assert parse_time("2026-03-01T13:00:00+01:00") == T0
+    assert parse_time("2026-03-01T12:00Z") == T0
+    assert parse_time("2026-03-01T12:00:00") == T0
+    assert parse_time("2026-03-01") == T0 - timedelta(hours=12)
+    with pytest.raises(argparse.ArgumentTypeError, match="ISO 8601"):
+        parse_time("yesterday")
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["dead-letters", "replay", *argv])
+
+
+def test_the_command_line_builds_the_selection() -> None:
+    args = _args("--reason", "unknown_product", "--reason", "unstorable", "--since", "2026-03-01")
+    assert selection_from_args(args) == Selection(
+        reasons=frozenset({"unknown_product", "unstorable"}), since=T0 - timedelta(hours=12)
+    )
+    args = _args("--offsets", "dlq", "--partition", "2", "--from-offset", "7", "--dry-run")
+    assert args.dry_run
+    assert selection_from_args(args) == Selection(offsets_of="dlq", partition=2, from_offset=7)
+
+
+def test_the_command_line_refuses_unknown_reasons_and_negative_offsets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv in (["--reason", "nope"], ["--partition", "-1"]):
+        with pytest.raises(SystemExit) as exit_:
+            _args(*argv)
+        assert exit_.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_dead_letters_without_an_action_still_lists_them() -> None:
+    args = build_parser().parse_args(["dead-letters", "--count"])
+    assert (args.func.__name__, args.count, args.action) == ("_dead_letters", True, None)
+    assert _args("--all").func.__name__ == "_replay_dead_letters"
