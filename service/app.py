@@ -27,7 +27,9 @@ from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
+from service.partition_guard import PartitionGuard
 from service.pipeline import BatchProcessor, BatchReport, Ownership
+from service.positions import OnAheadOfLog, OnRecordsLost
 from service.rebalance import PositionReader, SeekToStoredPositions
 from service.records import Record
 from service.retention import purge_forever
@@ -68,6 +70,7 @@ def build_broker(
     settings: Settings,
     writer: BatchSink,
     read_positions: PositionReader,
+    guard: PartitionGuard | None = None,
 ) -> KafkaBroker:
     """The broker with its one subscriber: batches of raw records go to `writer`."""
     broker = KafkaBroker(
@@ -90,12 +93,14 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
-        listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions),
+        listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions, guard),
         decoder=_raw_records,
         title="product-events",
         description="Product events, contract v1 (see README).",
     )
 
+    if guard is not None:
+        guard.attach(lambda: subscriber.consumer)
     last_kafka_commit = [0.0]
 
     @subscriber
@@ -149,12 +154,22 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     dead_letters = KafkaDeadLetterSink(
         settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
     )
+    # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
+    guard = PartitionGuard(
+        sessions,
+        settings.kafka_group_id,
+        metrics.registry,
+        OnAheadOfLog(settings.on_position_ahead_of_log),
+        OnRecordsLost(settings.on_records_lost_to_retention),
+        settings.position_check_interval_s,
+    )
     processor = BatchProcessor(
         sessions,
         dead_letters,
         settings.kafka_group_id,
         Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         metrics,
+        guard=guard,
     )
 
     async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
@@ -162,7 +177,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
     writer = OverlappedWriter(processor)
-    broker = build_broker(settings, writer, read_positions)
+    broker = build_broker(settings, writer, read_positions, guard)
 
     @get(include_in_schema=False)
     async def health(scope: Any) -> AsgiResponse:
@@ -192,6 +207,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 purge_forever(sessions, retention_s, settings.processed_event_cleanup_interval_s)
             )
         )
+        background.append(asyncio.create_task(guard.run()))
 
     async def stop_cleanup() -> None:
         for task in background:

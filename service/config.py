@@ -6,6 +6,7 @@ See `.env.example` for the full list with explanations.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    # Stored positions vs Kafka's log (issue 8, item 1; see service/positions.py)
+    on_position_ahead_of_log: Literal["stop", "restart-from-log-start"] = "stop"
+    on_records_lost_to_retention: Literal["continue", "stop"] = "continue"
+    position_check_interval_s: float = Field(default=30.0, gt=0)
 
     @property
     def database_url(self) -> str:

@@ -78,9 +78,8 @@ class Decision:
 def classify(stored: Stored | None, log: LogBounds) -> Status:
     if stored is None:
         return Status.NOT_STORED
-    if stored.topic_id is not None and log.topic_id is not None:
-        if stored.topic_id != log.topic_id:
-            return Status.TOPIC_ID_CHANGED
+    if None not in (stored.topic_id, log.topic_id) and stored.topic_id != log.topic_id:
+        return Status.TOPIC_ID_CHANGED
     if stored.offset > log.end:
         return Status.AHEAD_OF_LOG
     if stored.offset < log.start:

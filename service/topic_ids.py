@@ -85,7 +85,7 @@ _REQUESTED_TOPICS = CompactArray(
 )
 
 
-class MetadataResponse_v10(Response):  # type: ignore[misc]  # noqa: N801 (aiokafka's naming)
+class MetadataResponse_v10(Response):  # type: ignore[misc]
     API_KEY = METADATA_API_KEY
     API_VERSION = 10
     SCHEMA = Schema(
@@ -99,7 +99,7 @@ class MetadataResponse_v10(Response):  # type: ignore[misc]  # noqa: N801 (aioka
     )
 
 
-class MetadataResponse_v12(Response):  # type: ignore[misc]  # noqa: N801
+class MetadataResponse_v12(Response):  # type: ignore[misc]
     API_KEY = METADATA_API_KEY
     API_VERSION = 12
     SCHEMA = Schema(
@@ -112,7 +112,7 @@ class MetadataResponse_v12(Response):  # type: ignore[misc]  # noqa: N801
     )
 
 
-class MetadataRequest_v10(RequestStruct):  # type: ignore[misc]  # noqa: N801
+class MetadataRequest_v10(RequestStruct):  # type: ignore[misc]
     FLEXIBLE_VERSION = True
     API_KEY = METADATA_API_KEY
     API_VERSION = 10
@@ -126,7 +126,7 @@ class MetadataRequest_v10(RequestStruct):  # type: ignore[misc]  # noqa: N801
     )
 
 
-class MetadataRequest_v12(RequestStruct):  # type: ignore[misc]  # noqa: N801
+class MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
     FLEXIBLE_VERSION = True
     API_KEY = METADATA_API_KEY
     API_VERSION = 12
@@ -148,7 +148,9 @@ class TopicIdRequest(Request[_Struct]):  # type: ignore[misc]
     API_KEY = METADATA_API_KEY
 
     def __init__(self, topics: list[str]) -> None:
-        self._topics = [(ZERO_UUID, name, {}) for name in topics]
+        self._topics: list[tuple[uuid.UUID, str, dict[int, bytes]]] = [
+            (ZERO_UUID, name, {}) for name in topics
+        ]
 
     def build(self, request_struct_class: type[_Struct]) -> _Struct:
         if request_struct_class.API_VERSION >= 12:
