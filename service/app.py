@@ -79,6 +79,8 @@ def build_broker(
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
         log_level=logging.DEBUG,
+        # How soon a topic deleted and created again (or new partitions) is noticed.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
     )
     subscriber = broker.subscriber(
         settings.kafka_topic,

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     on_position_ahead_of_log: Literal["stop", "restart-from-log-start"] = "stop"
     on_records_lost_to_retention: Literal["continue", "stop"] = "continue"
     position_check_interval_s: float = Field(default=30.0, gt=0)
+    kafka_metadata_max_age_ms: int = Field(default=30_000, ge=1000)
 
     @property
     def database_url(self) -> str:

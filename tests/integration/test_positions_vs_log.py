@@ -158,7 +158,14 @@ def processes() -> Iterator[list[ConsumerProcess]]:
 def settings_for(
     pg: PostgresEndpoint, bootstrap: str, names: dict[str, str], **extra: object
 ) -> Settings:
-    return make_settings(pg, bootstrap, names, position_check_interval_s=CHECK_INTERVAL_S, **extra)
+    return make_settings(
+        pg,
+        bootstrap,
+        names,
+        position_check_interval_s=CHECK_INTERVAL_S,
+        kafka_metadata_max_age_ms=2000,
+        **extra,
+    )
 
 
 async def _stopped_then_reset(
@@ -168,11 +175,13 @@ async def _stopped_then_reset(
     processes: list[ConsumerProcess],
     new_ids: set[int],
     status: str,
+    consumer: ConsumerProcess | None = None,
 ) -> None:
     """With the default policy: every partition is stopped loudly, nothing new is written,
     `positions` shows why; `positions reset` (dry run first) then lets all new events in."""
-    consumer = started(settings, tmp_path, "second")
-    processes.append(consumer)
+    if consumer is None:
+        consumer = started(settings, tmp_path, "second")
+        processes.append(consumer)
     partitions = range(settings.kafka_topic_partitions)
     consumer.wait_for_log("The partition is stopped")
     deadline = time.monotonic() + 30
@@ -191,9 +200,10 @@ async def _stopped_then_reset(
     assert not new_ids & await product_ids(engine), "a stopped partition was written"
 
     log = consumer.log_path.read_text()
-    errors = [line for line in log.splitlines() if " ERROR service.positions" in line]
+    errors = [line for line in log.splitlines() if "The partition is stopped" in line]
     assert len(errors) == len(partitions), log
     for line in errors:
+        assert " ERROR service.positions" in line
         assert "The partition is stopped" in line
         assert re.search(r"positions reset --partition \d --to log-start", line)
         assert "log start 0, log end" in line
@@ -231,6 +241,34 @@ async def test_a_recreated_topic_stops_loudly_and_an_operator_reset_applies_ever
     await publish(kafka, settings.kafka_topic, events(101, 30, "new"))
     await _stopped_then_reset(
         settings, engine, tmp_path, processes, set(range(101, 131)), "topic-id-changed"
+    )
+    assert await product_ids(engine) == set(range(1, 61)) | set(range(101, 131))
+
+
+async def test_a_topic_recreated_under_a_running_consumer_is_caught_as_well(
+    pg: PostgresEndpoint,
+    kafka: str,
+    names: dict[str, str],
+    engine: AsyncEngine,
+    tmp_path: Path,
+    processes: list[ConsumerProcess],
+) -> None:
+    settings = settings_for(pg, kafka, names)
+    await ensure_topics(settings)
+    await publish(kafka, settings.kafka_topic, events(1, 60, "old"))
+    consumer = started(settings, tmp_path, "running")
+    processes.append(consumer)
+    await wait_for_ids(engine, set(range(1, 61)), consumer)
+    await recreate_topic(settings)
+    await publish(kafka, settings.kafka_topic, events(101, 30, "new"))
+    await _stopped_then_reset(
+        settings,
+        engine,
+        tmp_path,
+        processes,
+        set(range(101, 131)),
+        "topic-id-changed",
+        consumer,
     )
     assert await product_ids(engine) == set(range(1, 61)) | set(range(101, 131))
 
