@@ -195,8 +195,10 @@ class PartitionGuard:
                 first_offset,
             )
             return True
-        self._count_lost(tp, stored, lost.stop)
+        first_time = self._count_lost(tp, stored, lost.stop)
         if self.on_lost is OnRecordsLost.CONTINUE:
+            if not first_time:  # the same batch again (a retried transaction)
+                return True
             log.error(
                 "%s[%d]: offsets %d..%d (%d records) were deleted by retention before they "
                 "were applied (log start %d); continuing at %d "
@@ -379,12 +381,14 @@ class PartitionGuard:
             fix(*tp, status),
         )
 
-    def _count_lost(self, tp: TopicPartition, stored: int, stop: int) -> None:
-        """Count offsets [stored, stop) as lost, once however often they are seen."""
+    def _count_lost(self, tp: TopicPartition, stored: int, stop: int) -> bool:
+        """Count offsets [stored, stop) as lost, once however often they are seen; True the
+        first time."""
         if self._lost_counted.get(tp) == (stored, stop) or stop <= stored:
-            return
+            return False
         self._lost_counted[tp] = (stored, stop)
         self.metrics.lost.labels(tp[0], str(tp[1])).inc(stop - stored)
+        return True
 
 
 async def log_bounds(consumer: Any, tps: set[TopicPartition]) -> dict[TopicPartition, LogBounds]:
