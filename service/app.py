@@ -28,7 +28,9 @@ from service.health_metrics import HealthMetrics
 from service.kafka_parser import RawBatchParser
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
+from service.partition_guard import PartitionGuard
 from service.pipeline import BatchProcessor, BatchReport, Ownership
+from service.positions import OnAheadOfLog, OnRecordsLost
 from service.probes import (
     Lifecycle,
     ProgressMonitor,
@@ -79,6 +81,7 @@ def build_broker(
     settings: Settings,
     writer: BatchSink,
     read_positions: PositionReader,
+    guard: PartitionGuard | None = None,
 ) -> KafkaBroker:
     """The broker with its one subscriber: batches of raw records go to `writer`."""
     broker = KafkaBroker(
@@ -87,6 +90,8 @@ def build_broker(
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
         log_level=logging.DEBUG,
+        # How soon a topic deleted and created again (or new partitions) is noticed.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
     )
     subscriber = broker.subscriber(
         settings.kafka_topic,
@@ -101,7 +106,7 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
-        listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions),
+        listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions, guard),
         # Item 8: FastStream's batch parser decodes every header and crashes on binary ones.
         parser=RawBatchParser(lambda: subscriber.consumer),
         decoder=_raw_records,
@@ -109,6 +114,8 @@ def build_broker(
         description="Product events, contract v1 (see README).",
     )
 
+    if guard is not None:
+        guard.attach(lambda: subscriber.consumer)
     last_kafka_commit = [0.0]
 
     @subscriber
@@ -162,6 +169,15 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     dead_letters = KafkaDeadLetterSink(
         settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
     )
+    # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
+    guard = PartitionGuard(
+        sessions,
+        settings.kafka_group_id,
+        metrics.registry,
+        OnAheadOfLog(settings.on_position_ahead_of_log),
+        OnRecordsLost(settings.on_records_lost_to_retention),
+        settings.position_check_interval_s,
+    )
     processor = BatchProcessor(
         sessions,
         dead_letters,
@@ -169,6 +185,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         metrics,
         max_record_bytes=settings.max_record_bytes,
+        guard=guard,
     )
 
     async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
@@ -176,7 +193,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
     writer = OverlappedWriter(processor)
-    broker = build_broker(settings, writer, read_positions)
+    broker = build_broker(settings, writer, read_positions, guard)
 
     # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its
     # job and does it. Add checks with `readiness.register(name, check)` (see service/health.py).
@@ -192,6 +209,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
     monitor = ProgressMonitor(progress, consumer_of(subscriber), read_positions)
     readiness.register("progress", monitor.stall_check(settings.stall_timeout_s))
+    readiness.register("stopped_partitions", guard.stopped.problem)
     ready = probe_route(readiness)
 
     background: list[asyncio.Task[None]] = []
@@ -209,6 +227,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                 purge_forever(sessions, retention_s, settings.processed_event_cleanup_interval_s)
             )
         )
+        background.append(asyncio.create_task(guard.run()))
 
     async def stop_cleanup() -> None:
         for task in background:

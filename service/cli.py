@@ -107,6 +107,34 @@ def _create_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _positions(args: argparse.Namespace, settings: Settings) -> int:
+    from service import positions_admin
+
+    if args.action == "reset":
+        partitions = None if args.all else args.partition
+        return asyncio.run(
+            positions_admin.reset(settings, partitions, args.to, args.dry_run, args.force)
+        )
+    return 0 if asyncio.run(positions_admin.print_report(settings)) else 1
+
+
+def _add_positions(sub: Any) -> None:
+    positions = sub.add_parser(
+        "positions", help="stored positions next to the log's; `positions reset` changes them"
+    )
+    positions.set_defaults(func=_positions, action="show")
+    actions = positions.add_subparsers(dest="action")
+    reset = actions.add_parser("reset", help="set stored positions (see README: Operations)")
+    which = reset.add_mutually_exclusive_group(required=True)
+    which.add_argument("--partition", type=int, action="append", help="repeat for several")
+    which.add_argument("--all", action="store_true", help="every partition of KAFKA_TOPIC")
+    reset.add_argument("--to", required=True, help="log-start, log-end or an offset")
+    reset.add_argument("--dry-run", action="store_true", help="show the change, make none")
+    reset.add_argument(
+        "--force", action="store_true", help="also move partitions a running consumer owns"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inventory-sink", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("create-topics", help="create the input and DLQ topics").set_defaults(
         func=_create_topics
     )
+    _add_positions(sub)
     return parser
 
 

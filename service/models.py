@@ -67,6 +67,9 @@ class ConsumerOffset(Base):
     topic: Mapped[str] = mapped_column(String(255), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+    # Kafka's id of the topic the position was taken in (None where Kafka gave none): a
+    # topic deleted and created again, or one on a new cluster, has another (service/positions.py).
+    topic_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

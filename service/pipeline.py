@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +35,21 @@ Ownership = Callable[[str, int], bool]
 # events, one process, runs of each: 1024 -> 44-46k/s, 256 -> 49-53k/s, 64 -> 52-58k/s,
 # 16 -> 54-62k/s (no better than 64 within this host's noise).
 DECODE_CHUNK = 64
+
+
+class PositionGuard(Protocol):
+    """Checks stored positions against Kafka's log (service/partition_guard.py)."""
+
+    def holds(self, tp: TopicPartition) -> bool:
+        """True while nothing of the partition may be written (stopped or being checked)."""
+
+    def log_was_reset(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+        """Records below the stored position arrived: True if the log was reset (the
+        partition is then held back), False for an ordinary redelivery."""
+
+    async def accept_gap(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+        """Offsets [stored, first_offset) are missing even after a seek back: True to move
+        on past them, False if the partition was stopped."""
 
 
 @dataclass(slots=True)
@@ -87,9 +103,11 @@ class BatchProcessor:
         backoff: Backoff,
         metrics: Metrics | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        guard: PositionGuard | None = None,
     ) -> None:
         self.max_record_bytes = max_record_bytes
         self.sessions = sessions
+        self.guard = guard
         self.dead_letters = dead_letters
         self.group_id = group_id
         self.backoff = backoff
@@ -198,7 +216,8 @@ class BatchProcessor:
                     )
                     report.abandoned = sum(run.stop - run.start for run in runs if run.tp in lost)
                     positions = {tp: o for tp, o in positions.items() if tp not in lost}
-            self._guard_gaps(records, runs, positions, report)
+            self._hold_back(records, runs, positions, report)
+            await self._guard_gaps(records, runs, positions, report)
             fresh, items, next_offsets = _fresh(records, decoded, runs, positions)
             report.redelivered = len(records) - len(fresh) - report.abandoned
 
@@ -227,7 +246,28 @@ class BatchProcessor:
             await self.dead_letters.send(dead)
         return report
 
-    def _guard_gaps(
+    def _hold_back(
+        self,
+        records: Sequence[Record],
+        runs: Sequence[Run],
+        positions: dict[TopicPartition, int],
+        report: BatchReport,
+    ) -> None:
+        """Write nothing of a partition whose stored position does not match the log (the
+        guard stopped it or is checking it), nor of one whose log was reset under us: its
+        records are new ones, not redeliveries of those the stored position covers."""
+        if self.guard is None:
+            return
+        first = first_offsets(records, runs)
+        for tp in sorted(positions):
+            stored = positions[tp]
+            if self.guard.holds(tp) or (
+                first[tp] < stored and self.guard.log_was_reset(tp, stored, first[tp])
+            ):
+                report.abandoned += sum(run.stop - run.start for run in runs if run.tp == tp)
+                del positions[tp]
+
+    async def _guard_gaps(
         self,
         records: Sequence[Record],
         runs: Sequence[Run],
@@ -239,8 +279,10 @@ class BatchProcessor:
         A batch that starts past the stored position means records in between were not
         delivered to this handler. The partition's records are abandoned and the consumer
         seeks back to the stored position. If the batch after that seek still starts past it,
-        those offsets are not in the log (retention, compaction, transaction markers) and
-        the gap is accepted.
+        those offsets are not in the log: inside the log they are compaction or transaction
+        markers (the gap is accepted); below the log start retention deleted them before they
+        were applied, which the guard counts and logs as an ERROR, and either accepts or
+        answers by stopping the partition (ON_RECORDS_LOST_TO_RETENTION).
         """
         for tp, offset in first_offsets(records, runs).items():
             if tp not in positions:
@@ -249,6 +291,13 @@ class BatchProcessor:
             if offset <= stored:
                 continue
             if self._rewound.get(tp) == stored:
+                if self.guard is not None:
+                    if not await self.guard.accept_gap(tp, stored, offset):
+                        report.abandoned += sum(
+                            run.stop - run.start for run in runs if run.tp == tp
+                        )
+                        del positions[tp]
+                    continue
                 log.info(
                     "%s[%d]: offsets %d..%d are not in the log (retention, compaction or "
                     "transaction markers); continuing at %d",

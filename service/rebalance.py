@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 log = logging.getLogger("service.rebalance")
 
 PositionReader = Callable[[set[str]], Awaitable[dict[tuple[str, int], int]]]
+
+
+class AssignmentCheck(Protocol):
+    """Checks stored positions against the log before consuming (service/partition_guard.py)."""
+
+    async def on_assigned(self, assigned: Iterable[TopicPartition]) -> None: ...
+
+    def on_revoked(self, revoked: Iterable[TopicPartition]) -> None: ...
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -23,20 +32,36 @@ class SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     """
 
     def __init__(
-        self, consumer: Callable[[], AIOKafkaConsumer | None], read_positions: PositionReader
+        self,
+        consumer: Callable[[], AIOKafkaConsumer | None],
+        read_positions: PositionReader,
+        check: AssignmentCheck | None = None,
     ) -> None:
         self._consumer = consumer
         self._read_positions = read_positions
+        # With a check, each partition is paused, compared with the log's bounds and topic
+        # id, and resumed at its stored position only if that still belongs to this log.
+        self._check = check
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             log.info(
                 "partitions revoked: %s", _names(revoked), extra={"partitions": _list(revoked)}
             )
+            if self._check is not None:
+                self._check.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer()
         if consumer is None or not assigned:
+            return
+        if self._check is not None:
+            log.info(
+                "partitions assigned: %s (checking stored positions)",
+                _names(assigned),
+                extra={"partitions": _list(assigned)},
+            )
+            await self._check.on_assigned(assigned)
             return
         try:
             stored = await self._read_positions({tp.topic for tp in assigned})
