@@ -7,10 +7,10 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.conftest import _recreate_database, alembic
+from tests.conftest import TEST_DATABASE, _recreate_database, alembic
 from tests.support.services import PostgresEndpoint
 
-SCRATCH = "inventory_migrations_test"
+SCRATCH = f"{TEST_DATABASE}_scratch"  # per session (TEST_POSTGRES_DB)
 SEED = "83a471748539"
 
 

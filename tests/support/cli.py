@@ -28,6 +28,7 @@ def service_env(
         POSTGRES_MIGRATION_USER=owner.user,
         POSTGRES_MIGRATION_PASSWORD=owner.password,
         PYTHONUNBUFFERED="1",
+        HTTP_PORT="0",
     )
     env.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     env.pop("ALEMBIC_CONFIG", None)
