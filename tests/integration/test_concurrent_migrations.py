@@ -79,7 +79,8 @@ async def test_five_concurrent_migrations_all_succeed_and_apply_the_schema_once(
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
     head = head_revision()
     assert [row["version_num"] for row in versions] == [head]
-    assert {row["tablename"]: row["n"] for row in tables} == dict.fromkeys(TABLES, 1)
+    counts = {row["tablename"]: row["n"] for row in tables}
+    assert set(counts) >= TABLES and set(counts.values()) == {1}, counts
     assert [row["revision"] for row in marker] == [head]
     # The schema was applied once: exactly one replica ran each revision.
     assert stderr.count("Running upgrade  -> 83a471748539") == 1, stderr
