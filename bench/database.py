@@ -29,6 +29,8 @@ async def ensure_database(target: Target) -> None:
 def migrate(target: Target) -> None:
     """`alembic upgrade head` on the bench database, as an operator would run it."""
     env = target.env(target.base)
+    # The bench database belongs to POSTGRES_USER (it created it): migrate as that role.
+    env.update(POSTGRES_MIGRATION_USER="", POSTGRES_MIGRATION_PASSWORD="")
     result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=ROOT,

@@ -1,6 +1,7 @@
 """Alembic environment (async template): the URL comes from the service's own settings."""
 
 import asyncio
+import logging
 import sys
 from logging.config import fileConfig
 
@@ -9,8 +10,12 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from service.config import ConfigurationError, load_settings
+from service.config import ConfigurationError, Settings, load_settings
+from service.migration_lock import migration_lock
 from service.models import Base
+from service.privileges import RoleMissing, grant_consumer_role
+from service.schema_compat import IncompatibleDeclaration
+from service.schema_marker import record_compatibility
 
 config = context.config
 
@@ -18,17 +23,23 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name)
 
 target_metadata = Base.metadata
+log = logging.getLogger("alembic.env")
+
+
+def settings() -> Settings:
+    """The settings `python -m service migrate` hands over, else the environment's."""
+    given = config.attributes.get("settings")
+    if isinstance(given, Settings):
+        return given
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        sys.exit(str(error))
 
 
 def database_url() -> str:
-    """The URL set by the caller (tests), else the one the settings build."""
-    url = config.attributes.get("database_url")
-    if url:
-        return str(url)
-    try:
-        return load_settings().database_url
-    except ConfigurationError as error:
-        sys.exit(str(error))
+    """Migrations log in as the schema owner (POSTGRES_MIGRATION_USER, else POSTGRES_USER)."""
+    return settings().migration_database_url
 
 
 def run_migrations_offline() -> None:
@@ -47,15 +58,53 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        compare_type=True,
-        compare_server_default=True,
-    )
+    # Replicas may all run `migrate` at once: one at a time, the others wait, then find head.
+    with migration_lock(connection, on_wait=waiting):
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            compare_server_default=True,
+        )
 
-    with context.begin_transaction():
-        context.run_migrations()
+        with context.begin_transaction():
+            context.run_migrations()
+            if changes_revision():
+                after_migrations(connection)
+
+
+def waiting(holder: int | None) -> None:
+    log.info("another migration holds the migration lock (pid %s); waiting for it", holder)
+
+
+def changes_revision() -> bool:
+    """upgrade, downgrade and stamp; not check, current or revision --autogenerate."""
+    return "destination_rev" in context.get_context().opts
+
+
+def after_migrations(connection: Connection) -> None:
+    """In the migration's transaction: record which code may run on the schema now, and
+    leave the consumer's role exactly its read/write privileges."""
+    try:
+        marker = record_compatibility(
+            connection, context.script, context.get_context().get_current_heads()
+        )
+        if marker is not None:
+            log.info(
+                "schema at %s accepts code from revision %s on",
+                marker.revision,
+                marker.min_code_revision,
+            )
+        current = settings()
+        if current.migration_user != current.postgres_user:
+            tables = grant_consumer_role(connection, current.postgres_user)
+            log.info(
+                "granted %s read/write on %s (no DDL)",
+                current.postgres_user,
+                ", ".join(tables) or "no tables",
+            )
+    except (IncompatibleDeclaration, RoleMissing) as error:
+        sys.exit(f"migration refused, nothing changed: {error}")
 
 
 async def run_async_migrations() -> None:

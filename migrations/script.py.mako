@@ -17,6 +17,12 @@ down_revision: Union[str, Sequence[str], None] = ${repr(down_revision)}
 branch_labels: Union[str, Sequence[str], None] = ${repr(branch_labels)}
 depends_on: Union[str, Sequence[str], None] = ${repr(depends_on)}
 
+# Expand/contract (MIGRATIONS.md): the oldest code head that still works on the schema this
+# revision leaves. An expand-only revision (new nullable columns, tables, indexes) names the
+# head of the release before it; a contract (drop, rename, NOT NULL, type change) keeps its
+# own id, so only code that knows it may run.
+compatible_with: str = ${repr(up_revision)}
+
 
 def upgrade() -> None:
     """Upgrade schema."""

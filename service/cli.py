@@ -20,13 +20,25 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.schema_check import alembic_config
 
-    command.upgrade(alembic_config(), args.revision)
+    config = alembic_config()
+    config.attributes["settings"] = settings  # migrations/env.py uses these, not its own
+    if args.downgrade:
+        if args.revision == "head":
+            print(
+                "error: name the revision to go down to: migrate --downgrade REV", file=sys.stderr
+            )
+            return 2
+        command.downgrade(config, args.revision)
+    else:
+        command.upgrade(config, args.revision)
     return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import create_app
+    from service.schema_check import check_before_start
 
+    check_before_start(settings)  # refuse an incompatible schema in one line (MIGRATIONS.md)
     app = create_app(settings)
     # uvicorn shuts the app down gracefully on SIGTERM (finishing the batch in flight), then
     # re-raises the signal: make that final SIGTERM a clean exit, as orchestrators expect.
@@ -141,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade)")
     migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument(
+        "--downgrade",
+        action="store_true",
+        help="go down to REVISION (alembic downgrade), e.g. to roll back to an older release",
+    )
     migrate.set_defaults(func=_migrate)
 
     sub.add_parser("run", help="run the consumer (with /health and /metrics)").set_defaults(

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,43 @@ class Settings(BaseSettings):
     on_records_lost_to_retention: Literal["continue", "stop"] = "continue"
     position_check_interval_s: float = Field(default=30.0, gt=0)
     kafka_metadata_max_age_ms: int = Field(default=30_000, ge=1000)
+    # Least privilege (issue 8, item 4): `migrate` logs in as the schema owner, the consumer as
+    # POSTGRES_USER, which migrate then grants read/write on its tables (no DDL). Unset (or
+    # empty): migrations use POSTGRES_USER/POSTGRES_PASSWORD, as before.
+    postgres_migration_user: str | None = None
+    postgres_migration_password: SecretStr | None = Field(default=None, validate_default=True)
+
+    @field_validator("postgres_migration_password")
+    @classmethod
+    def _migration_password_given(
+        cls, password: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        user = info.data.get("postgres_migration_user")
+        if user and user != info.data.get("postgres_user") and not (password and len(password)):
+            raise ValueError(f"it must be set when POSTGRES_MIGRATION_USER={user!r} is")
+        return password
+
+    @property
+    def migration_user(self) -> str:
+        """The role migrations run as: POSTGRES_MIGRATION_USER, else POSTGRES_USER."""
+        return self.postgres_migration_user or self.postgres_user
+
+    @property
+    def migration_password_value(self) -> str:
+        password = self.postgres_migration_password
+        return password.get_secret_value() if password is not None else ""
+
+    @property
+    def migration_database_url(self) -> str:
+        """database_url (with whatever it carries) logged in as the migration role."""
+        from sqlalchemy.engine import make_url
+
+        if self.migration_user == self.postgres_user:
+            return self.database_url
+        url = make_url(self.database_url).set(
+            username=self.migration_user, password=self.migration_password_value
+        )
+        return url.render_as_string(hide_password=False)
 
     @property
     def database_url(self) -> str:

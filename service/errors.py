@@ -33,4 +33,10 @@ def explain(error: BaseException) -> str | None:
             )
         if name == "InvalidCatalogNameError":
             return f"PostgreSQL has no such database ({item}); check POSTGRES_DB or create it"
+        if name == "InsufficientPrivilegeError":
+            return (
+                f"PostgreSQL refused the role a privilege ({item}); `migrate` must log in as "
+                "the owner of the database's tables (POSTGRES_MIGRATION_USER), the consumer as "
+                "the role migrate grants read/write (POSTGRES_USER); see MIGRATIONS.md, roles"
+            )
     return None

@@ -83,3 +83,17 @@ class ProcessedEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class SchemaCompatibility(Base):
+    """One row, rewritten by every migration run (migrations/env.py): the schema's revision and
+    the oldest code head that may run on it, so that code older than the schema can decide
+    from the database alone whether it may start (expand/contract, MIGRATIONS.md)."""
+
+    __tablename__ = "schema_compatibility"
+
+    revision: Mapped[str] = mapped_column(String(64), primary_key=True)
+    min_code_revision: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

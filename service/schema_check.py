@@ -1,15 +1,26 @@
-"""Refuse to consume into a database whose schema is not at the migrations' head."""
+"""Refuse to consume into a database whose schema this release cannot work with.
+
+The database may be at this release's head, or at a newer revision whose migrations recorded
+that code at this release's head stays compatible (expand/contract, MIGRATIONS.md).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.config import Settings
+from service.schema_compat import Verdict, judge
+from service.schema_marker import read_schema_state
+
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("service.schema")
 
 
 class SchemaNotReady(RuntimeError):
@@ -17,9 +28,11 @@ class SchemaNotReady(RuntimeError):
 
 
 def alembic_config() -> Config:
-    """alembic.ini of this checkout or image (the directory above the package)."""
-    ini = ROOT / "alembic.ini"
-    if not ini.exists():
+    """alembic.ini of this checkout or image (the directory above the package), or the file
+    ALEMBIC_CONFIG names, as for the alembic CLI."""
+    chosen = os.environ.get("ALEMBIC_CONFIG")
+    ini = Path(chosen) if chosen else ROOT / "alembic.ini"
+    if not chosen and not ini.exists():
         ini = Path.cwd() / "alembic.ini"
     config = Config(str(ini))
     config.set_main_option("script_location", str(ini.parent / "migrations"))
@@ -30,23 +43,42 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def require_current_schema(engine: AsyncEngine) -> None:
-    head = head_revision()
+def code_lineage() -> list[str]:
+    """This release's revisions, oldest first; its head is last."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [item.revision for item in script.walk_revisions()][::-1]
+
+
+async def schema_verdict(engine: AsyncEngine) -> Verdict:
+    """Whether this release may run on the database behind `engine`, and why."""
     try:
         async with engine.connect() as connection:
-            exists = await connection.scalar(text("SELECT to_regclass('alembic_version')"))
-            current = (
-                await connection.scalar(text("SELECT version_num FROM alembic_version"))
-                if exists
-                else None
-            )
+            revisions, marker = await read_schema_state(connection)
     except OSError as error:
         raise SchemaNotReady(
             f"cannot reach PostgreSQL ({error}); check POSTGRES_HOST/POSTGRES_PORT and that the "
             "server runs (scripts/local-stack up)"
         ) from error
-    if current != head:
-        raise SchemaNotReady(
-            f"database schema is at revision {current or 'none'}, the service needs {head}; "
-            "run `python -m service migrate` (alembic upgrade head) first"
-        )
+    return judge(code_lineage(), revisions, marker)
+
+
+async def require_current_schema(engine: AsyncEngine) -> None:
+    verdict = await schema_verdict(engine)
+    if not verdict.ok:
+        raise SchemaNotReady(verdict.message)
+    log.info("%s", verdict.message)
+
+
+def check_before_start(settings: Settings) -> None:
+    """The schema check on its own, before the consumer starts: a refusal is then one line
+    (SchemaNotReady) instead of an application start-up traceback."""
+    from service.db import make_engine
+
+    async def check() -> None:
+        engine = make_engine(settings)
+        try:
+            await require_current_schema(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(check())

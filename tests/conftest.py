@@ -78,7 +78,11 @@ def alembic(pg: PostgresEndpoint, *args: str) -> subprocess.CompletedProcess[str
         POSTGRES_USER=pg.user,
         POSTGRES_PASSWORD=pg.password,
         POSTGRES_DB=pg.database,
+        # Migrate as the role that owns the test database, whatever the environment names.
+        POSTGRES_MIGRATION_USER=pg.user,
+        POSTGRES_MIGRATION_PASSWORD=pg.password,
     )
+    env.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")  # required, unused by Alembic
     return subprocess.run(
         [sys.executable, "-m", "alembic", *args],
         cwd=ROOT,

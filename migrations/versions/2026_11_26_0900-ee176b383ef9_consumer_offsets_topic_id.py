@@ -9,7 +9,7 @@ lock. Code that does not know the column keeps working (it never names it), and 
 by such code simply have no topic id yet: the consumer records it on its next assignment.
 
 Revision ID: ee176b383ef9
-Revises: 7ef928cf46c7
+Revises: 7ad30d479838
 Create Date: 2026-11-26 09:00:00.000000+00:00
 
 """
@@ -21,9 +21,11 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "ee176b383ef9"
-down_revision: str | Sequence[str] | None = "7ef928cf46c7"
+down_revision: str | Sequence[str] | None = "7ad30d479838"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Expand-only: the release before this one (head 7ef928cf46c7) runs on this schema unchanged.
+compatible_with: str = "7ef928cf46c7"
 
 
 def upgrade() -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import asyncpg
 import pytest
 
-from tests.conftest import _recreate_database, alembic
+from service.schema_check import head_revision
+from tests.conftest import ROOT, TEST_DATABASE, _recreate_database, alembic
 from tests.support.services import PostgresEndpoint
 
-SCRATCH = "inventory_migrations_test"
+SCRATCH = f"{TEST_DATABASE}_scratch"  # per session (TEST_POSTGRES_DB)
 SEED = "83a471748539"
 
 
@@ -80,3 +84,35 @@ async def test_hardening_keeps_seed_rows(scratch: PostgresEndpoint) -> None:
         (2, "unnamed product 2", "0.00", 0, 0),
         (3, "neg", "0.00", 0, 0),
     ]
+
+
+async def test_migrate_uses_the_settings_it_is_given(scratch: PostgresEndpoint) -> None:
+    """`cli._migrate(args, settings)` migrates the database of `settings`, not the one the
+    environment names (here: a database that does not exist)."""
+    program = (
+        "import argparse\n"
+        "from service.cli import _migrate\n"
+        "from service.config import Settings\n"
+        f"settings = Settings(postgres_host={scratch.host!r}, postgres_port={scratch.port},\n"
+        f"    postgres_user={scratch.user!r}, postgres_password={scratch.password!r},\n"
+        f"    postgres_db={scratch.database!r}, postgres_migration_user='',\n"
+        "    kafka_bootstrap_servers='127.0.0.1:9092')\n"
+        "args = argparse.Namespace(revision='head', downgrade=False)\n"
+        "raise SystemExit(_migrate(args, settings))\n"
+    )
+    env = dict(os.environ, POSTGRES_DB="no_such_database_anywhere", POSTGRES_USER="nobody")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    _ok(result)
+    connection = await asyncpg.connect(scratch.url(driver="postgresql"))
+    try:
+        version = await connection.fetchval("SELECT version_num FROM alembic_version")
+    finally:
+        await connection.close()
+    assert version == head_revision()

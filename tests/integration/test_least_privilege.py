@@ -1,0 +1,176 @@
+"""The consumer's role reads and writes its tables and can change nothing else (issue 8, item 4).
+
+The database belongs to the owner role (POSTGRES_MIGRATION_USER, created by
+scripts/local-stack), `python -m service migrate` runs as the owner and grants the consumer's
+role (POSTGRES_USER). Where the server user is a superuser and no owner role is configured
+(testcontainers), the superuser owns the database and the test makes a consumer role of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from service.dead_letter import MemoryDeadLetterSink
+from service.pipeline import BatchProcessor
+from service.records import SimpleRecord
+from service.retention import purge_once
+from service.retry import Backoff
+from service.schema_check import head_revision, require_current_schema
+from tests.conftest import TEST_DATABASE, _recreate_database
+from tests.support.cli import run_service, service_env
+from tests.support.events import adjust, record, upsert
+from tests.support.services import PostgresEndpoint
+
+DATABASE = f"{TEST_DATABASE}_privileges"
+
+# Each must fail with SQLSTATE 42501 (insufficient_privilege) for the consumer's role.
+FORBIDDEN = [
+    "CREATE TABLE intruder (id int)",
+    "CREATE SCHEMA intruder",
+    "CREATE INDEX intruder ON products (name)",
+    "CREATE VIEW intruder AS SELECT 1",
+    "DROP TABLE products",
+    "DROP TABLE consumer_offsets",
+    "ALTER TABLE products ADD COLUMN intruder text",
+    "ALTER TABLE products DROP CONSTRAINT ck_products_quantity_non_negative",
+    "TRUNCATE products",
+    "TRUNCATE processed_events",
+    "DELETE FROM alembic_version",
+    "UPDATE schema_compatibility SET min_code_revision = 'x'",
+    "DROP TABLE alembic_version",
+]
+
+
+async def _connect(role: PostgresEndpoint) -> asyncpg.Connection:
+    return await asyncpg.connect(role.url(driver="postgresql"))
+
+
+async def _roles(pg_server: PostgresEndpoint) -> tuple[PostgresEndpoint, PostgresEndpoint]:
+    """(owner, consumer) on the server's default database."""
+    owner_user = os.environ.get("POSTGRES_MIGRATION_USER")
+    if owner_user and owner_user != pg_server.user:
+        owner = PostgresEndpoint(
+            pg_server.host,
+            pg_server.port,
+            owner_user,
+            os.environ.get("POSTGRES_MIGRATION_PASSWORD", ""),
+            pg_server.database,
+        )
+        return owner, pg_server
+    connection = await _connect(pg_server)
+    try:
+        if not await connection.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = user"):
+            pytest.fail(
+                "the least-privilege test needs an owner role: set POSTGRES_MIGRATION_USER and "
+                "POSTGRES_MIGRATION_PASSWORD (`scripts/local-stack env` exports them)",
+                pytrace=False,
+            )
+        app_user, app_password = f"{DATABASE}_app", secrets.token_hex(12)
+        await connection.execute(f'DROP ROLE IF EXISTS "{app_user}"')
+        await connection.execute(f"CREATE ROLE \"{app_user}\" LOGIN PASSWORD '{app_password}'")
+    finally:
+        await connection.close()
+    app = PostgresEndpoint(
+        pg_server.host, pg_server.port, app_user, app_password, pg_server.database
+    )
+    return pg_server, app
+
+
+def _on(role: PostgresEndpoint, database: str) -> PostgresEndpoint:
+    return PostgresEndpoint(role.host, role.port, role.user, role.password, database)
+
+
+@pytest.fixture(scope="module")
+def roles(pg_server: PostgresEndpoint) -> Iterator[tuple[PostgresEndpoint, PostgresEndpoint]]:
+    """(owner, consumer) on a fresh database the owner created and migrated."""
+    owner, app = asyncio.run(_roles(pg_server))
+    asyncio.run(_recreate_database(owner, DATABASE))
+    owner, app = _on(owner, DATABASE), _on(app, DATABASE)
+    migrated = run_service(service_env(app, owner), "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"granted {app.user} read/write on" in migrated.stderr, migrated.stderr
+    yield owner, app
+
+
+@pytest.mark.parametrize("statement", FORBIDDEN)
+async def test_the_consumer_role_cannot_change_the_schema(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint], statement: str
+) -> None:
+    _, app = roles
+    connection = await _connect(app)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def test_the_consumer_role_runs_the_whole_write_path(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    owner, app = roles
+    engine = create_async_engine(app.url())
+    try:
+        await require_current_schema(engine)  # reads alembic_version and the marker
+        processor = BatchProcessor(
+            async_sessionmaker(engine),
+            MemoryDeadLetterSink(),
+            "least-privilege",
+            Backoff(0.01, 0.1),
+        )
+        pairs = [record(upsert(41, 1, quantity=10)), record(adjust(41, -4)), record(upsert(41, 2))]
+        batch = [SimpleRecord("t", 0, offset, k, v) for offset, (k, v) in enumerate(pairs)]
+        report = await processor.process(batch)
+        assert report.applied == 3
+        assert (await processor.process(batch)).redelivered == 3  # positions read back
+        forgotten = await purge_once(async_sessionmaker(engine), retention_s=0)  # DELETE
+    finally:
+        await engine.dispose()
+
+    connection = await _connect(owner)
+    try:
+        product = await connection.fetchrow("SELECT quantity, version FROM products WHERE id = 41")
+        position = await connection.fetchval(
+            "SELECT next_offset FROM consumer_offsets WHERE group_id = 'least-privilege'"
+        )
+        version = await connection.fetchval("SELECT version_num FROM alembic_version")
+    finally:
+        await connection.close()
+    assert tuple(product) == (6, 2)
+    assert position == 3
+    assert forgotten == 3
+    assert version == head_revision()
+
+
+async def test_migrate_names_a_missing_consumer_role_and_changes_nothing(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    owner, app = roles
+    database = f"{DATABASE}_norole"
+    await _recreate_database(_on(owner, owner.database), database)
+    ghost = PostgresEndpoint(app.host, app.port, "no_such_consumer_role", "x", database)
+    result = await asyncio.to_thread(
+        run_service, service_env(ghost, _on(owner, database)), "migrate"
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "migration refused, nothing changed: the consumer's role 'no_such_consumer_role' "
+        "(POSTGRES_USER) does not exist; create it (scripts/local-stack up does, and so does "
+        "docker-compose's postgres init script) or set POSTGRES_USER to the role the consumer "
+        "logs in as"
+    )
+    connection = await _connect(_on(owner, database))
+    try:
+        assert await connection.fetchval("SELECT to_regclass('alembic_version')") is None
+        assert await connection.fetchval("SELECT to_regclass('products')") is None
+    finally:
+        await connection.close()

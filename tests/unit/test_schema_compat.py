@@ -1,0 +1,147 @@
+"""Expand/contract decisions, the consumer's grants and the migration role's URL: pure logic."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import ConfigurationError, Settings, load_settings
+from service.privileges import grant_statements
+from service.schema_compat import (
+    IncompatibleDeclaration,
+    Marker,
+    judge,
+    oldest_compatible_code,
+)
+
+CODE = ["a1", "b2", "c3"]  # this release: head c3
+
+
+def test_at_head_runs() -> None:
+    assert judge(CODE, ["c3"], Marker("c3", "b2")).ok
+
+
+@pytest.mark.parametrize("marker", [None, Marker("c3", "c3")])
+def test_behind_head_is_refused_naming_migrate(marker: Marker | None) -> None:
+    verdict = judge(CODE, ["b2"], marker)
+    assert not verdict.ok
+    assert verdict.message == (
+        "database schema is at revision b2, behind this release's head c3; "
+        "run `python -m service migrate` (alembic upgrade head) first"
+    )
+
+
+def test_no_schema_is_refused_naming_migrate() -> None:
+    verdict = judge(CODE, [], None)
+    assert (verdict.ok, verdict.message) == (
+        False,
+        "the database has no schema yet; run `python -m service migrate` first",
+    )
+
+
+@pytest.mark.parametrize("oldest", ["c3", "b2", "a1"])
+def test_a_newer_schema_runs_when_it_accepts_this_head_or_older(oldest: str) -> None:
+    verdict = judge(CODE, ["d4"], Marker("d4", oldest))
+    assert verdict.ok
+    assert "newer than this release's head c3" in verdict.message
+
+
+def test_a_newer_schema_that_needs_newer_code_is_refused_naming_both_fixes() -> None:
+    verdict = judge(CODE, ["e5"], Marker("e5", "d4"))
+    assert not verdict.ok
+    assert verdict.message == (
+        "database schema is at revision e5, newer than this release (head c3), and needs code "
+        "from revision d4 on; deploy the release that has revision e5, or downgrade the "
+        "database with that release (`python -m service migrate --downgrade c3`)"
+    )
+
+
+@pytest.mark.parametrize("marker", [None, Marker("d4", "a1")])
+def test_a_newer_schema_without_its_own_marker_is_refused(marker: Marker | None) -> None:
+    # No marker, or one left from another revision (e.g. SQL applied with --sql by hand).
+    verdict = judge(CODE, ["e5"], marker)
+    assert not verdict.ok
+    assert "records no compatibility for it" in verdict.message
+    assert "migrate --downgrade c3" in verdict.message
+
+
+def test_several_heads_are_refused() -> None:
+    verdict = judge(CODE, ["c3", "x9"], None)
+    assert not verdict.ok and "several revisions" in verdict.message
+
+
+def test_undeclared_revisions_accept_only_themselves() -> None:
+    assert oldest_compatible_code([("a1", None), ("b2", None)]) == "b2"
+
+
+def test_expand_revisions_keep_the_previous_release() -> None:
+    lineage = [("a1", None), ("b2", None), ("c3", "b2"), ("d4", "b2")]
+    assert oldest_compatible_code(lineage) == "b2"
+
+
+def test_a_later_revision_cannot_widen_an_earlier_contract() -> None:
+    # c3 is a contract; d4 claims the code before it would still work: it cannot.
+    lineage = [("a1", None), ("b2", None), ("c3", None), ("d4", "b2")]
+    assert oldest_compatible_code(lineage) == "c3"
+
+
+@pytest.mark.parametrize("declared", ["zz", "d4"])
+def test_compatible_with_must_be_itself_or_an_ancestor(declared: str) -> None:
+    with pytest.raises(IncompatibleDeclaration, match=f"compatible_with={declared!r}"):
+        oldest_compatible_code([("a1", None), ("b2", declared), ("d4", None)])
+
+
+def test_grants_are_exactly_read_write_and_read_only() -> None:
+    statements = grant_statements(
+        'app"role', "public", ["products"], ["alembic_version"], ["products_id_seq"]
+    )
+    assert statements == [
+        'GRANT USAGE ON SCHEMA "public" TO "app""role"',
+        'REVOKE ALL ON TABLE "public"."products" FROM "app""role"',
+        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "public"."products" TO "app""role"',
+        'REVOKE ALL ON TABLE "public"."alembic_version" FROM "app""role"',
+        'GRANT SELECT ON TABLE "public"."alembic_version" TO "app""role"',
+        'REVOKE ALL ON SEQUENCE "public"."products_id_seq" FROM "app""role"',
+        'GRANT USAGE, SELECT ON SEQUENCE "public"."products_id_seq" TO "app""role"',
+    ]
+
+
+BASE = dict(
+    postgres_user="app",
+    postgres_password="app-secret",
+    postgres_db="inventory",
+    kafka_bootstrap_servers="127.0.0.1:9092",
+)
+
+
+def test_migrations_use_the_consumer_role_unless_told_otherwise() -> None:
+    settings = Settings(**BASE, postgres_migration_user="", postgres_migration_password="")  # type: ignore[arg-type]
+    assert settings.migration_user == "app"
+    assert settings.migration_database_url == settings.database_url
+
+
+def test_the_migration_role_gets_its_own_escaped_url() -> None:
+    settings = Settings(
+        **BASE,  # type: ignore[arg-type]
+        postgres_migration_user="owner",
+        postgres_migration_password="p@ss:w/rd#1",
+    )
+    assert settings.migration_database_url == (
+        "postgresql+asyncpg://owner:p%40ss%3Aw%2Frd%231@127.0.0.1:5432/inventory"
+    )
+
+
+def test_a_migration_role_without_a_password_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    for name, value in BASE.items():
+        monkeypatch.setenv(name.upper(), value)
+    monkeypatch.setenv("POSTGRES_MIGRATION_USER", "owner")
+    monkeypatch.delenv("POSTGRES_MIGRATION_PASSWORD", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert str(error.value) == (
+        "configuration error: POSTGRES_MIGRATION_PASSWORD=None is invalid: Value error, it "
+        "must be set when POSTGRES_MIGRATION_USER='owner' is; fix it in the environment or in "
+        ".env (see .env.example)"
+    )
