@@ -29,7 +29,7 @@ from tests.support.kafka import publish
 from tests.support.oracle import diff, expected_outcome, table
 from tests.support.services import PostgresEndpoint
 
-READY_CHECKS = {"kafka", "database", "schema", "progress"}
+READY_CHECKS = {"kafka", "database", "schema", "progress", "stopped_partitions"}
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -182,6 +182,7 @@ async def test_a_stalled_consumer_with_lag_is_unready_but_live_until_it_moves_ag
             "kafka",
             "database",
             "schema",
+            "stopped_partitions",  # held back by a lock, not stopped
         }
         status, live = await get_json(f"{url}/health/live")
         assert status == 200, live
