@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from service.config import ConfigurationError, load_settings
 from service.models import Base
+from service.postgres_tls import connect_args as postgres_connect_args
 
 config = context.config
 
@@ -27,6 +28,17 @@ def database_url() -> str:
         return str(url)
     try:
         return load_settings().database_url
+    except ConfigurationError as error:
+        sys.exit(str(error))
+
+
+def connect_args() -> dict[str, object]:
+    """TLS as the service connects (POSTGRES_SSLMODE...; issue 8, item 4), unless the caller
+    set the URL (tests), which then may set `connect_args` too."""
+    if config.attributes.get("database_url"):
+        return dict(config.attributes.get("connect_args", {}))
+    try:
+        return postgres_connect_args(load_settings())
     except ConfigurationError as error:
         sys.exit(str(error))
 
@@ -65,6 +77,7 @@ async def run_async_migrations() -> None:
         section,
         prefix="sqlalchemy.",
         poolclass=pool.NullPool,
+        connect_args=connect_args(),
     )
 
     async with connectable.connect() as connection:

@@ -25,6 +25,7 @@ from service import store
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
+from service.kafka_security import broker_security, client_kwargs
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
 from service.pipeline import BatchProcessor, BatchReport, Ownership
@@ -72,6 +73,7 @@ def build_broker(
     """The broker with its one subscriber: batches of raw records go to `writer`."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),  # transport security (issue 8, item 4)
         client_id="inventory-sink",
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
@@ -147,7 +149,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     sessions = make_session_factory(engine)
     metrics = Metrics()
     dead_letters = KafkaDeadLetterSink(
-        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
+        settings.kafka_bootstrap_servers,
+        settings.kafka_dlq_topic,
+        "inventory-sink-dlq",
+        client_kwargs(settings),  # transport security (issue 8, item 4)
     )
     processor = BatchProcessor(
         sessions,
