@@ -56,7 +56,7 @@ def _load_trust(context: ssl.SSLContext, files: TlsFiles) -> None:
         context.load_verify_locations(cafile=str(files.ca_file))
     except (OSError, ssl.SSLError) as error:
         raise ConfigurationError(
-            f"configuration error: {files.ca_variable}={str(files.ca_file)!r} could not be "
+            f"{files.ca_variable}={str(files.ca_file)!r} could not be "
             f"loaded ({_reason(error)}); point it at the PEM file of the CA that signed the "
             "server's certificate"
         ) from None
@@ -73,7 +73,7 @@ def _load_certificate(context: ssl.SSLContext, files: TlsFiles) -> None:
         )
     except (OSError, ssl.SSLError) as error:
         raise ConfigurationError(
-            f"configuration error: the client certificate {files.cert_variable}="
+            f"the client certificate {files.cert_variable}="
             f"{str(files.cert_file)!r} with {files.key_variable}={str(files.key_file)!r} could "
             f"not be loaded ({_reason(error)}); check that both are PEM files, that the key "
             f"belongs to the certificate, and {files.password_variable} if the key is encrypted"
