@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import async_engine_from_config
 from service.config import ConfigurationError, Settings, load_settings
 from service.migration_lock import migration_lock
 from service.models import Base
+from service.postgres_tls import connect_args as postgres_connect_args
 from service.privileges import RoleMissing, grant_consumer_role
 from service.schema_compat import IncompatibleDeclaration
 from service.schema_marker import record_compatibility
@@ -40,6 +41,11 @@ def settings() -> Settings:
 def database_url() -> str:
     """Migrations log in as the schema owner (POSTGRES_MIGRATION_USER, else POSTGRES_USER)."""
     return settings().migration_database_url
+
+
+def connect_args() -> dict[str, object]:
+    """TLS as the service connects (POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT...)."""
+    return postgres_connect_args(settings())
 
 
 def run_migrations_offline() -> None:
@@ -114,6 +120,7 @@ async def run_async_migrations() -> None:
         section,
         prefix="sqlalchemy.",
         poolclass=pool.NullPool,
+        connect_args=connect_args(),
     )
 
     async with connectable.connect() as connection:

@@ -26,6 +26,7 @@ from service.dead_letter import KafkaDeadLetterSink
 from service.health import Probe, every, probe_route, scrape_route
 from service.health_metrics import HealthMetrics
 from service.kafka_parser import RawBatchParser
+from service.kafka_security import broker_security, client_kwargs
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
 from service.partition_guard import PartitionGuard
@@ -86,6 +87,7 @@ def build_broker(
     """The broker with its one subscriber: batches of raw records go to `writer`."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),  # transport security (issue 8, item 4)
         client_id="inventory-sink",
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
@@ -167,7 +169,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     sessions = make_session_factory(engine)
     metrics = Metrics()
     dead_letters = KafkaDeadLetterSink(
-        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "inventory-sink-dlq"
+        settings.kafka_bootstrap_servers,
+        settings.kafka_dlq_topic,
+        "inventory-sink-dlq",
+        client_kwargs(settings),  # transport security (issue 8, item 4)
     )
     # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
     guard = PartitionGuard(

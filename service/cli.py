@@ -60,6 +60,7 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from service.kafka_security import client_kwargs
     from service.publisher import publish_pairs, read_jsonl
     from service.sample import sample_events
     from service.topics import ensure_topics
@@ -71,7 +72,12 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go() -> None:
         await ensure_topics(settings)
-        await publish_pairs(settings.kafka_bootstrap_servers, settings.kafka_topic, pairs)
+        await publish_pairs(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_topic,
+            pairs,
+            client_kwargs(settings),  # transport security (issue 8, item 4)
+        )
 
     asyncio.run(go())
     print(f"published {len(pairs)} records to {settings.kafka_topic}")

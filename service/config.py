@@ -6,11 +6,38 @@ See `.env.example` for the full list with explanations.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Transport security (issue 8, item 4): an empty variable (as in .env.example) means unset.
+def _unset_if_empty(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+OptionalFile = Annotated[FilePath | None, BeforeValidator(_unset_if_empty)]
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_unset_if_empty)]
 
 
 class Settings(BaseSettings):
@@ -102,6 +129,43 @@ class Settings(BaseSettings):
         )
         return url.render_as_string(hide_password=False)
 
+    # Transport security (issue 8, item 4): TLS and SASL for Kafka, TLS for PostgreSQL.
+    # Combinations are checked by service.transport_checks; see README "Security".
+    kafka_security_protocol: Annotated[
+        Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], BeforeValidator(_upper)
+    ] = "PLAINTEXT"
+    kafka_sasl_mechanism: Annotated[
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None,
+        BeforeValidator(_unset_if_empty),
+        BeforeValidator(_upper),
+    ] = None
+    kafka_sasl_username: Annotated[str | None, BeforeValidator(_unset_if_empty)] = None
+    kafka_sasl_password: OptionalSecret = None
+    kafka_ssl_ca_file: OptionalFile = None
+    kafka_ssl_cert_file: OptionalFile = None
+    kafka_ssl_key_file: OptionalFile = None
+    kafka_ssl_key_password: OptionalSecret = None
+    kafka_ssl_check_hostname: bool = True
+    postgres_sslmode: Annotated[
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+        BeforeValidator(_lower),
+    ] = "prefer"
+    postgres_sslrootcert: OptionalFile = None
+    postgres_sslcert: OptionalFile = None
+    postgres_sslkey: OptionalFile = None
+    postgres_sslpassword: OptionalSecret = None
+
+    @model_validator(mode="after")
+    def _check_transport_security(self) -> Settings:
+        from service.transport_checks import transport_problems
+
+        problems = transport_problems(self)
+        if problems:
+            raise PydanticCustomError(
+                "transport_security", "{problems}", {"problems": "\n".join(problems)}
+            )
+        return self
+
     @property
     def database_url(self) -> str:
         user = quote(self.postgres_user, safe="")
@@ -117,8 +181,13 @@ class ConfigurationError(Exception):
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    lines = []
+    lines: list[str] = []
     for item in error.errors():
+        if not item["loc"]:
+            # A check across settings (transport security): its input holds every value,
+            # secrets included, so only the message is shown.
+            lines.extend(f"configuration error: {line}" for line in item["msg"].splitlines())
+            continue
         variable = "_".join(str(part) for part in item["loc"]).upper() or "<settings>"
         if item["type"] == "missing":
             lines.append(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from service.config import Settings
+from service.postgres_tls import connect_args
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -17,7 +18,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.postgres_pool_size,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "inventory-sink"}},
+        connect_args={
+            "server_settings": {"application_name": "inventory-sink"},
+            **connect_args(settings),  # TLS: POSTGRES_SSLMODE and friends
+        },
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -66,10 +66,18 @@ class DeadLetterSink(Protocol):
 class KafkaDeadLetterSink:
     """Publishes to the DLQ topic with an idempotent producer, acks from all replicas."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        client_id: str,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`security`: service.kafka_security.client_kwargs(settings)."""
         self.topic = topic
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
+        self._security = dict(security or {})
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -81,6 +89,7 @@ class KafkaDeadLetterSink:
             enable_idempotence=True,
             max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
             linger_ms=0,  # send() is awaited before the commit: lingering only adds latency
+            **self._security,
         )
         await self._producer.start()
 

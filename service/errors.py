@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka.errors import KafkaConnectionError
 
 from service.schema_check import SchemaNotReady
+from service.security_errors import explain_transport
 
 
 def explain(error: BaseException) -> str | None:
@@ -13,13 +14,18 @@ def explain(error: BaseException) -> str | None:
     while current is not None and len(chain) < 10:
         chain.append(current)
         current = current.__cause__ or current.__context__
+    transport = explain_transport(chain)  # TLS/SASL/pg_hba first (issue 8, item 4)
+    if transport is not None:
+        return transport
     for item in chain:
         if isinstance(item, SchemaNotReady):
             return str(item)
         if isinstance(item, KafkaConnectionError):
             return (
                 f"cannot reach Kafka ({item}); check KAFKA_BOOTSTRAP_SERVERS and that the "
-                "broker runs (scripts/local-stack up)"
+                "broker runs (scripts/local-stack up); if the log above shows an authentication "
+                "or certificate error, check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SSL_*"
             )
         if isinstance(item, ConnectionRefusedError | OSError) and "connect" in str(item).lower():
             return (

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from service import position_store
 from service.config import Settings
 from service.db import make_engine, make_session_factory
+from service.kafka_security import client_kwargs
 from service.partition_guard import log_bounds
 from service.positions import LogBounds, Status, Stored, classify, reset_target
 from service.topics import partitions_of
@@ -37,14 +38,18 @@ class PartitionPosition:
 async def read_report(settings: Settings) -> list[PartitionPosition]:
     """Every partition of KAFKA_TOPIC: stored position, log bounds and status."""
     topic = settings.kafka_topic
-    partitions = await partitions_of(settings.kafka_bootstrap_servers, topic)
+    partitions = await partitions_of(
+        settings.kafka_bootstrap_servers, topic, client_kwargs(settings)
+    )
     if not partitions:
         raise RuntimeError(
             f"topic {topic!r} does not exist on {settings.kafka_bootstrap_servers}; "
             "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS"
         )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        **client_kwargs(settings),
     )
     await consumer.start()
     try:
@@ -95,7 +100,9 @@ async def print_report(settings: Settings) -> bool:
 
 async def group_members(settings: Settings) -> int:
     """How many consumers are in KAFKA_GROUP_ID now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **client_kwargs(settings)
+    )
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -28,10 +29,18 @@ def read_jsonl(path: Path | None) -> list[tuple[bytes, bytes]]:
 
 
 async def publish_pairs(
-    bootstrap_servers: str, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]
+    bootstrap_servers: str,
+    topic: str,
+    pairs: Sequence[tuple[bytes | None, bytes]],
+    security: Mapping[str, Any] | None = None,
 ) -> None:
+    """`security`: service.kafka_security.client_kwargs(settings)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=10
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        **(security or {}),
     )
     await producer.start()
     try:

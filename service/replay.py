@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 
 from service.config import Settings
 from service.dead_letter import DLQ_MAX_MESSAGE_BYTES
+from service.kafka_security import client_kwargs
 from service.letters import Letter
 from service.replay_selection import (
     Selection,
@@ -49,6 +50,7 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": "inventory-sink-replay",
+        **client_kwargs(settings),
     }
 
 

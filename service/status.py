@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from service.config import Settings
 from service.db import make_engine
+from service.kafka_security import client_kwargs
 from service.topics import partitions_of
 
 
@@ -43,9 +44,12 @@ async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
     from service import store
     from service.db import make_session_factory
 
-    partitions = await partitions_of(settings.kafka_bootstrap_servers, settings.kafka_topic)
+    security = client_kwargs(settings)
+    partitions = await partitions_of(
+        settings.kafka_bootstrap_servers, settings.kafka_topic, security
+    )
     tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, **security)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}
@@ -88,13 +92,16 @@ async def print_lag(settings: Settings, wait: float) -> bool:
 async def print_dead_letters(settings: Settings, count_only: bool, last: int) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    partitions = await partitions_of(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
+    security = client_kwargs(settings)
+    partitions = await partitions_of(
+        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, security
+    )
     tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
     if not tps:
         print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")
         return
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **security
     )
     await consumer.start()
     try:

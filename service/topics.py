@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from service.config import Settings
 from service.dead_letter import DLQ_MAX_MESSAGE_BYTES
+from service.kafka_security import client_kwargs
 
 log = logging.getLogger("service.topics")
 
@@ -28,7 +31,9 @@ async def ensure_topics(settings: Settings) -> None:
         ),
     ]
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="inventory-sink-admin"
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id="inventory-sink-admin",
+        **client_kwargs(settings),
     )
     await admin.start()
     try:
@@ -53,9 +58,13 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
-async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
-    """The topic's partition numbers, or [] if it does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def partitions_of(
+    bootstrap_servers: str, topic: str, security: Mapping[str, Any] | None = None
+) -> list[int]:
+    """The topic's partition numbers, or [] if it does not exist.
+
+    `security`: service.kafka_security.client_kwargs(settings)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
     await admin.start()
     try:
         (description,) = await admin.describe_topics([topic])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,22 +22,11 @@ from service.replay import ReplayError, replay
 from service.replay_selection import Selection
 from service.status import partition_lag
 from service.topics import ensure_topics, partitions_of
-from tests.support.consumer import ROOT, ConsumerProcess, settings_env
+from tests.support.cli import run_cli
+from tests.support.consumer import ConsumerProcess
 from tests.support.events import adjust, record, upsert
 from tests.support.kafka import header_map, publish, read_topic
 from tests.support.oracle import table
-
-
-def run_cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
-    """`python -m service ...` as an operator runs it, configured from the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "service", *argv],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def end_offsets(bootstrap: str, topic: str) -> int:

@@ -1,15 +1,14 @@
-"""Run `python -m service ...` as an operator would, against a chosen database and roles."""
+"""Run the real command line (`python -m service ...`) as an operator would."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+from service.config import Settings
+from tests.support.consumer import ROOT, settings_env
 from tests.support.services import PostgresEndpoint
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def service_env(
@@ -39,6 +38,7 @@ def service_env(
 def run_service(
     env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
+    """`python -m service ARGS` in `env`, to completion."""
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         cwd=ROOT,
@@ -50,6 +50,7 @@ def run_service(
 
 
 def start_service(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`python -m service ARGS` in `env`, in the background."""
     return subprocess.Popen(
         [sys.executable, "-m", "service", *args],
         cwd=ROOT,
@@ -58,3 +59,12 @@ def start_service(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_cli(
+    settings: Settings, *args: str, timeout: float = 120.0, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m service ARGS` with `settings` in the environment (plus `env` overrides)."""
+    environment = settings_env(settings)
+    environment.update({name.upper(): value for name, value in env.items()})
+    return run_service(environment, *args, timeout=timeout)

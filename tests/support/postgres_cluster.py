@@ -1,0 +1,154 @@
+"""A throwaway PostgreSQL cluster with TLS, for tests that need a server configured their own
+way (here: `hostssl` only, with a certificate made at test time).
+
+It uses the server binaries `scripts/local-stack up` installs, listens on 127.0.0.1 and a
+Unix socket in its own directory, and is stopped when the context exits. The shared cluster
+is never touched. As root, the server runs as the `postgres` user (PostgreSQL refuses root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.brokers import free_port
+
+
+def server_bindir() -> Path:
+    if override := os.environ.get("PG_BINDIR"):
+        return Path(override)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise RuntimeError(
+        "PostgreSQL server binaries (initdb, postgres) are missing; `scripts/local-stack up` "
+        "installs them, or set PG_BINDIR"
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    port: int
+    socket_dir: Path
+    log: Path
+    host: str = "127.0.0.1"
+
+
+def _as_owner(command: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _hand_over(path: Path) -> None:
+    """Give the server's own files to the user it runs as."""
+    if os.geteuid() == 0:
+        record = pwd.getpwnam("postgres")
+        os.chown(path, record.pw_uid, record.pw_gid)
+
+
+@contextlib.contextmanager
+def throwaway_postgres(
+    *,
+    server_cert: Path,
+    server_key: Path,
+    ca_cert: Path,
+    hba: Sequence[str],
+    timeout: float = 60.0,
+) -> Iterator[Cluster]:
+    """Start a cluster whose pg_hba.conf is `local all all trust` followed by `hba`.
+
+    The superuser is `postgres`, reachable without a password over the Unix socket only.
+    TLS uses `server_cert`/`server_key`; client certificates are checked against `ca_cert`.
+    """
+    bindir = server_bindir()
+    with tempfile.TemporaryDirectory(prefix="test-postgres-") as tmp:
+        directory = Path(tmp)
+        os.chmod(directory, 0o755)  # the server user must reach its data and sockets
+        with _cluster(directory, bindir, server_cert, server_key, ca_cert, hba, timeout) as cluster:
+            yield cluster
+
+
+@contextlib.contextmanager
+def _cluster(
+    directory: Path,
+    bindir: Path,
+    server_cert: Path,
+    server_key: Path,
+    ca_cert: Path,
+    hba: Sequence[str],
+    timeout: float,
+) -> Iterator[Cluster]:
+    data, sockets, log = directory / "pgdata", directory / "sockets", directory / "postgres.log"
+    for path in (data, sockets):
+        path.mkdir()
+        _hand_over(path)
+    initdb = subprocess.run(
+        _as_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                   "--no-sync", "-E", "UTF8", "--locale=C"]),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if initdb.returncode != 0:
+        raise RuntimeError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
+    for source, name in (
+        (server_cert, "server.crt"),
+        (server_key, "server.key"),
+        (ca_cert, "ca.crt"),
+    ):
+        target = data / name
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o600)
+        _hand_over(target)
+    (data / "pg_hba.conf").write_text("\n".join(["local all all trust", *hba]) + "\n")
+    port = free_port()
+    options = {
+        "port": str(port),
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": str(sockets),
+        "ssl": "on",
+        "ssl_cert_file": "server.crt",
+        "ssl_key_file": "server.key",
+        "ssl_ca_file": "ca.crt",
+        "fsync": "off",
+        "shared_buffers": "16MB",
+        "max_connections": "40",
+    }
+    settings = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            _as_owner([str(bindir / "postgres"), "-D", str(data), *settings]),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while b"ready to accept connections" not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"throwaway PostgreSQL did not start:\n{tail}")
+            time.sleep(0.2)
+        yield Cluster(port=port, socket_dir=sockets, log=log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)  # fast shutdown
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
