@@ -125,6 +125,9 @@ def make_settings(
         postgres_user=pg.user,
         postgres_password=pg.password,
         postgres_db=pg.database,
+        # The test database belongs to `pg.user`: it migrates too, whatever the environment says.
+        postgres_migration_user=None,
+        postgres_migration_password=None,
         kafka_bootstrap_servers=kafka,
         kafka_topic=names["topic"],
         kafka_dlq_topic=names["dlq"],

@@ -159,7 +159,7 @@ async def test_consumer_dead_letters_and_cli_over_a_secured_listener(
         dead = await asyncio.to_thread(run_cli, settings, "dead-letters", "--count")
         assert (dead.returncode, dead.stdout.strip()) == (0, "4"), dead.stderr
         status, body = await asyncio.to_thread(http_get, port, "/health")
-        assert (status, json.loads(body)["kafka"]) == (200, True)
+        assert (status, json.loads(body)["checks"]["kafka"]) == (200, {"ok": True})
         assert consumer.stop() == 0
     finally:
         consumer.kill()
@@ -274,14 +274,14 @@ def test_no_secret_is_ever_printed(
         # The database refuses the service's role while it runs: /health says so.
         asyncio.run(set_login(tls_pg, allowed=False))
         body = seen.add("/health down", wait_for_http(port, "/health", 503, consumer))
-        assert json.loads(body)["database"] is False
+        assert json.loads(body)["checks"]["database"]["ok"] is False
         asyncio.run(set_login(tls_pg, allowed=True))
         wait_for_http(port, "/health", 200, consumer)
         assert consumer.stop() == 0
     finally:
         consumer.kill()
         seen.add("consumer log", consumer.log_path.read_text(errors="replace"))
-    assert "health: database unreachable" in seen.parts[-1][1]
+    assert "ready: the database check fails" in seen.parts[-1][1]
 
     failures = {
         "wrong Kafka password": (

@@ -47,6 +47,9 @@ class SecuredPostgres:
             "postgres_password": self.password,
             "postgres_db": self.database,
             "postgres_sslmode": sslmode,
+            # One role for migrations and the consumer, whatever the environment names.
+            "postgres_migration_user": None,
+            "postgres_migration_password": None,
         }
         if sslmode in ("verify-ca", "verify-full"):
             fields["postgres_sslrootcert"] = self.ca.cert
