@@ -255,7 +255,9 @@ async def test_postgresql_refusing_connections_makes_it_unready_but_live(
         body = await wait_for_status(f"{url}/health/ready", 503, consumer, timeout=30)
         problem = body["checks"]["database"]["problem"]
         assert f"cannot query PostgreSQL at {pg.host}:{pg.port}" in problem, problem
-        assert "POSTGRES_HOST" in problem and pg.password not in problem
+        assert "POSTGRES_HOST" in problem
+        # (the local stack's password is also a prefix of the database's name)
+        assert pg.password not in problem.replace(f'"{pg.database}"', '"<db>"'), problem
         assert body["checks"]["kafka"] == {"ok": True}
         assert (await get(f"{url}/health/live"))[0] == 200
     finally:
