@@ -19,7 +19,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import make_asgi_app
 
-from service import store
+from service import lenient_fetch, store
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
@@ -85,6 +85,7 @@ def build_broker(
     guard: PartitionGuard | None = None,
 ) -> KafkaBroker:
     """The broker with its one subscriber: batches of raw records go to `writer`."""
+    lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=broker_security(settings),  # transport security (issue 8, item 4)

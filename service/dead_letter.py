@@ -39,15 +39,25 @@ class DeadLetter:
     def headers(self) -> list[tuple[str, bytes | None]]:
         """The original headers exactly as they came (bytes or None, duplicates and names
         like the sink's own kept, in order), then the sink's five: a reader takes the last
-        header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back."""
+        header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back.
+        The one change: a name that was not UTF-8 (see lenient_fetch.py) cannot be sent as
+        it was; each invalid byte becomes U+FFFD."""
         return [
-            *self.record.headers,
+            *((_sendable(name), value) for name, value in self.record.headers),
             ("error.reason", self.reason.value.encode()),
             ("error.message", self.message[:MAX_MESSAGE_CHARS].encode("utf-8", "replace")),
             ("original.topic", self.record.topic.encode()),
             ("original.partition", str(self.record.partition).encode()),
             ("original.offset", str(self.record.offset).encode()),
         ]
+
+
+def _sendable(name: str) -> str:
+    """`name` as a producer can encode it: bytes that were not UTF-8 (kept as surrogate
+    escapes by lenient_fetch) become U+FFFD."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def original_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:

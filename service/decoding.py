@@ -25,7 +25,7 @@ def record_size(record: Record) -> int:
     key, value, headers = record.key, record.value, record.headers
     size = (len(key) if key else 0) + (len(value) if value else 0)
     for name, data in headers:  # a plain loop: most records have no headers, few have many
-        size += len(name.encode()) + (len(data) if data else 0)
+        size += len(name.encode("utf-8", "surrogateescape")) + (len(data) if data else 0)
     return size
 
 

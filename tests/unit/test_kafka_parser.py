@@ -96,8 +96,9 @@ async def test_records_with_binary_null_and_duplicate_headers_reach_the_handler(
 
 
 def test_aiokafka_cannot_unpack_a_header_key_that_is_not_utf8() -> None:
-    """What the parser cannot cover (README, "Records the consumer cannot read"): aiokafka
-    decodes header keys inside getmany(). If this starts passing through, revisit the docs."""
+    """What the parser cannot cover: aiokafka decodes header keys inside getmany() (the
+    consumer reads through service/lenient_fetch.py for that). If this starts passing
+    through, lenient_fetch.py may go."""
     builder = DefaultRecordBatchBuilder(
         magic=2,
         compression_type=0,

@@ -1,0 +1,102 @@
+"""Record sets whose header keys are not UTF-8: aiokafka stops on them, the lenient reader
+hands every record on (service/lenient_fetch.py)."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import calc_crc32c
+
+from service.dead_letter import DeadLetter
+from service.decoding import record_size
+from service.domain import Reason
+from service.lenient_fetch import LenientMemoryRecords
+from service.records import SimpleRecord
+
+BAD_KEY = b"\xff\xfe\x00"  # what a producer with byte-string header keys can send
+HEADER_DATA = 61  # where a v2 batch's records start
+
+
+def batch(base_offset: int, records: list[tuple[bytes, list[tuple[str, bytes | None]]]]) -> bytes:
+    """A v2 batch; header keys named "QQQ" are turned into BAD_KEY, the CRC made valid."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 16,
+    )
+    for delta, (value, headers) in enumerate(records):
+        builder.append(delta, timestamp=1000 + delta, key=b"7", value=value, headers=headers)
+    data = bytearray(builder.build())
+    data = bytearray(bytes(data).replace(b"QQQ", BAD_KEY))
+    data[0:8] = base_offset.to_bytes(8, "big")  # not covered by the CRC
+    data[17:21] = calc_crc32c(bytes(data[21:])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def gzipped(data: bytes) -> bytes:
+    """The same batch with its records compressed by gzip."""
+    out = bytearray(data[:HEADER_DATA])
+    out += gzip.compress(data[HEADER_DATA:])
+    out[8:12] = (len(out) - 12).to_bytes(4, "big")
+    out[21:23] = (int.from_bytes(out[21:23], "big") | 1).to_bytes(2, "big")
+    out[17:21] = calc_crc32c(bytes(out[21:])).to_bytes(4, "big")
+    return bytes(out)
+
+
+def unpack(records: object) -> list[tuple[int, bytes | None, list[tuple[str, bytes | None]]]]:
+    found = []
+    while records.has_next():  # type: ignore[attr-defined]
+        next_batch = records.next_batch()  # type: ignore[attr-defined]
+        assert next_batch.validate_crc()
+        found.extend((r.offset, r.value, list(r.headers)) for r in next_batch)
+    return found
+
+
+STREAM = (
+    batch(0, [(b"a", [("trace", b"1")]), (b"b", [])])
+    + batch(2, [(b"c", [("ok", b"x")]), (b"d", [("QQQ", b"v"), ("ok", None)]), (b"e", [])])
+    + gzipped(batch(5, [(b"f", [("QQQ", b"w")])]))
+    + batch(6, [(b"g", [])])
+)
+ESCAPED = BAD_KEY.decode("utf-8", "surrogateescape")
+
+
+def test_aiokafka_alone_stops_at_the_first_such_key() -> None:
+    with pytest.raises(UnicodeDecodeError):
+        unpack(MemoryRecords(STREAM))
+
+
+def test_every_record_comes_through_in_order_with_the_key_bytes_kept() -> None:
+    assert unpack(LenientMemoryRecords(STREAM)) == [
+        (0, b"a", [("trace", b"1")]),
+        (1, b"b", []),
+        (2, b"c", [("ok", b"x")]),
+        (3, b"d", [(ESCAPED, b"v"), ("ok", None)]),
+        (4, b"e", []),
+        (5, b"f", [(ESCAPED, b"w")]),
+        (6, b"g", []),
+    ]
+    assert ESCAPED.encode("utf-8", "surrogateescape") == BAD_KEY
+
+
+def test_the_batches_attributes_are_aiokafkas() -> None:
+    records = LenientMemoryRecords(STREAM)
+    first = records.next_batch()
+    assert (first.base_offset, first.next_offset, first.is_control_batch) == (0, 2, False)
+    assert records.size_in_bytes() == len(STREAM)
+
+
+def test_its_size_counts_the_original_bytes_and_its_letter_can_be_sent() -> None:
+    record = SimpleRecord("t", 0, 3, b"7", b"{}", ((ESCAPED, b"v"),))
+    assert record_size(record) == 1 + 2 + len(BAD_KEY) + 1
+    letter = DeadLetter(record, Reason.INVALID_EVENT, "bad")
+    name, value = letter.headers()[0]
+    assert (name, value) == ("\ufffd\ufffd\x00", b"v")
+    name.encode("utf-8")  # what the producer does with a header name
