@@ -28,6 +28,7 @@ from bench.process import Child
 from bench.report import Result
 from bench.target import Target, code_state
 from service.decoding import Unusable, decode
+from service.domain import Rejected, fold
 from service.records import SimpleRecord
 
 
@@ -46,16 +47,21 @@ class SteadySpec:
 
 
 def tracked_ids(pairs: list[tuple[bytes, bytes]]) -> list[str | None]:
-    """Per record, the event id whose commit it causes (None: unusable, or a duplicate id)."""
+    """Per record, the event id whose commit it causes (None: unusable, rejected, or a
+    duplicate id). Only applied and stale events leave their id in processed_events."""
+    items = [
+        decode(SimpleRecord("steady", 0, offset, key, value))
+        for offset, (key, value) in enumerate(pairs)
+    ]
+    outcomes = iter(fold({}, [item for item in items if not isinstance(item, Unusable)]).outcomes)
     out: list[str | None] = []
-    seen: set[str] = set()
-    for offset, (key, value) in enumerate(pairs):
-        item = decode(SimpleRecord("steady", 0, offset, key, value))
-        if isinstance(item, Unusable) or str(item.event_id) in seen:
+    for item in items:
+        if isinstance(item, Unusable):
             out.append(None)
             continue
-        seen.add(str(item.event_id))
-        out.append(str(item.event_id))
+        outcome = next(outcomes)
+        kept = outcome is not None and not isinstance(outcome, Rejected)
+        out.append(str(item.event_id) if kept else None)
     return out
 
 
