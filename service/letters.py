@@ -7,31 +7,22 @@ key, the value and the original headers again (never the sink's), plus `replayed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from service.dead_letter import ERROR_HEADERS, original_headers
+from service.records import Record
 
 REPLAYED_FROM = "replayed.from"  # "<dlq topic>/<partition>/<offset>" of the replayed letter
 
 
-class DeadLetterRecord(Protocol):
-    """What is read of a DLQ record (aiokafka's ConsumerRecord fits)."""
+class DeadLetterRecord(Record, Protocol):
+    """What is read of a DLQ record (aiokafka's ConsumerRecord fits): a record, and when it
+    was written."""
 
     @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
     def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 @dataclass(frozen=True, slots=True)
