@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.protocol.produce import ProduceRequest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.util import calc_crc32c
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,10 +26,10 @@ from service.topics import ensure_topics
 from tests.support.consumer import ConsumerProcess
 from tests.support.events import adjust, record, upsert
 from tests.support.kafka import read_topic
+from tests.support.record_batches import BAD_KEY_PLACEHOLDER, batch
 
 Headers = list[tuple[str, bytes | None]]
 BINARY = b"\xff\x00\xfe"
-BAD_KEY = b"\xff\xfe\x00"
 
 
 @dataclass(frozen=True)
@@ -177,23 +175,7 @@ async def test_hostile_records_are_applied_or_dead_lettered_and_never_stall_the_
 
 
 def _batch_with_a_header_key_that_is_not_utf8(key: bytes, value: bytes) -> bytes:
-    """One record batch whose header key is b"\\xff\\xfe\\x00": what a client that takes header
-    keys as raw bytes (librdkafka, some Go clients) can send. aiokafka's producer cannot."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 16,
-    )
-    builder.append(0, timestamp=None, key=key, value=value, headers=[("QQQ", b"v")])
-    buffer = bytearray(builder.build())
-    at = buffer.index(b"QQQ")
-    buffer[at : at + 3] = BAD_KEY
-    buffer[17:21] = calc_crc32c(bytes(buffer[21:])).to_bytes(4, "big")
-    return bytes(buffer)
+    return batch(0, [(key, value, [(BAD_KEY_PLACEHOLDER, b"v")])])
 
 
 async def _produce_raw(bootstrap: str, topic: str, batch: bytes) -> None:

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka import ConsumerRecord
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
-from aiokafka.record.util import calc_crc32c
+from aiokafka.record.default_records import DefaultRecordBatch
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.message import KafkaAckableMessage
 
@@ -16,6 +15,7 @@ from service.config import Settings
 from service.kafka_parser import RawBatchParser
 from service.pipeline import BatchReport
 from service.records import Record
+from tests.support.record_batches import batch
 
 SETTINGS = Settings(
     postgres_user="u",
@@ -99,21 +99,8 @@ def test_aiokafka_cannot_unpack_a_header_key_that_is_not_utf8() -> None:
     """What the parser cannot cover: aiokafka decodes header keys inside getmany() (the
     consumer reads through service/lenient_fetch.py for that). If this starts passing
     through, lenient_fetch.py may go."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 16,
-    )
-    builder.append(0, timestamp=None, key=b"1", value=b"{}", headers=[("QQQ", b"v")])
-    buffer = bytearray(builder.build())
-    at = buffer.index(b"QQQ")
-    buffer[at : at + 3] = b"\xff\xfe\x00"  # what a producer with byte-string keys can send
-    buffer[17:21] = calc_crc32c(bytes(buffer[21:])).to_bytes(4, "big")  # a valid batch again
-    batch = DefaultRecordBatch(bytes(buffer))
-    assert batch.validate_crc()
+    raw = batch(0, [(b"1", b"{}", [("QQQ", b"v")])])
+    unpacked = DefaultRecordBatch(raw)
+    assert unpacked.validate_crc()
     with pytest.raises(UnicodeDecodeError):
-        list(batch)
+        list(unpacked)

@@ -3,51 +3,15 @@ hands every record on (service/lenient_fetch.py)."""
 
 from __future__ import annotations
 
-import gzip
-
 import pytest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
-from aiokafka.record.util import calc_crc32c
 
 from service.dead_letter import DeadLetter
 from service.decoding import record_size
 from service.domain import Reason
 from service.lenient_fetch import LenientMemoryRecords
 from service.records import SimpleRecord
-
-BAD_KEY = b"\xff\xfe\x00"  # what a producer with byte-string header keys can send
-HEADER_DATA = 61  # where a v2 batch's records start
-
-
-def batch(base_offset: int, records: list[tuple[bytes, list[tuple[str, bytes | None]]]]) -> bytes:
-    """A v2 batch; header keys named "QQQ" are turned into BAD_KEY, the CRC made valid."""
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=0,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 16,
-    )
-    for delta, (value, headers) in enumerate(records):
-        builder.append(delta, timestamp=1000 + delta, key=b"7", value=value, headers=headers)
-    data = bytearray(builder.build())
-    data = bytearray(bytes(data).replace(b"QQQ", BAD_KEY))
-    data[0:8] = base_offset.to_bytes(8, "big")  # not covered by the CRC
-    data[17:21] = calc_crc32c(bytes(data[21:])).to_bytes(4, "big")
-    return bytes(data)
-
-
-def gzipped(data: bytes) -> bytes:
-    """The same batch with its records compressed by gzip."""
-    out = bytearray(data[:HEADER_DATA])
-    out += gzip.compress(data[HEADER_DATA:])
-    out[8:12] = (len(out) - 12).to_bytes(4, "big")
-    out[21:23] = (int.from_bytes(out[21:23], "big") | 1).to_bytes(2, "big")
-    out[17:21] = calc_crc32c(bytes(out[21:])).to_bytes(4, "big")
-    return bytes(out)
+from tests.support.record_batches import BAD_KEY, batch, gzipped
 
 
 def unpack(records: object) -> list[tuple[int, bytes | None, list[tuple[str, bytes | None]]]]:
@@ -60,10 +24,17 @@ def unpack(records: object) -> list[tuple[int, bytes | None, list[tuple[str, byt
 
 
 STREAM = (
-    batch(0, [(b"a", [("trace", b"1")]), (b"b", [])])
-    + batch(2, [(b"c", [("ok", b"x")]), (b"d", [("QQQ", b"v"), ("ok", None)]), (b"e", [])])
-    + gzipped(batch(5, [(b"f", [("QQQ", b"w")])]))
-    + batch(6, [(b"g", [])])
+    batch(0, [(b"7", b"a", [("trace", b"1")]), (b"7", b"b", [])])
+    + batch(
+        2,
+        [
+            (b"7", b"c", [("ok", b"x")]),
+            (b"7", b"d", [("QQQ", b"v"), ("ok", None)]),
+            (b"7", b"e", []),
+        ],
+    )
+    + gzipped(batch(5, [(b"7", b"f", [("QQQ", b"w")])]))
+    + batch(6, [(b"7", b"g", [])])
 )
 ESCAPED = BAD_KEY.decode("utf-8", "surrogateescape")
 
