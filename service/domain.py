@@ -161,7 +161,7 @@ def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
             f"product {event.product_id} has quantity {current.quantity}; delta "
             f"{event.data.delta} would exceed the maximum {MAX_QUANTITY}",
         )
-    # Built directly: dataclasses.replace costs several times more on this hot path.
+    # Built field by field: a NamedTuple built directly is the cheapest on this hot path.
     return Applied(
         Product(
             current.id,

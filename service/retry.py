@@ -69,7 +69,8 @@ class Backoff:
         self.maximum = maximum
 
     def delay(self, attempt: int) -> float:
-        """Full-jitter exponential delay for the given attempt (1-based)."""
+        """Exponential delay with equal jitter for the given attempt (1-based): uniform
+        between half the ceiling and the ceiling, so retries spread out but never fire at once."""
         ceiling: float = min(self.maximum, self.initial * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
