@@ -22,6 +22,8 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     config = alembic_config()
     config.attributes["settings"] = settings  # migrations/env.py uses these, not its own
+    # Logging is already set up (LOG_LEVEL, LOG_FORMAT): alembic.ini's must not replace it.
+    config.attributes["configure_logger"] = False
     if args.downgrade:
         if args.revision == "head":
             print(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.topics import ensure_topics
 from tests.conftest import make_settings
+from tests.support.cli import run_cli
 from tests.support.consumer import ConsumerProcess
 from tests.support.events import record, upsert
 from tests.support.kafka import header_map, publish, read_topic
@@ -87,3 +88,15 @@ async def test_json_logs_and_an_oversized_record(
     }
     loggers = {line["logger"] for line in parsed}
     assert {"uvicorn.error", "service.rebalance"} <= loggers, loggers
+
+
+def test_migrate_logs_json_too(json_settings: Settings) -> None:
+    """`migrate` runs Alembic in-process: alembic.ini's logging must not replace LOG_FORMAT."""
+    result = run_cli(json_settings, "migrate")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines, "migrate logged nothing"
+    for line in lines:
+        entry = json.loads(line)  # fails on a text line
+        assert {"timestamp", "level", "logger", "message"} <= set(entry)
+    assert any(json.loads(line)["logger"].startswith("alembic") for line in lines)
