@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from service.domain import Product
 from service.sample import sample_events
 from service.topics import ensure_topics
 from tests.support.consumer import ConsumerProcess
@@ -26,7 +25,7 @@ from tests.support.events import (
     upsert,
 )
 from tests.support.kafka import header_map, publish, read_topic
-from tests.support.oracle import diff, expected_outcome, table
+from tests.support.oracle import Product, diff, expected_outcome, table
 
 
 async def wait_for_table(
