@@ -193,9 +193,16 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
         async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), max_record_bytes=limit
     )
     batch = [SimpleRecord("t", 0, i, r.key, r.value, r.headers) for i, r in enumerate(records)]
-    for start in range(0, len(batch), 250):
-        await processor.process(batch[start : start + 250])
+    reports = [
+        await processor.process(batch[start : start + 250]) for start in range(0, len(batch), 250)
+    ]
     expected = expected_outcome(records, limit)
+    counted = {
+        "applied": sum(r.applied for r in reports),
+        "stale": sum(r.stale for r in reports),
+        "duplicate": sum(r.duplicates for r in reports),
+    }
+    assert counted == {fate: expected.fates.count(fate) for fate in counted}
     assert diff(expected.products, await table(engine)) == []
     assert await _claimed(engine) == expected.processed_ids
     got = [

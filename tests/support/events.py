@@ -207,7 +207,9 @@ def generate_records(spec: LabelledSpec) -> list[Rec]:
         if roll < spec.stale_share and current >= 1:
             stale = rng.randint(1, current)  # the stored version or an older one
             if rng.random() < 0.5:
-                emit(upsert(pid, stale, name=f"stale {pid}", event_id=eid, occurred_at=clock))
+                # With a quantity: applied by mistake, it would leave a trace that lasts.
+                body = upsert(pid, stale, name=f"stale {pid}", quantity=rng.randint(60, 99))
+                emit(body | {"event_id": str(eid), "occurred_at": clock.isoformat()})
             else:
                 emit(delete(pid, stale, event_id=eid, occurred_at=clock))
             continue
