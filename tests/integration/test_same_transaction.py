@@ -96,8 +96,9 @@ async def test_a_sink_failing_after_positions_are_written_moves_neither_products
 
 @pytest.fixture
 async def positions_fail_once(engine: AsyncEngine) -> AsyncIterator[None]:
-    """The first write of a position fails with a serialization failure (transient): a
-    sequence, which no rollback resets, lets it fail exactly once."""
+    """The first move of a position (the UPDATE of advance_positions; creating a row is an
+    INSERT and passes) fails with a serialization failure (transient): a sequence, which no
+    rollback resets, lets it fail exactly once."""
     async with engine.begin() as connection:
         for statement in (
             "CREATE SEQUENCE test_positions_fail",
@@ -105,7 +106,7 @@ async def positions_fail_once(engine: AsyncEngine) -> AsyncIterator[None]:
             "BEGIN IF nextval('test_positions_fail') = 1 THEN "
             "RAISE EXCEPTION 'test: position write fails once' USING ERRCODE = '40001'; "
             "END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER test_positions_fail BEFORE INSERT OR UPDATE ON consumer_offsets "
+            "CREATE TRIGGER test_positions_fail BEFORE UPDATE ON consumer_offsets "
             "FOR EACH ROW EXECUTE FUNCTION test_positions_fail()",
         ):
             await connection.execute(text(statement))
