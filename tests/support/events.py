@@ -231,17 +231,17 @@ def generate_records(spec: LabelledSpec) -> list[Rec]:
             continue
         if current == 0 or rng.random() < 0.25:
             versions[pid] = current + rng.choice([1, 1, 1, 2, 5])
-            emit(
-                upsert(
-                    pid,
-                    versions[pid],
-                    name=f"product {pid} v{versions[pid]}",
-                    price=f"{rng.randint(0, 100000) / 100:.2f}",
-                    quantity=rng.choice([None, rng.randint(0, 50)]),
-                    event_id=eid,
-                    occurred_at=clock,
-                )
+            body = upsert(
+                pid,
+                versions[pid],
+                name=f"product {pid} v{versions[pid]}",
+                price=f"{rng.randint(0, 100000) / 100:.2f}",
+                quantity=rng.choice([None, rng.randint(0, 50)]),
+                event_id=eid,
+                occurred_at=clock,
             )
+            body["data"]["description"] = rng.choice([None, f"about {pid}", "v" * 2_000])
+            emit(body)
         elif rng.random() < 0.05:
             versions[pid] = current + 1
             emit(delete(pid, current + 1, event_id=eid, occurred_at=clock))
