@@ -22,7 +22,7 @@ from service.overlap import OverlappedWriter
 from service.pipeline import BatchProcessor, BatchReport, _dead_letters, _fresh
 from service.records import SimpleRecord, partition_runs
 from service.retry import Backoff
-from tests.support.events import adjust, record, upsert
+from tests.support.events import BASE_TIME, adjust, delete, record, upsert
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:
@@ -323,3 +323,57 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     # Offset 0 was below the stored position: skipped without a claim or a letter.
     assert (report.redelivered, report.applied, report.next_offsets) == (1, 1, {("t", 0): 4})
     assert [letter.record.offset for letter in sink.letters] == [2, 3]
+
+
+# -- what a person reads in error.message (mutation testing found these unasserted) -------
+
+
+def _event(body: dict[str, Any]) -> Any:
+    event = decode(SimpleRecord("t", 0, 0, *record(body)))
+    assert not isinstance(event, Unusable)
+    return event
+
+
+def test_rejection_messages_name_the_problem_and_the_fix() -> None:
+    from service.domain import apply_event
+
+    live = Product(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    gone = live._replace(deleted_at=BASE_TIME)
+    cases = [
+        (
+            None,
+            _event(delete(7, 2)),
+            "product 7 does not exist, so it cannot be deleted; "
+            "publish its product.upserted event first",
+        ),
+        (
+            None,
+            _event(adjust(7, 1)),
+            "product 7 does not exist; stock can only be adjusted for "
+            "a live product (publish product.upserted first)",
+        ),
+        (
+            gone,
+            _event(adjust(7, 1)),
+            "product 7 is deleted; stock can only be adjusted for a "
+            "live product (publish product.upserted first)",
+        ),
+    ]
+    for current, event, message in cases:
+        outcome = apply_event(current, event)
+        assert isinstance(outcome, Rejected) and outcome.reason is Reason.UNKNOWN_PRODUCT
+        assert outcome.message == message
+
+
+def test_a_later_upsert_replaces_the_description_even_with_null() -> None:
+    from service.domain import fold
+
+    first = upsert(3, 1)
+    first["data"]["description"] = "old"
+    second = upsert(3, 2)
+    second["data"]["description"] = "new"
+    third = upsert(3, 3)  # no description: null
+    states = [fold({}, [_event(first), _event(second)][:n]).changed for n in (1, 2)]
+    assert [s[3].description for s in states] == ["old", "new"]
+    last = fold({}, [_event(first), _event(second), _event(third)]).changed[3]
+    assert last.description is None
