@@ -2,7 +2,8 @@
 
 Random bytes, wrong types, huge strings, deep nesting, injection-looking text, out-of-range
 numbers and records near the broker's size limit. Most are invalid; some (injection-looking
-text in a well-formed event) are valid and must be stored verbatim. The oracle decides.
+text in a well-formed event) are valid and must be stored verbatim. The
+independent model (tests/support/model.py) decides.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from service.decoding import Unusable, decode
-from service.records import SimpleRecord
+from tests.support import model
 
 INJECTION = [
     "'; DROP TABLE products; --",
@@ -142,8 +142,8 @@ def collect(count: int, seed: int = 0) -> list[tuple[bytes | None, bytes | None]
     # keyed by its product id (unkeyed events of one product could land on several
     # partitions, and no consumer could then keep them in order).
     for index, (_key, value) in enumerate(found):
-        event = decode(SimpleRecord("flood", 0, 0, None, value))
-        if not isinstance(event, Unusable):
+        event = model.read_record(None, value)
+        if isinstance(event, model.Event):
             found[index] = (str(event.product_id).encode(), value)
     near_limit = 1_000_000
     found.append((b"1000002", b"\xff" * near_limit))

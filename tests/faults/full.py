@@ -62,7 +62,7 @@ async def main() -> int:
         print(result.stderr, file=sys.stderr)
         return 1
     scale = dataclasses.replace(scenarios.FULL, events=args.events)
-    stack = StackControl()
+    stack = StackControl((pg.host, pg.port), os.environ["KAFKA_BOOTSTRAP_SERVERS"])
     outcomes = []
     log_root = Path(tempfile.mkdtemp(prefix="faults-full-"))
     for name in args.only.split(","):

@@ -1,5 +1,7 @@
 """The fault-suite engine: publish a seeded stream, run real consumer processes, inject
-faults, then compare the table and the dead-letter topic with the oracle.
+faults, then compare the table, the processed ids and the dead-letter topic with the
+independent model (tests/support/model.py): every letter exactly (position, key, value,
+original headers, reason), taken from the producer's acknowledgement of each record.
 
 Used by tests/faults/test_faults.py (CI size) and tests/faults/full.py (full size).
 """
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import text
@@ -26,24 +29,58 @@ from service.config import Settings
 from service.topics import ensure_topics, partitions_of
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka import header_map, read_topic
+from tests.support.model import original_headers
 from tests.support.oracle import diff, expected_outcome, table
 
-Pair = tuple[bytes | None, bytes | None]
+# (key, value), or a labelled record with headers (tests.support.events.Rec).
+Pair = tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, Any, str | None]
 
 
 class StackControl:
     """Restarts of the real services, through scripts/local-stack (what CI and `scripts/test`
-    use). Elsewhere the restart scenarios fail and say how to run them."""
+    use). It restarts only the stack that script runs: if the test's PostgreSQL or Kafka is
+    anywhere else (another host or port), it refuses, and the restart scenarios fail and
+    say how to run them."""
 
-    def __init__(self) -> None:
+    def __init__(self, postgres: tuple[str, int] | None = None, kafka: str | None = None) -> None:
         self.script = os.environ.get("LOCAL_STACK")
+        self.postgres = postgres
+        self.kafka = kafka
 
-    def _run(self, action: str) -> None:
+    def _stack_endpoints(self) -> tuple[tuple[str, int], str]:
+        assert self.script is not None
+        printed = subprocess.run(
+            [self.script, "env"], check=True, timeout=30, capture_output=True, text=True
+        ).stdout
+        values = dict(
+            pair.split("=", 1) for line in printed.splitlines() for pair in line.split()[1:]
+        )
+        postgres = (values["POSTGRES_HOST"], int(values["POSTGRES_PORT"]))
+        return postgres, values["KAFKA_BOOTSTRAP_SERVERS"]
+
+    def check(self) -> None:
+        """Refuse unless the endpoints under test are the ones the local stack runs."""
         if not self.script:
             raise AssertionError(
                 "restarting PostgreSQL or Kafka needs the local stack: run the fault suite with "
                 "`scripts/test tests/faults` (it exports LOCAL_STACK)"
             )
+        if self.postgres is None or self.kafka is None:
+            raise AssertionError("StackControl needs the endpoints under test to check them")
+        postgres, kafka = self._stack_endpoints()
+        if (postgres, kafka) != (self.postgres, self.kafka):
+            raise AssertionError(
+                f"refusing to restart services this test did not start: the test uses "
+                f"PostgreSQL {self.postgres[0]}:{self.postgres[1]} and Kafka {self.kafka}, the "
+                f"local stack ({self.script}) runs PostgreSQL {postgres[0]}:{postgres[1]} and "
+                f"Kafka {kafka}. Point POSTGRES_HOST/POSTGRES_PORT and KAFKA_BOOTSTRAP_SERVERS "
+                'at the local stack (eval "$(scripts/local-stack env)"), or run only the '
+                "scenarios that restart nothing"
+            )
+
+    def _run(self, action: str) -> None:
+        self.check()
+        assert self.script is not None
         subprocess.run([self.script, action], check=True, timeout=180, capture_output=True)
 
     def restart_postgres(self) -> None:
@@ -61,6 +98,7 @@ class Outcome:
     lost: int = 0
     doubled: int = 0
     mismatched_rows: int = 0
+    mismatched_letters: int = 0
     dead_lettered: int = 0
     redelivered_letters: int = 0
     recover_s: list[float] = field(default_factory=list)
@@ -69,7 +107,12 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.doubled == 0 and self.mismatched_rows == 0
+        return (
+            self.lost == 0
+            and self.doubled == 0
+            and self.mismatched_rows == 0
+            and self.mismatched_letters == 0
+        )
 
     def line(self) -> str:
         recover = (
@@ -80,6 +123,7 @@ class Outcome:
         return (
             f"{self.scenario:<14} events={self.events:<8} faults={self.faults:<3} "
             f"lost={self.lost} doubled={self.doubled} mismatched_rows={self.mismatched_rows} "
+            f"mismatched_letters={self.mismatched_letters} "
             f"dead_lettered={self.dead_lettered} (redelivered letters {self.redelivered_letters}) "
             f"recover={recover} elapsed={self.elapsed_s:.0f}s"
         )
@@ -94,7 +138,10 @@ class Harness:
         self.gate = asyncio.Lock()  # held while the broker restarts: the publisher waits
         self.progress: list[tuple[float, int]] = []
         self.fault_times: list[float] = []
+        self.fault_positions: list[int] = []  # the stored position when each fault hit
         self.rng = random.Random(1234)
+        # (partition, offset) of each published record, from the broker's acknowledgement.
+        self.positions: list[tuple[int, int]] = []
 
     # -- consumers -------------------------------------------------------------------------
     def consumer(self, name: str = "consumer") -> ConsumerProcess:
@@ -107,8 +154,29 @@ class Harness:
         for process in self.consumers:
             process.kill()
 
-    def fault_done(self) -> None:
+    def fault_done(self, stored: int) -> None:
+        """Record a fault injected at stored position `stored` (from `wait_in_flight`)."""
         self.fault_times.append(time.monotonic())
+        self.fault_positions.append(stored)
+
+    async def wait_in_flight(self, timeout: float = 120.0) -> int:
+        """Wait until there is work in flight, and return the stored position: it must have
+        moved past the previous fault's, and be strictly below the records published so far
+        (hence strictly between the stream's start and end). A fault injected then hits a
+        consumer with records to apply, never an idle one."""
+        floor = self.fault_positions[-1] if self.fault_positions else 0
+        deadline = time.monotonic() + timeout
+        stored = -1
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # the database may be restarting
+                stored = await self.stored_progress()
+                if floor < stored < len(self.positions):
+                    return stored
+            await asyncio.sleep(0.02)
+        raise AssertionError(
+            f"no work in flight within {timeout}s (stored {stored}, previous fault at {floor}, "
+            f"published {len(self.positions)}): the fault would not hit anything"
+        )
 
     # -- Kafka -----------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -129,10 +197,16 @@ class Harness:
             for index in range(0, len(pairs), chunk):
                 async with self.gate:
                     futures = [
-                        await producer.send(self.settings.kafka_topic, key=key, value=value)
-                        for key, value in pairs[index : index + chunk]
+                        await producer.send(
+                            self.settings.kafka_topic,
+                            key=item[0],
+                            value=item[1],
+                            headers=list(item[2]) if len(item) > 2 else None,
+                        )
+                        for item in pairs[index : index + chunk]
                     ]
-                    await asyncio.gather(*futures)
+                    for sent in await asyncio.gather(*futures):
+                        self.positions.append((sent.partition, sent.offset))
                 if seconds:
                     due = started + seconds * (index + chunk) / len(pairs)
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -172,16 +246,22 @@ class Harness:
             await asyncio.sleep(0.1)
 
     def recovery_times(self) -> list[float]:
-        """Per fault: seconds until the stored position moved again (if work was pending)."""
+        """Per fault: seconds until the stored position moved past where the fault hit."""
         times = []
-        for at in self.fault_times:
-            before = [p for t, p in self.progress if t <= at]
-            after = [(t, p) for t, p in self.progress if t > at]
-            if not before or not after or after[-1][1] <= before[-1]:
-                continue
-            moved = next(t for t, p in after if p > before[-1])
-            times.append(moved - at)
+        for at, stored in zip(self.fault_times, self.fault_positions, strict=True):
+            moved = next((t for t, p in self.progress if t > at and p > stored), None)
+            if moved is not None:
+                times.append(moved - at)
         return times
+
+    def faults_without_progress(self) -> list[str]:
+        return [
+            f"fault {n} (at stored position {stored}) was not followed by progress"
+            for n, (at, stored) in enumerate(
+                zip(self.fault_times, self.fault_positions, strict=True), 1
+            )
+            if not any(t > at and p > stored for t, p in self.progress)
+        ]
 
     async def wait_caught_up(self, timeout: float) -> None:
         target = await self.end_offsets()
@@ -201,7 +281,7 @@ class Harness:
     async def verify(
         self, name: str, pairs: Sequence[Pair], faults: int, started: float
     ) -> Outcome:
-        expected = expected_outcome(pairs)
+        expected = expected_outcome(pairs, self.settings.max_record_bytes)
         outcome = Outcome(name, len(pairs), faults)
         actual = await table(self.engine)
         problems = diff(expected.products, actual, limit=20)
@@ -214,20 +294,44 @@ class Harness:
             stored_ids = set(
                 (await connection.scalars(text("SELECT event_id FROM processed_events"))).all()
             )
+        if len(self.positions) != len(pairs):
+            problems.append(f"published {len(self.positions)} of {len(pairs)} records")
+        index_at = {position: index for index, position in enumerate(self.positions)}
+        wanted = {self.positions[i]: reason for i, reason in expected.letters().items()}
         letters = await read_topic(
             self.settings.kafka_bootstrap_servers,
             self.settings.kafka_dlq_topic,
-            expected.dead_letters,
+            len(wanted),
             timeout=60,
         )
-        unique: dict[tuple[str, str], tuple[bytes, str]] = {}
+        seen: Counter[tuple[int, int]] = Counter()
         for letter in letters:
             headers = header_map(letter)
-            where = (headers["original.partition"], headers["original.offset"])
-            unique[where] = (letter.value or b"", headers["error.reason"])
-        got = Counter(unique.values())
-        missing_letters = expected.dead_letter_values - got
-        extra_letters = got - expected.dead_letter_values
+            where = (int(headers["original.partition"]), int(headers["original.offset"]))
+            seen[where] += 1
+            if where not in wanted:
+                outcome.doubled += 1
+                problems.append(f"unexpected letter for {where}: {letter.value!r:.60}")
+                continue
+            sent = pairs[index_at[where]]
+            got = (
+                letter.key,
+                letter.value,
+                [tuple(h) for h in original_headers(letter.headers)],
+                headers["error.reason"],
+                headers["original.topic"],
+            )
+            should = (
+                sent[0],
+                sent[1],
+                list(sent[2]) if len(sent) > 2 else [],
+                wanted[where],
+                self.settings.kafka_topic,
+            )
+            if got != should:
+                outcome.mismatched_letters += 1
+                problems.append(f"letter for {where}: got {got!r:.200}, expected {should!r:.200}")
+        missing = [where for where in wanted if where not in seen]
         missing_ids = expected.processed_ids - stored_ids
         extra_ids = stored_ids - expected.processed_ids
         over = sum(
@@ -235,16 +339,16 @@ class Harness:
             for pid, product in expected.products.items()
             if pid in actual and actual[pid].quantity > product.quantity
         )
-        outcome.lost = len(missing_ids) + sum(missing_letters.values())
-        outcome.doubled = len(extra_ids) + sum(extra_letters.values()) + over
-        outcome.dead_lettered = len(unique)
-        outcome.redelivered_letters = len(letters) - len(unique)
+        outcome.lost = len(missing_ids) + len(missing)
+        outcome.doubled += len(extra_ids) + over
+        outcome.dead_lettered = len(seen)
+        outcome.redelivered_letters = len(letters) - len(seen)
         outcome.recover_s = self.recovery_times()
         outcome.elapsed_s = time.monotonic() - started
         outcome.problems = (
             problems
-            + [f"missing letter {v[:60]!r} ({r})" for (v, r) in list(missing_letters)[:5]]
-            + [f"unexpected letter {v[:60]!r} ({r})" for (v, r) in list(extra_letters)[:5]]
+            + [f"missing letter for {where}" for where in missing[:5]]
+            + self.faults_without_progress()
         )
         return outcome
 

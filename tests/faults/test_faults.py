@@ -41,8 +41,10 @@ async def _run(
 
 
 @pytest.fixture
-def stack() -> StackControl:
-    return StackControl()
+def stack(pg: PostgresEndpoint, kafka: str) -> StackControl:
+    control = StackControl((pg.host, pg.port), kafka)
+    control.check()  # before anything runs: never restart services the test did not start
+    return control
 
 
 async def test_sigkill_at_random_moments(

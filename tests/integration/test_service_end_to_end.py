@@ -9,24 +9,24 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from service.domain import Product
 from service.sample import sample_events
 from service.topics import ensure_topics
 from tests.support.consumer import ConsumerProcess
 from tests.support.events import (
-    StreamSpec,
+    LabelledSpec,
     adjust,
     delete,
     event,
-    generate_stream,
+    generate_records,
     record,
     upsert,
 )
-from tests.support.kafka import header_map, publish, read_topic
-from tests.support.oracle import diff, expected_outcome, table
+from tests.support.kafka import header_map, publish, publish_acked, read_topic
+from tests.support.oracle import Product, diff, expected_outcome, table
 
 
 async def wait_for_table(
@@ -82,19 +82,37 @@ async def test_sample_events_become_rows_and_bad_ones_reach_the_dlq(
 async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_headers(
     settings: Settings, engine: AsyncEngine, consumer: ConsumerProcess, kafka: str
 ) -> None:
+    """Each letter: the original key and value bytes, the original headers exactly (binary,
+    null, duplicate names, a forged `error.reason`), then the sink's five, whose position
+    headers are the exact partition and offset the broker acknowledged for the original."""
     await ensure_topics(settings)
+    forged: list[tuple[str, bytes | None]] = [
+        ("trace", b"\x00\xff"),
+        ("x-null", None),
+        ("dup", b"1"),
+        ("dup", b"2"),
+        ("error.reason", b"forged"),
+    ]
     bad = {
-        "invalid_json": (b"5", b'{"event_id": '),
-        "invalid_event": (b"5", json.dumps(upsert(5, 1, price="1.234")).encode()),
-        "unknown type": (b"5", json.dumps(event("product.renamed", 5, {}, 1)).encode()),
-        "unknown_product": record(adjust(777, 1)),
-        "insufficient_stock": record(adjust(5, -100)),
-        "key mismatch": (b"6", json.dumps(upsert(5, 9)).encode()),
+        "invalid_json": (b"5", b'{"event_id": ', forged),
+        "invalid_event": (b"5", json.dumps(upsert(5, 1, price="1.234")).encode(), []),
+        "unknown type": (b"5", json.dumps(event("product.renamed", 5, {}, 1)).encode(), forged),
+        "unknown_product": (*record(adjust(777, 1)), [("only", b"one")]),
+        "insufficient_stock": (*record(adjust(5, -100)), forged),
+        "key mismatch": (b"6", json.dumps(upsert(5, 9)).encode(), []),
+    }
+    reasons = {
+        "invalid_json": "invalid_json",
+        "invalid_event": "invalid_event",
+        "unknown type": "invalid_event",
+        "unknown_product": "unknown_product",
+        "insufficient_stock": "insufficient_stock",
+        "key mismatch": "invalid_event",
     }
     good_before = [record(upsert(5, 1, quantity=3))]
     good_after = [record(adjust(5, 2)), record(upsert(6, 1, name="later", quantity=1))]
-    pairs = good_before + list(bad.values()) + good_after
-    await publish(kafka, settings.kafka_topic, pairs)
+    pairs = [*good_before, *bad.values(), *good_after]
+    positions = await publish_acked(kafka, settings.kafka_topic, pairs)
     consumer.start()
 
     await wait_for_table(engine, expected_outcome(pairs).products, consumer)
@@ -103,25 +121,28 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
 
     letters = await read_topic(kafka, settings.kafka_dlq_topic, len(bad))
     assert len(letters) == len(bad)
-    by_value = {letter.value: letter for letter in letters}
-    expected_reasons = {
-        "invalid_json": "invalid_json",
-        "invalid_event": "invalid_event",
-        "unknown type": "invalid_event",
-        "unknown_product": "unknown_product",
-        "insufficient_stock": "insufficient_stock",
-        "key mismatch": "invalid_event",
+    by_position = {
+        (int(header_map(r)["original.partition"]), int(header_map(r)["original.offset"])): r
+        for r in letters
     }
-    for name, (key, value) in bad.items():
-        letter = by_value[value]
-        headers = header_map(letter)
-        assert letter.key == key, name
-        assert headers["error.reason"] == expected_reasons[name], name
-        assert headers["error.message"], name
-        assert headers["original.topic"] == settings.kafka_topic
-        assert int(headers["original.partition"]) in range(settings.kafka_topic_partitions)
-        assert int(headers["original.offset"]) >= 0
-    assert "price" in header_map(by_value[bad["invalid_event"][1]])["error.message"]
+    for index, (name, (key, value, headers)) in enumerate(bad.items(), start=1):
+        partition, offset = positions[index]
+        letter = by_position.pop((partition, offset))
+        assert (letter.key, letter.value) == (key, value), name
+        got = [tuple(h) for h in letter.headers]
+        message = got[-4][1]
+        assert got == [
+            *headers,
+            ("error.reason", reasons[name].encode()),
+            ("error.message", message),
+            ("original.topic", settings.kafka_topic.encode()),
+            ("original.partition", str(partition).encode()),
+            ("original.offset", str(offset).encode()),
+        ], name
+        assert message, name
+    assert by_position == {}
+    price_letter = next(r for r in letters if r.value == bad["invalid_event"][1])
+    assert "price" in header_map(price_letter)["error.message"]
 
 
 async def test_duplicates_apply_once_and_stale_versions_are_ignored(
@@ -147,7 +168,7 @@ async def test_restarts_resume_where_they_stopped_with_nothing_lost_or_doubled(
     settings: Settings, engine: AsyncEngine, consumer: ConsumerProcess, kafka: str
 ) -> None:
     await ensure_topics(settings)
-    stream = generate_stream(StreamSpec(events=6000, products=60, seed=3))
+    stream = generate_records(LabelledSpec(events=6000, products=60, seed=3))
     first, second = stream[:3000], stream[3000:]
 
     await publish(kafka, settings.kafka_topic, first)
@@ -155,15 +176,36 @@ async def test_restarts_resume_where_they_stopped_with_nothing_lost_or_doubled(
     await wait_for_table(engine, expected_outcome(first).products, consumer)
     assert consumer.stop() == 0, consumer.tail()  # graceful SIGTERM exits 0
 
+    # Crash mid-stream, then come back: SIGKILL only once the stored position is strictly
+    # between the second half's start and end (a batch done, more in flight).
     await publish(kafka, settings.kafka_topic, second)
     consumer.start()
-    # Crash mid-stream, then come back.
-    await asyncio.sleep(1.5)
-    consumer.kill()
+    killed_at, deadline = None, time.monotonic() + 90
+    while killed_at is None and time.monotonic() < deadline and consumer.alive():
+        stored = await stored_position(engine, settings)
+        if len(first) < stored < len(stream):
+            consumer.kill()
+            killed_at = stored
+        await asyncio.sleep(0.01)
+    assert killed_at is not None, "the consumer never had work in flight: nothing was killed"
     consumer.start()
 
     expected = expected_outcome(stream)
     await wait_for_table(engine, expected.products, consumer)
+    assert await stored_position(engine, settings) == len(stream) > killed_at
     letters = await read_topic(kafka, settings.kafka_dlq_topic, expected.dead_letters)
     unique = {(h["original.partition"], h["original.offset"]) for h in map(header_map, letters)}
     assert len(unique) == expected.dead_letters
+
+
+async def stored_position(engine: AsyncEngine, settings: Settings) -> int:
+    """The sum of the stored next offsets of the topic's partitions: records applied."""
+    async with engine.connect() as connection:
+        value = await connection.scalar(
+            text(
+                "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
+                "WHERE group_id = :g AND topic = :t"
+            ),
+            {"g": settings.kafka_group_id, "t": settings.kafka_topic},
+        )
+    return int(value or 0)

@@ -13,7 +13,7 @@ from service.domain import Reason
 from service.pipeline import BatchProcessor
 from service.records import SimpleRecord
 from service.retry import Backoff
-from tests.support.events import StreamSpec, adjust, generate_stream, record, upsert
+from tests.support.events import LabelledSpec, adjust, generate_records, record, upsert
 from tests.support.oracle import diff, expected_outcome, table
 
 
@@ -172,20 +172,54 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     reports = await asyncio.gather(zombie.process(records[:150]), owner.process(records[50:]))
 
     assert sum(r.applied for r in reports) == 201
+    # The later batch drops the 100 overlapping records by the stored offset (redelivered),
+    # not by their event ids (duplicates).
+    assert sorted((r.redelivered, r.duplicates) for r in reports) == [(0, 0), (100, 0)]
     assert (await table(engine))[1].quantity == 200
 
 
-async def test_a_seeded_stream_in_many_batches_matches_the_oracle(engine: AsyncEngine) -> None:
-    pairs = generate_stream(StreamSpec(events=3000, products=50, seed=11))
+async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
+    engine: AsyncEngine,
+) -> None:
+    """Same-version and stale upserts and deletes, deltas across the quantity limit, records
+    with headers and records over the size limit: the table, the claimed ids and every dead
+    letter (offset, reason, key, value, headers) are the model's."""
+    limit = 4096
+    records = generate_records(
+        LabelledSpec(events=3000, products=50, seed=11, max_record_bytes=limit)
+    )
     sink = MemoryDeadLetterSink()
-    processor = _processor(engine, sink)
-    records = _records(pairs)
-    for start in range(0, len(records), 250):
-        await processor.process(records[start : start + 250])
-    expected = expected_outcome(pairs)
+    processor = BatchProcessor(
+        async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), max_record_bytes=limit
+    )
+    batch = [SimpleRecord("t", 0, i, r.key, r.value, r.headers) for i, r in enumerate(records)]
+    reports = [
+        await processor.process(batch[start : start + 250]) for start in range(0, len(batch), 250)
+    ]
+    expected = expected_outcome(records, limit)
+    counted = {
+        "applied": sum(r.applied for r in reports),
+        "stale": sum(r.stale for r in reports),
+        "duplicate": sum(r.duplicates for r in reports),
+    }
+    assert counted == {fate: expected.fates.count(fate) for fate in counted}
     assert diff(expected.products, await table(engine)) == []
-    assert len(sink.letters) == expected.dead_letters
     assert await _claimed(engine) == expected.processed_ids
+    got = [
+        (letter.record.offset, letter.reason.value, letter.headers()[:-5])
+        for letter in sink.letters
+    ]
+    wanted = [(i, reason, list(records[i].headers)) for i, reason in expected.letters().items()]
+    assert got == wanted
+    assert {reason for _, reason, _ in wanted} >= {
+        "invalid_json",
+        "invalid_event",
+        "unknown_product",
+        "insufficient_stock",
+        "quantity_overflow",
+        "record_too_large",
+    }
+    assert {"stale", "duplicate"} <= set(expected.fates)
 
 
 async def test_records_of_a_revoked_partition_are_abandoned_not_written(

@@ -1,18 +1,22 @@
-"""The expected outcome of a stream, computed with the domain's own pure functions."""
+"""The expected outcome of a stream, from the independent model (tests/support/model.py),
+and the actual table to compare it with. Nothing here imports `service`: the code under test
+never decides what the tests expect of it."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.decoding import Unusable, decode
-from service.domain import Product, Rejected, fold
-from service.records import SimpleRecord
+from tests.support import model
+from tests.support.model import Product
+
+__all__ = ["Expected", "Product", "diff", "expected_outcome", "table"]
 
 
 @dataclass
@@ -20,28 +24,28 @@ class Expected:
     products: dict[int, Product]
     dead_letter_values: Counter[tuple[bytes, str]]  # (value, reason) -> count
     processed_ids: set[UUID]
+    # Per input record: its fate (applied, stale, duplicate) or its dead-letter reason.
+    fates: list[str]
 
     @property
     def dead_letters(self) -> int:
         return sum(self.dead_letter_values.values())
 
+    def letters(self) -> dict[int, str]:
+        """Index of each input record that is dead-lettered -> its reason."""
+        return dict(model.Expected(self.products, self.processed_ids, self.fates).letters())
 
-def expected_outcome(records: Sequence[tuple[bytes | None, bytes | None]]) -> Expected:
-    """Fold the records in publish order (each product's events share a partition, so this
-    is partition order for every product)."""
+
+def expected_outcome(
+    records: Sequence[Sequence[Any]], max_record_bytes: int = model.DEFAULT_MAX_RECORD_BYTES
+) -> Expected:
+    """The model's verdict on records published in this order: (key, value) pairs,
+    (key, value, headers) or labelled records (tests.support.events.Rec)."""
+    result = model.expect(records, max_record_bytes)
     dead: Counter[tuple[bytes, str]] = Counter()
-    events = []
-    for i, (key, value) in enumerate(records):
-        item = decode(SimpleRecord("oracle", 0, i, key, value))
-        if isinstance(item, Unusable):
-            dead[(value or b"", item.reason.value)] += 1
-        else:
-            events.append((value or b"", item))
-    result = fold({}, [e for _, e in events])
-    for (value, _), outcome in zip(events, result.outcomes, strict=True):
-        if isinstance(outcome, Rejected):
-            dead[(value, outcome.reason.value)] += 1
-    return Expected(result.changed, dead, set(result.processed_ids))
+    for index, reason in result.letters():
+        dead[(records[index][1] or b"", reason)] += 1
+    return Expected(result.products, dead, result.processed_ids, result.fates)
 
 
 async def table(engine: AsyncEngine) -> dict[int, Product]:

@@ -1,0 +1,379 @@
+"""The write path's pieces without a database: the redelivery skip, the gap guard, the order
+of dead letters, the letter's headers, the key check, the overlap fence, and the order of a
+batch's writes within its one transaction (a fake session and store)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service import pipeline
+from service.dead_letter import DeadLetter, MemoryDeadLetterSink
+from service.decoding import Unusable, decode
+from service.domain import Applied, Product, Reason, Rejected, Stale
+from service.overlap import OverlappedWriter
+from service.pipeline import BatchProcessor, BatchReport, _dead_letters, _fresh
+from service.records import SimpleRecord, partition_runs
+from service.retry import Backoff
+from tests.support.events import BASE_TIME, adjust, delete, record, upsert
+
+
+def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:
+    return [SimpleRecord(topic, partition, o, b"1", b"x") for o in offsets]
+
+
+def junk(records: Sequence[SimpleRecord]) -> list[Any]:
+    return [Unusable(Reason.INVALID_JSON, f"#{r.offset}") for r in records]
+
+
+# -- _fresh: the redelivery skip ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "kept", "following"),
+    [(0, [0, 1, 2, 3, 4], 5), (3, [3, 4], 5), (4, [4], 5), (5, [], None), (9, [], None)],
+)
+def test_records_below_the_stored_position_are_skipped(
+    stored: int, kept: list[int], following: int | None
+) -> None:
+    records = recs(0, 0, 1, 2, 3, 4)
+    items = junk(records)
+    fresh, fresh_items, next_offsets = _fresh(
+        records, items, partition_runs(records), {("t", 0): stored}
+    )
+    assert [r.offset for r in fresh] == kept
+    assert [i.message for i in fresh_items] == [f"#{o}" for o in kept]
+    assert next_offsets == ({} if following is None else {("t", 0): following})
+
+
+def test_partitions_without_a_locked_position_are_left_out_and_each_gets_its_own_next() -> None:
+    records = recs(0, 7, 8) + recs(1, 2, 3) + recs(2, 0) + recs(0, 9)
+    fresh, _, next_offsets = _fresh(
+        records, junk(records), partition_runs(records), {("t", 0): 8, ("t", 1): 0}
+    )
+    assert [(r.partition, r.offset) for r in fresh] == [(0, 8), (1, 2), (1, 3), (0, 9)]
+    assert next_offsets == {("t", 0): 10, ("t", 1): 4}
+
+
+# -- _guard_gaps ---------------------------------------------------------------------------
+
+
+class Guard:
+    def __init__(self, accept: bool) -> None:
+        self.accept = accept
+        self.asked: list[tuple[tuple[str, int], int, int]] = []
+
+    def holds(self, tp: tuple[str, int]) -> bool:
+        return False
+
+    def log_was_reset(self, tp: tuple[str, int], stored: int, first_offset: int) -> bool:
+        return False
+
+    async def accept_gap(self, tp: tuple[str, int], stored: int, first_offset: int) -> bool:
+        self.asked.append((tp, stored, first_offset))
+        return self.accept
+
+
+def processor(guard: Guard | None = None, sink: Any = None) -> BatchProcessor:
+    return BatchProcessor(
+        None,  # type: ignore[arg-type]
+        sink or MemoryDeadLetterSink(),
+        "g",
+        Backoff(0.001, 0.01),
+        guard=guard,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_batch_at_or_below_the_stored_position_passes_the_gap_guard() -> None:
+    records = recs(0, 4, 5) + recs(1, 2)
+    positions = {("t", 0): 4, ("t", 1): 3}
+    report = BatchReport()
+    await processor()._guard_gaps(records, partition_runs(records), positions, report)
+    assert positions == {("t", 0): 4, ("t", 1): 3}
+    assert (report.rewind, report.fence, report.abandoned) == ({}, {}, 0)
+
+
+async def test_a_batch_past_the_stored_position_is_abandoned_and_rewound_then_accepted() -> None:
+    sink = processor()
+    records = recs(0, 6, 7) + recs(1, 0)
+    positions = {("t", 0): 4, ("t", 1): 0}
+    report = BatchReport()
+    await sink._guard_gaps(records, partition_runs(records), positions, report)
+    assert positions == {("t", 1): 0}
+    assert (report.rewind, report.fence, report.abandoned) == ({("t", 0): 4}, {("t", 0): 6}, 2)
+
+    sink._rewound.update(report.rewind)  # what write() does once the batch committed
+    positions = {("t", 0): 4}
+    again = BatchReport()
+    await sink._guard_gaps(records[:2], partition_runs(records[:2]), positions, again)
+    assert positions == {("t", 0): 4}  # the same gap after the seek back: not in the log
+    assert (again.rewind, again.abandoned) == ({}, 0)
+
+
+@pytest.mark.parametrize("accept", [True, False])
+async def test_after_a_rewind_the_guard_decides_the_gap(accept: bool) -> None:
+    guard = Guard(accept)
+    sink = processor(guard)
+    sink._rewound[("t", 0)] = 4
+    records = recs(0, 6, 7)
+    positions = {("t", 0): 4}
+    report = BatchReport()
+    await sink._guard_gaps(records, partition_runs(records), positions, report)
+    assert guard.asked == [(("t", 0), 4, 6)]
+    assert positions == ({("t", 0): 4} if accept else {})
+    assert (report.rewind, report.abandoned) == ({}, 0 if accept else 2)
+
+
+# -- _dead_letters: record order, unusable and rejected interleaved ------------------------
+
+
+def test_dead_letters_come_in_record_order_with_their_own_reason() -> None:
+    records = recs(0, 10, 11, 12, 13, 14, 15)
+    events = [decode(SimpleRecord("t", 0, 0, *record(upsert(1, 1)))) for _ in range(4)]
+    items: list[Any] = [
+        events[0],
+        Unusable(Reason.INVALID_JSON, "not json"),
+        events[1],
+        events[2],
+        Unusable(Reason.RECORD_TOO_LARGE, "big"),
+        events[3],
+    ]
+    product = Product(1, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    outcomes = [
+        Rejected(Reason.UNKNOWN_PRODUCT, "gone"),
+        Applied(product),
+        None,
+        Rejected(Reason.QUANTITY_OVERFLOW, "too many"),
+    ]
+    letters = _dead_letters(records, items, outcomes)
+    assert [(l.record.offset, l.reason, l.message) for l in letters] == [  # noqa: E741
+        (10, Reason.UNKNOWN_PRODUCT, "gone"),
+        (11, Reason.INVALID_JSON, "not json"),
+        (14, Reason.RECORD_TOO_LARGE, "big"),
+        (15, Reason.QUANTITY_OVERFLOW, "too many"),
+    ]
+    assert _dead_letters(records[:1], items[:1], [Stale(3)]) == []
+
+
+# -- the letter's headers ------------------------------------------------------------------
+
+
+@given(
+    partition=st.integers(min_value=0, max_value=2**31 - 1),
+    offset=st.integers(min_value=0, max_value=2**63 - 1),
+    topic=st.text(min_size=1, max_size=20),
+    original=st.lists(st.tuples(st.text(max_size=5), st.none() | st.binary(max_size=5))),
+    reason=st.sampled_from(list(Reason)),
+)
+def test_the_sinks_five_headers_follow_the_original_ones_exactly(
+    partition: int, offset: int, topic: str, original: list[Any], reason: Reason
+) -> None:
+    item = SimpleRecord(topic, partition, offset, None, None, original)
+    assert DeadLetter(item, reason, "why").headers() == [
+        *original,
+        ("error.reason", reason.value.encode()),
+        ("error.message", b"why"),
+        ("original.topic", topic.encode()),
+        ("original.partition", str(partition).encode()),
+        ("original.offset", str(offset).encode()),
+    ]
+
+
+# -- the key check -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, b"", b"42"])
+def test_a_missing_empty_or_matching_key_is_accepted(key: bytes | None) -> None:
+    value = json.dumps(upsert(42, 1)).encode()
+    assert not isinstance(decode(SimpleRecord("t", 0, 0, key, value)), Unusable)
+
+
+@pytest.mark.parametrize("key", [b"43", b"042", b" 42", b"42 ", b"4", b"+42", b"42.0", b"\xff"])
+def test_a_key_naming_another_product_is_an_invalid_event(key: bytes) -> None:
+    value = json.dumps(upsert(42, 1)).encode()
+    result = decode(SimpleRecord("t", 0, 0, key, value))
+    assert isinstance(result, Unusable) and result.reason is Reason.INVALID_EVENT
+    assert "does not match product_id 42" in result.message
+
+
+# -- the overlap fence ---------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.written: list[list[tuple[int, int]]] = []
+
+    async def decode(self, records: Sequence[SimpleRecord]) -> list[Any]:
+        return junk(records)
+
+    async def write(
+        self, records: Sequence[SimpleRecord], decoded: Any, owned: Any = None
+    ) -> BatchReport:
+        self.written.append([(r.partition, r.offset) for r in records])
+        report = BatchReport()
+        if self.written == [[(0, 8), (0, 9)]]:
+            report.rewind[("t", 0)] = 5
+            report.fence[("t", 0)] = 8
+        return report
+
+
+@pytest.mark.parametrize(("refetch", "kept"), [(8, True), (5, True), (9, False), (10, False)])
+async def test_the_fence_keeps_a_refetch_and_drops_what_was_fetched_before_the_seek(
+    refetch: int, kept: bool
+) -> None:
+    writer_ = Recorder()
+    writer = OverlappedWriter(writer_)  # type: ignore[arg-type]
+    await writer.submit(recs(0, 8, 9))
+    await writer.drain()
+    await writer.submit(recs(0, refetch) + recs(1, 3))
+    await writer.drain()
+    assert writer_.written[1] == ([(0, refetch)] if kept else []) + [(1, 3)]
+
+
+# -- one batch, one transaction: the order of its writes (fake session and store) ----------
+
+
+class FakeStore:
+    """Stands in for service.store; logs every call with the transaction it ran in."""
+
+    def __init__(self, positions: dict[tuple[str, int], int]) -> None:
+        self.positions = dict(positions)
+        self.log: list[tuple[str, int]] = []
+        self.claimed: set[UUID] = set()
+        self.transaction = 0
+
+    async def lock_positions(self, session: Any, group: str, tps: set[Any]) -> dict[Any, int]:
+        self.log.append(("lock", self.transaction))
+        return {tp: self.positions.get(tp, 0) for tp in tps}
+
+    async def claim_events(self, session: Any, ids: Sequence[UUID]) -> set[UUID]:
+        self.log.append(("claim", self.transaction))
+        already = self.claimed.intersection(ids)
+        self.claimed.update(ids)
+        return already
+
+    async def load_products(self, session: Any, ids: set[int]) -> dict[int, Product]:
+        return {}
+
+    async def release_events(self, session: Any, ids: Sequence[UUID]) -> None:
+        self.log.append(("release", self.transaction))
+
+    async def save_products(self, session: Any, products: list[Product]) -> None:
+        self.log.append(("save", self.transaction))
+
+    async def advance_positions(self, session: Any, group: str, offsets: Mapping[Any, int]) -> None:
+        self.log.append(("positions", self.transaction))
+        self.positions.update(offsets)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        self.transaction += 1
+        store = self
+
+        class Session:
+            @asynccontextmanager
+            async def begin(self) -> AsyncIterator[None]:
+                yield
+                store.log.append(("commit", store.transaction))
+
+        yield Session()
+
+
+class LoggingSink(MemoryDeadLetterSink):
+    def __init__(self, store: FakeStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.store.log.append(("letters", self.store.transaction))
+        await super().send(letters)
+
+
+async def test_rows_positions_and_letters_are_written_in_one_transaction_before_its_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = FakeStore({("t", 0): 1})
+    for name in ("lock_positions", "claim_events", "load_products", "release_events"):
+        monkeypatch.setattr(pipeline.store, name, getattr(store, name))
+    monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
+    monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
+    sink = LoggingSink(store)
+    processor = BatchProcessor(store.session, sink, "g", Backoff(0.001, 0.01))  # type: ignore[arg-type]
+    pairs = [record(upsert(1, 1)), record(upsert(2, 1)), record(adjust(3, 1)), (b"1", b"junk")]
+    batch = [SimpleRecord("t", 0, i, k, v) for i, (k, v) in enumerate(pairs)]
+
+    report = await processor.process(batch)
+
+    assert store.log == [
+        ("lock", 1),
+        ("claim", 1),
+        ("release", 1),  # the adjustment of an unknown product gives its claim back
+        ("save", 1),
+        ("positions", 1),
+        ("letters", 1),
+        ("commit", 1),
+    ]
+    # Offset 0 was below the stored position: skipped without a claim or a letter.
+    assert (report.redelivered, report.applied, report.next_offsets) == (1, 1, {("t", 0): 4})
+    assert [letter.record.offset for letter in sink.letters] == [2, 3]
+
+
+# -- what a person reads in error.message (mutation testing found these unasserted) -------
+
+
+def _event(body: dict[str, Any]) -> Any:
+    event = decode(SimpleRecord("t", 0, 0, *record(body)))
+    assert not isinstance(event, Unusable)
+    return event
+
+
+def test_rejection_messages_name_the_problem_and_the_fix() -> None:
+    from service.domain import apply_event
+
+    live = Product(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    gone = live._replace(deleted_at=BASE_TIME)
+    cases = [
+        (
+            None,
+            _event(delete(7, 2)),
+            "product 7 does not exist, so it cannot be deleted; "
+            "publish its product.upserted event first",
+        ),
+        (
+            None,
+            _event(adjust(7, 1)),
+            "product 7 does not exist; stock can only be adjusted for "
+            "a live product (publish product.upserted first)",
+        ),
+        (
+            gone,
+            _event(adjust(7, 1)),
+            "product 7 is deleted; stock can only be adjusted for a "
+            "live product (publish product.upserted first)",
+        ),
+    ]
+    for current, event, message in cases:
+        outcome = apply_event(current, event)
+        assert isinstance(outcome, Rejected) and outcome.reason is Reason.UNKNOWN_PRODUCT
+        assert outcome.message == message
+
+
+def test_a_later_upsert_replaces_the_description_even_with_null() -> None:
+    from service.domain import fold
+
+    first = upsert(3, 1)
+    first["data"]["description"] = "old"
+    second = upsert(3, 2)
+    second["data"]["description"] = "new"
+    third = upsert(3, 3)  # no description: null
+    states = [fold({}, [_event(first), _event(second)][:n]).changed for n in (1, 2)]
+    assert [s[3].description for s in states] == ["old", "new"]
+    last = fold({}, [_event(first), _event(second), _event(third)]).changed[3]
+    assert last.description is None
