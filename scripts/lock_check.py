@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     for item in wrong:
         print(f"lock: {item}", file=sys.stderr)
     if wrong:
-        print("lock: requirements.lock is not current; run scripts/lock and commit it", file=sys.stderr)
+        print("lock: requirements.lock is not current; run scripts/lock", file=sys.stderr)
         return 1
     print(f"lock: requirements.lock is current ({len(pins(lock))} pins)")
     return 0
