@@ -44,8 +44,13 @@ engine_up() {
     say "using the running Docker engine ($(docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || echo "${DOCKER_HOST:-default}"))"
     return
   fi
-  command -v dockerd >/dev/null || apt_install docker.io
   local sock="$ENGINE_RUN_DIR/docker.sock" log="$ENGINE_RUN_DIR/dockerd.log"
+  if DOCKER_HOST="unix://$sock" engine_works; then
+    export DOCKER_HOST="unix://$sock"
+    say "using the dockerd an earlier run left on $sock (not stopping it: this run did not start it)"
+    return
+  fi
+  command -v dockerd >/dev/null || apt_install docker.io
   as_root mkdir -p "$ENGINE_RUN_DIR" "$CONTAINERS_CACHE/docker-root"
   say "no Docker engine answers; starting dockerd (data root $CONTAINERS_CACHE/docker-root, socket $sock)"
   as_root sh -c "nohup dockerd --data-root '$CONTAINERS_CACHE/docker-root' \

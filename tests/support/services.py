@@ -29,6 +29,8 @@ HOW_TO = (
 
 POSTGRES_IMAGE = "postgres:16-alpine"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
+# Found in no name or message, so tests that check a secret never appears can tell.
+TC_POSTGRES_PASSWORD = "tc-secret-8c1f"
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def postgres_endpoint() -> Iterator[PostgresEndpoint]:
 
     port = _free_port()
     container = PostgresContainer(
-        POSTGRES_IMAGE, username="inventory", password="inventory", dbname="inventory"
+        POSTGRES_IMAGE, username="inventory", password=TC_POSTGRES_PASSWORD, dbname="inventory"
     )
     _publish_on_loopback(container, 5432, port)
     with container:
@@ -84,7 +86,7 @@ def postgres_endpoint() -> Iterator[PostgresEndpoint]:
             host="127.0.0.1",
             port=port,
             user="inventory",
-            password="inventory",
+            password=TC_POSTGRES_PASSWORD,
             database="inventory",
         )
 
@@ -131,6 +133,9 @@ def kafka_endpoint() -> Iterator[str]:
             KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
             KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
             KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            # As the local stack's broker: topics exist only when created (the tests that
+            # recreate a topic count its partitions; an auto-created one would have 1).
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
             CLUSTER_ID="YLh8G2KUTwCovva0H6cahg",
         )
         .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
