@@ -93,12 +93,12 @@ build_plugin() {
   say "building $name $version from the Go module proxy (cached under $CONTAINERS_CACHE; ~4 min cold)"
   local -x GOPATH="$CONTAINERS_CACHE/go" GOCACHE="$CONTAINERS_CACHE/go-build" \
     GOFLAGS="-buildvcs=false -mod=mod" CGO_ENABLED=0
-  local dir
+  local dir log="$CONTAINERS_CACHE/$name-build.log"
   dir="$(go mod download -json "$module@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
   [[ -d "$dir" ]] || die "go mod download $module@$version failed"
   mkdir -p "$DOCKER_CONFIG/cli-plugins"
   (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$target.tmp" "$package") \
-    || die "building $name failed"
+    >"$log" 2>&1 || die "building $name failed; see $log"
   mv "$target.tmp" "$target"
   echo "$version" >"$target.version"
 }
