@@ -157,7 +157,8 @@ standin() {
       command -v mvn >/dev/null || apt_install maven
       say "fetching the Kafka jars with Maven into $jars"
       mvn -q -B -f "$STANDINS_DIR/kafka/pom.xml" dependency:copy-dependencies \
-        -DoutputDirectory="$jars" -DincludeScope=runtime >/dev/null || die "Maven failed"
+        -DoutputDirectory="$jars" -DincludeScope=runtime >"$CONTAINERS_CACHE/mvn.log" 2>&1 \
+        || die "Maven could not fetch the Kafka jars; see $CONTAINERS_CACHE/mvn.log"
     fi
     cp -a "$jars" "$context/jars"
   fi
