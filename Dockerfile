@@ -2,10 +2,16 @@
 #
 #   docker build -t inventory-sink .
 #   docker run --env-file .env inventory-sink python -m service migrate   # alembic upgrade head
+#   (docker run --read-only works too: the service writes nothing to its filesystem)
 #   docker run --env-file .env -p 8080:8080 inventory-sink                 # the consumer
 #
-# The builder stage installs the package and its dependencies into /opt/venv; the final stage
-# copies only that venv plus the code Alembic and the CLI need. No compilers, no apt, no pip cache.
+# The builder stage installs the locked dependency set (requirements.lock, hashes checked) and
+# then the package, migrations included, into /opt/venv; the final stage copies only that venv.
+# No compilers, no apt, no pip cache, one copy of the code.
+#
+# Behind a TLS-intercepting proxy, hand pip the proxy's CA bundle as a build secret; it is
+# mounted for the pip steps only and never stored in a layer:
+#   docker build --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt -t inventory-sink .
 
 # --- builder ---------------------------------------------------------------------------------
 FROM python:3.11-slim AS builder
@@ -20,10 +26,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN python -m venv /opt/venv
 
 WORKDIR /src
-# Metadata first, then the package: `pip install .` needs all three (readme = "README.md").
+# Dependencies first: a change to the code alone reuses this layer.
+COPY requirements.lock ./
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+
+# The package (pyproject.toml needs README.md); its build backend is in the lock already.
 COPY pyproject.toml README.md ./
 COPY service/ ./service/
-RUN pip install --no-cache-dir .
+# pip and setuptools have done their job: the runtime venv does without them (about 25 MB).
+RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index . \
+    && python -c "import service.schema_check as s; assert s.packaged_migrations().is_dir()" \
+    && python -m pip uninstall --yes --quiet setuptools pip
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime
@@ -41,12 +56,9 @@ RUN groupadd --system --gid 10001 app \
 
 COPY --from=builder /opt/venv /opt/venv
 
+# The package and its migrations live in /opt/venv only, owned by root: read-only for the app
+# user. `python -m service migrate` finds the migrations there from any working directory.
 WORKDIR /app
-# Owned by root, read-only for the app user. `python -m service` run from /app imports this copy
-# of the package, so service/schema_check.py finds /app/alembic.ini and /app/migrations.
-COPY alembic.ini ./
-COPY migrations/ ./migrations/
-COPY service/ ./service/
 
 USER 10001:10001
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 
 from alembic.config import Config
@@ -28,15 +29,25 @@ class SchemaNotReady(RuntimeError):
 
 
 def alembic_config() -> Config:
-    """alembic.ini of this checkout or image (the directory above the package), or the file
-    ALEMBIC_CONFIG names, as for the alembic CLI."""
+    """The migrations this release ships in its package (service/migrations, found with
+    importlib.resources, so an installed package migrates from any working directory), with
+    the checkout's alembic.ini where there is one (logging, file names of new revisions).
+    ALEMBIC_CONFIG names another alembic.ini, with its migrations/ next to it, as for the
+    alembic CLI."""
     chosen = os.environ.get("ALEMBIC_CONFIG")
-    ini = Path(chosen) if chosen else ROOT / "alembic.ini"
-    if not chosen and not ini.exists():
-        ini = Path.cwd() / "alembic.ini"
-    config = Config(str(ini))
-    config.set_main_option("script_location", str(ini.parent / "migrations"))
+    if chosen:
+        config = Config(chosen)
+        config.set_main_option("script_location", str(Path(chosen).parent / "migrations"))
+        return config
+    ini = ROOT / "alembic.ini"
+    config = Config(str(ini)) if ini.exists() else Config()
+    config.set_main_option("script_location", str(packaged_migrations()))
     return config
+
+
+def packaged_migrations() -> Path:
+    """service/migrations of the imported package (a directory: the package is never zipped)."""
+    return Path(str(resources.files("service") / "migrations"))
 
 
 def head_revision() -> str | None:

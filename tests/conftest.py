@@ -28,6 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE = os.environ.get("TEST_POSTGRES_DB", "inventory_test")
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/containers (a Docker engine, image builds) runs only when named on the command
+    line, as scripts/container-test does."""
+    if collection_path == ROOT / "tests" / "containers":
+        return not any("tests/containers" in str(arg) for arg in config.args)
+    return None
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresEndpoint]:
     try:

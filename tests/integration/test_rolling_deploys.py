@@ -70,7 +70,9 @@ def next_release(where: Path, *revisions: str) -> Path:
     """A copy of this release's migrations plus `revisions`; returns its alembic.ini."""
     shutil.copy(ROOT / "alembic.ini", where / "alembic.ini")
     shutil.copytree(
-        ROOT / "migrations", where / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+        ROOT / "service" / "migrations",
+        where / "migrations",
+        ignore=shutil.ignore_patterns("__pycache__"),
     )
     for number, source in enumerate(revisions):
         (where / "migrations" / "versions" / f"9999_next_{number}.py").write_text(source)

@@ -2,7 +2,9 @@
 
 1. The environment: POSTGRES_HOST/PORT/USER/PASSWORD/DB and KAFKA_BOOTSTRAP_SERVERS, as
    exported by `scripts/test` after `scripts/local-stack up` (and by CI).
-2. Otherwise testcontainers' PostgresContainer and KafkaContainer, where Docker runs.
+2. Otherwise containers started with testcontainers, where Docker runs: the images
+   docker-compose.yml uses (postgres:16-alpine, apache/kafka:4.1.1), published on free ports of
+   127.0.0.1 only. scripts/container-test runs the integration tests this way (README).
 3. Otherwise the tests fail (never skip) and say how to provide the services.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 HOW_TO = (
     "integration tests need a real PostgreSQL and a real Kafka broker. Start them with "
@@ -21,6 +25,12 @@ HOW_TO = (
     "POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB and "
     "KAFKA_BOOTSTRAP_SERVERS), or run them where Docker works so testcontainers can start them."
 )
+
+
+POSTGRES_IMAGE = "postgres:16-alpine"
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+# Found in no name or message, so tests that check a secret never appears can tell.
+TC_POSTGRES_PASSWORD = "tc-secret-8c1f"
 
 
 @dataclass(frozen=True)
@@ -64,18 +74,33 @@ def postgres_endpoint() -> Iterator[PostgresEndpoint]:
         raise RuntimeError(
             f"PostgreSQL: POSTGRES_HOST is not set and Docker is not available; {HOW_TO}"
         )
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.postgres import PostgresContainer
 
-    with PostgresContainer(
-        "postgres:16-alpine", username="inventory", password="inventory", dbname="inventory"
-    ) as container:
+    port = _free_port()
+    container = PostgresContainer(
+        POSTGRES_IMAGE, username="inventory", password=TC_POSTGRES_PASSWORD, dbname="inventory"
+    )
+    _publish_on_loopback(container, 5432, port)
+    with container:
         yield PostgresEndpoint(
-            host=container.get_container_host_ip(),
-            port=int(container.get_exposed_port(5432)),
+            host="127.0.0.1",
+            port=port,
             user="inventory",
-            password="inventory",
+            password=TC_POSTGRES_PASSWORD,
             database="inventory",
         )
+
+
+def _publish_on_loopback(container: Any, container_port: int, host_port: int) -> None:
+    """Publish on 127.0.0.1 only: testcontainers' with_bind_ports takes a port alone (every
+    interface); the Docker SDK it hands `ports` to also takes (address, port)."""
+    container.ports[str(container_port)] = ("127.0.0.1", host_port)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -87,7 +112,34 @@ def kafka_endpoint() -> Iterator[str]:
         raise RuntimeError(
             f"Kafka: KAFKA_BOOTSTRAP_SERVERS is not set and Docker is not available; {HOW_TO}"
         )
-    from testcontainers.kafka import KafkaContainer
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    with KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft() as container:
-        yield container.get_bootstrap_server()
+    # A single KRaft node as docker-compose.yml runs it, advertising the port it is published on.
+    port = _free_port()
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            # As the local stack's broker: topics exist only when created (the tests that
+            # recreate a topic count its partitions; an auto-created one would have 1).
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
+            CLUSTER_ID="YLh8G2KUTwCovva0H6cahg",
+        )
+        .waiting_for(LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(120))
+    )
+    _publish_on_loopback(container, 9092, port)
+    with container:
+        yield f"127.0.0.1:{port}"
