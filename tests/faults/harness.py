@@ -159,11 +159,16 @@ class Harness:
         self.fault_times.append(time.monotonic())
         self.fault_positions.append(stored)
 
-    async def wait_in_flight(self, timeout: float = 120.0) -> int:
+    async def wait_in_flight(
+        self, timeout: float = 120.0, published: asyncio.Task[None] | None = None
+    ) -> int | None:
         """Wait until there is work in flight, and return the stored position: it must have
         moved past the previous fault's, and be strictly below the records published so far
         (hence strictly between the stream's start and end). A fault injected then hits a
-        consumer with records to apply, never an idle one."""
+        consumer with records to apply, never an idle one.
+
+        With `published` (the publisher's task): None once it has finished and every record
+        is applied, since no later fault could hit anything."""
         floor = self.fault_positions[-1] if self.fault_positions else 0
         deadline = time.monotonic() + timeout
         stored = -1
@@ -172,6 +177,8 @@ class Harness:
                 stored = await self.stored_progress()
                 if floor < stored < len(self.positions):
                     return stored
+                if published is not None and published.done() and stored >= len(self.positions):
+                    return None
             await asyncio.sleep(0.02)
         raise AssertionError(
             f"no work in flight within {timeout}s (stored {stored}, previous fault at {floor}, "
