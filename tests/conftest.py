@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import Settings
+from tests.support.cli import service_env
 from tests.support.services import PostgresEndpoint, kafka_endpoint, postgres_endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,19 +79,9 @@ async def _recreate_database(server: PostgresEndpoint, name: str) -> None:
 
 
 def alembic(pg: PostgresEndpoint, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `alembic` CLI against `pg` (as an operator would)."""
-    env = dict(os.environ)
-    env.update(
-        POSTGRES_HOST=pg.host,
-        POSTGRES_PORT=str(pg.port),
-        POSTGRES_USER=pg.user,
-        POSTGRES_PASSWORD=pg.password,
-        POSTGRES_DB=pg.database,
-        # Migrate as the role that owns the test database, whatever the environment names.
-        POSTGRES_MIGRATION_USER=pg.user,
-        POSTGRES_MIGRATION_PASSWORD=pg.password,
-    )
-    env.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")  # required, unused by Alembic
+    """Run the real `alembic` CLI against `pg` (as an operator would), migrating as the role
+    that owns the test database, whatever the environment names."""
+    env = service_env(pg)
     return subprocess.run(
         [sys.executable, "-m", "alembic", *args],
         cwd=ROOT,

@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.processes import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,33 +121,17 @@ def throwaway_broker(
             capture_output=True,
             timeout=120,
         )
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [
-                    "java",
-                    "-Xms128m",
-                    "-Xmx384m",
-                    *jvm_options,
-                    f"-Dlog4j2.configurationFile={ROOT / 'scripts/kafka/log4j2.properties'}",
-                    "-cp",
-                    classpath,
-                    "kafka.Kafka",
-                    str(config),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + timeout
-            while b"Kafka Server started" not in log.read_bytes():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = log.read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"throwaway Kafka broker did not start:\n{tail}")
-                time.sleep(0.3)
+        command = [
+            "java",
+            "-Xms128m",
+            "-Xmx384m",
+            *jvm_options,
+            f"-Dlog4j2.configurationFile={ROOT / 'scripts/kafka/log4j2.properties'}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
+        ]
+        ready = b"Kafka Server started"
+        with serving(command, log, ready, "throwaway Kafka broker", timeout=timeout, poll=0.3):
             yield Broker(f"127.0.0.1:{port}", data_dir, log)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)

@@ -16,12 +16,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.brokers import free_port
+from tests.support.processes import serving
 
 
 def server_bindir() -> Path:
@@ -127,28 +127,8 @@ def _cluster(
         "max_connections": "40",
     }
     settings = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            _as_owner([str(bindir / "postgres"), "-D", str(data), *settings]),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while b"ready to accept connections" not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"throwaway PostgreSQL did not start:\n{tail}")
-            time.sleep(0.2)
+    command = _as_owner([str(bindir / "postgres"), "-D", str(data), *settings])
+    ready = b"ready to accept connections"
+    # SIGINT: PostgreSQL's fast shutdown.
+    with serving(command, log, ready, "throwaway PostgreSQL", timeout=timeout, stop=signal.SIGINT):
         yield Cluster(port=port, socket_dir=sockets, log=log)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)  # fast shutdown
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
