@@ -19,6 +19,7 @@ from bench.report import Result
 from bench.steady import SteadySpec, steady
 from bench.target import Target, code_state, load_target, run_id
 from bench.verify import expected_outcome
+from testbed.publish import publish_bulk
 
 MODES = ("consume-only", "validate-only", "naive", "service")
 code_state_at_start = [""]  # other people may edit service/ while a long run goes on
@@ -60,7 +61,7 @@ def _header(target: Target, rid: str, options: Options, log_dir: Path) -> list[s
         f"host: {os.cpu_count()} CPUs, {memory_gb:.0f} GB RAM, Python {platform.python_version()};"
         f" Kafka {target.bootstrap} and PostgreSQL {target.base.postgres_host}:"
         f"{target.base.postgres_port}/{target.base.postgres_db} run on this host too",
-        f"stream: tests.support.events.generate_stream(products={options.products}, "
+        f"stream: testbed.events.generate_stream(products={options.products}, "
         f"seed={options.seed}); {options.partitions} partitions; service env overrides: "
         f"{options.service_env or 'none'}; logs in {log_dir}",
         code_state(),
@@ -107,7 +108,7 @@ async def _size(
     started = time.perf_counter()
     pairs = stream.build(size, options.products, options.seed)
     say(f"stream: {size:,} events generated in {time.perf_counter() - started:.1f} s")
-    seconds = await stream.publish_bulk(
+    seconds = await publish_bulk(
         target.bootstrap, name, pairs, options.partitions, Progress("publish", size, "sent")
     )
     say(f"publish: {size:,} events to {name} in {seconds:.1f} s ({rate_text(size / seconds)})")
