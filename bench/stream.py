@@ -12,6 +12,8 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from testbed.events import StreamSpec, generate_stream
 
+Pairs = Sequence[tuple[bytes, bytes]]
+
 
 def build(events: int, products: int, seed: int) -> list[tuple[bytes, bytes]]:
     """(key, value) pairs, keyed by product id: the same stream for every mode."""
