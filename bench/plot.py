@@ -1,6 +1,6 @@
 """`--plot out.png`: service throughput vs BATCH_MAX_RECORDS, and steady latency over time.
 
-matplotlib is optional and not a project dependency: `pip install matplotlib` to use this.
+matplotlib comes with the `bench` extra, which scripts/bootstrap installs.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise PlotUnavailable(
-            "--plot needs matplotlib, which is not installed in this environment; "
-            "install it (e.g. /tmp/venv/bin/pip install matplotlib) or drop --plot"
+            "--plot needs matplotlib, which is not installed in this environment; run "
+            "scripts/bootstrap (it installs the bench extra) or pip install -e '.[bench]', "
+            "or drop --plot"
         ) from None
 
 
@@ -47,12 +48,12 @@ def plot(results: list[Result], path: Path) -> None:
         batches.update(xs)
         left.plot(xs, [r.rate for r in rows], "o-", label=f"service, {size:,} events")
     for result in results:
-        if result.mode in ("naive", "consume-only") and result.size in by_size:
+        if result.mode in ("naive", "consume-only", "quix", "connect") and result.size in by_size:
             left.axhline(result.rate, linestyle=":", linewidth=1, color="grey")
             left.text(
                 0.02,
                 result.rate,
-                f"{result.mode}, {result.size:,} events: {result.rate:,.0f}/s",
+                f"{result.label}, {result.size:,} events: {result.rate:,.0f}/s",
                 transform=left.get_yaxis_transform(),
                 fontsize=8,
                 va="bottom",
