@@ -11,6 +11,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# `tests.support` (the seeded event stream, the oracle) is imported from the checkout.
+# `testbed` (the seeded event stream, the oracle, the publisher) is imported from the checkout.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

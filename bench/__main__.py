@@ -5,6 +5,8 @@ Examples:
     python -m bench run --sizes 100k,1M --modes consume-only,naive,service
     python -m bench run --sizes 100k --modes service --batch-sizes 250,1000,2000,5000 --plot b.png
     python -m bench run --steady-rate 5000 --duration 60
+    python -m bench run --sizes 200k --products 50000 \
+        --modes consume-only,validate-only,service,quix,connect   # peers: scripts/bench-peers
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.peers.install import PeersMissing, installed
 from bench.plot import PlotUnavailable, plot, require_matplotlib
 from bench.profile import summarise
 from bench.report import render, to_json
-from bench.runner import MODES, Options, Outcome, run
+from bench.runner import DEFAULT_MODES, MODES, PEER_MODES, Options, Outcome, run
 from bench.steady import SteadySpec
-from bench.target import TargetError
+from bench.target import BENCH_DATABASE, TargetError
 from service.config import Settings
 
 SMOKE_SIZE = 2000
@@ -70,11 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run the benchmark and print a table")
     p.add_argument("--sizes", type=_counts, help="events per stream, e.g. 100k,1M,5M (100k)")
-    p.add_argument("--modes", type=_modes, default=list(MODES), help=",".join(MODES))
+    p.add_argument(
+        "--modes",
+        type=_modes,
+        help=f"any of {','.join(MODES)} (default {','.join(DEFAULT_MODES)}); quix and connect "
+        "are the peers (install them with scripts/bench-peers)",
+    )
     p.add_argument(
         "--smoke",
         action="store_true",
-        help=f"{SMOKE_SIZE} events, all modes and a 5 s steady run; no thresholds",
+        help=f"{SMOKE_SIZE} events, the --modes given (else {','.join(DEFAULT_MODES)}) and a "
+        "5 s steady run; no thresholds",
+    )
+    p.add_argument(
+        "--database",
+        default=BENCH_DATABASE,
+        help=f"the service's database ({BENCH_DATABASE}); each peer writes to <it>_<peer>",
     )
     p.add_argument("--products", type=int, default=200, help="distinct product ids (200)")
     p.add_argument("--seed", type=int, default=7)
@@ -150,10 +164,10 @@ def options_from(args: argparse.Namespace) -> Options:
         env["POSTGRES_POOL_SIZE"] = str(args.pool_size)
     batch_sizes = args.batch_sizes or (SWEEP if args.plot else [args.batch_max_records])
     sizes = args.sizes or ([] if args.steady_rate else [100_000])
-    modes = args.modes
+    modes = args.modes or list(DEFAULT_MODES)
     steady_rate, duration, warmup = args.steady_rate, args.duration, args.warmup
     if args.smoke:
-        sizes, modes, batch_sizes = [SMOKE_SIZE], list(MODES), [args.batch_max_records]
+        sizes, batch_sizes = [SMOKE_SIZE], [args.batch_max_records]
         steady_rate, duration, warmup = 500, 5.0, 1.0
     spec = None
     if steady_rate:
@@ -186,6 +200,7 @@ def options_from(args: argparse.Namespace) -> Options:
         keep_topics=args.keep_topics,
         profile=args.profile,
         log_dir=args.log_dir,
+        database=args.database,
     )
 
 
@@ -208,8 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot:
             require_matplotlib()
         options = options_from(args)
+        for mode in options.modes:
+            if mode in PEER_MODES:
+                installed().require(mode)
         outcome: Outcome = _run_loop(run(options))
-    except (TargetError, PlotUnavailable) as error:
+    except (TargetError, PlotUnavailable, PeersMissing) as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

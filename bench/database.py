@@ -8,14 +8,15 @@ import sys
 import asyncpg
 
 from bench import ROOT
+from bench.cpu import read_proc
 from bench.target import Target
 
 TABLES = "products, processed_events, consumer_offsets"
 
 
-async def ensure_database(target: Target) -> None:
-    """Create the bench database if it is missing (the role has CREATEDB)."""
-    name = target.base.postgres_db
+async def ensure_database(target: Target, name: str | None = None) -> None:
+    """Create the bench database (or `name`) if it is missing (the role has CREATEDB)."""
+    name = name or target.base.postgres_db
     connection = await asyncpg.connect(target.dsn(target.admin_database), timeout=10)
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
@@ -82,3 +83,11 @@ async def table_counts(target: Target) -> dict[str, int]:
         }
     finally:
         await connection.close()
+
+
+async def postmaster_pid(connection: asyncpg.Connection) -> int | None:
+    """The pid of the PostgreSQL server this connection is served by (its backend's parent),
+    when it runs on this host; None otherwise."""
+    backend = read_proc(int(await connection.fetchval("SELECT pg_backend_pid()")))
+    server = read_proc(backend.ppid) if backend and "postgres" in backend.title else None
+    return server.pid if server and "postgres" in server.title else None

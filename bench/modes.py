@@ -19,7 +19,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from bench import database, stream
+from bench.cpu import CpuAccount, selectors
 from bench.measure import HostCpu, MemorySampler, Progress, cpu_seconds, read_status_kb
+from bench.peers.upserts import PeerStream
 from bench.process import Child
 from bench.profile import Profiler
 from bench.report import Result
@@ -45,13 +47,44 @@ class Topic:
     log_dir: Path
     expected: Expected | None = None
     extra_topics: list[str] = field(default_factory=list)  # DLQs made for it: to delete
+    stream: str = "mixed"  # or "upserts": the mixed stream's valid upserts (bench/peers)
+    peers: PeerStream | None = None  # with "upserts": the peers' expectations and topics
 
     @property
     def total(self) -> int:
         return sum(self.ends.values())
 
     def group(self, mode: str) -> str:
-        return f"bench-{self.run_id}-{mode}-{self.size}"
+        return f"bench-{self.run_id}-{mode}-{self.size}-{self.stream}"
+
+
+async def cpu_account(
+    topic: Topic,
+    consumer_pids: list[int],
+    connection: asyncpg.Connection | None = None,
+    database_name: str = "",
+) -> CpuAccount:
+    """A started account of CPU by process: `consumer_pids`' trees, the backends serving
+    `database_name` (not `connection`'s own: the bench's poller), PostgreSQL's background
+    processes and the broker."""
+    postmaster = backend = None
+    if connection is not None:
+        postmaster = await database.postmaster_pid(connection)
+        backend = int(await connection.fetchval("SELECT pg_backend_pid()"))
+    port = int(topic.target.bootstrap.split(",")[0].rsplit(":", 1)[1])
+    select = selectors(
+        consumer_pids, postmaster, database_name, port, exclude=[backend] if backend else []
+    )
+    account = CpuAccount(select)
+    account.start()
+    return account
+
+
+async def stop_accounts(account: CpuAccount, host: HostCpu, seconds: float) -> dict[str, float]:
+    """CPU-seconds by process group, and the host's (every CPU, any process) as "host"."""
+    spent = await account.stop()
+    spent["host"] = host.busy() * (os.cpu_count() or 1) * seconds
+    return spent
 
 
 async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> Result:
@@ -75,12 +108,14 @@ async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> 
     )
     await consumer.start()
     count = 0
+    account: CpuAccount | None = None
     try:
         while not consumer.assignment():
             if time.perf_counter() - spawned > timeout:
                 raise TimeoutError(f"{mode} got no assignment in {timeout} s")
             await asyncio.sleep(0.005)
         joined = time.perf_counter()
+        account, host = await cpu_account(topic, [os.getpid()]), HostCpu()  # this process
         while count < topic.total:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
@@ -92,9 +127,12 @@ async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> 
             if time.perf_counter() - spawned > timeout:
                 raise TimeoutError(f"{mode} read {count} of {topic.total} in {timeout} s")
         done_at = time.perf_counter()
+        cpu = await stop_accounts(account, host, done_at - joined)
     finally:
+        if account is not None:
+            await account.stop()
         await consumer.stop()
-    result = Result(mode, topic.size, count, done_at - joined)
+    result = Result(mode, topic.size, count, done_at - joined, stream=topic.stream, cpu_s=cpu)
     result.startup_s = joined - spawned
     result.notes.append("timed from partition assignment (group join excluded)")
     if validate:
@@ -226,12 +264,15 @@ async def service(
         await profiler.start()
     first_at, first_done, cpu_at_first = None, 0, 0.0
     host = HostCpu()
+    account: CpuAccount | None = None
+    pids = [each.pid for each in children]
     try:
         while True:
             rows, done = await positions.read()
             now = time.perf_counter()
             if rows and first_at is None:
                 first_at, first_done = now, done
+                account = await cpu_account(topic, pids, connection, topic.target.base.postgres_db)
                 host.start()
                 cpu_at_first = sum(cpu_seconds(each.pid) or 0.0 for each in children)
             progress(done)
@@ -244,9 +285,13 @@ async def service(
             await asyncio.sleep(0.1)
         done_at = time.perf_counter()
         host_busy = host.busy()
+        assert account is not None and first_at is not None
+        cpu = await stop_accounts(account, host, done_at - first_at)
         cpu_used = sum(cpu_seconds(each.pid) or 0.0 for each in children) - cpu_at_first
         peak = max(each_sampler.peak_mb() for each_sampler in samplers)
     finally:
+        if account is not None:
+            await account.stop()
         await connection.close()
         for each_sampler in samplers:
             await each_sampler.stop()
@@ -255,7 +300,14 @@ async def service(
         if profiler is not None:
             await profiler.wait()
     assert first_at is not None
-    result = Result("service", topic.size, topic.total - first_done, done_at - first_at)
+    result = Result(
+        "service",
+        topic.size,
+        topic.total - first_done,
+        done_at - first_at,
+        stream=topic.stream,
+        cpu_s=cpu,
+    )
     result.batch_max_records = batch_max_records
     result.replicas = replicas
     result.startup_s = first_at - spawned

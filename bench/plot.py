@@ -1,6 +1,6 @@
 """`--plot out.png`: service throughput vs BATCH_MAX_RECORDS, and steady latency over time.
 
-matplotlib is optional and not a project dependency: `pip install matplotlib` to use this.
+matplotlib comes with the `bench` extra, which scripts/bootstrap installs.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise PlotUnavailable(
-            "--plot needs matplotlib, which is not installed in this environment; "
-            "install it (e.g. /tmp/venv/bin/pip install matplotlib) or drop --plot"
+            "--plot needs matplotlib, which is not installed in this environment; run "
+            "scripts/bootstrap (it installs the bench extra) or pip install -e '.[bench]', "
+            "or drop --plot"
         ) from None
 
 
@@ -34,25 +35,27 @@ def plot(results: list[Result], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
 
-    by_size: dict[int, list[Result]] = defaultdict(list)
+    by_size: dict[tuple[int, str], list[Result]] = defaultdict(list)
     for result in results:
         if result.mode == "service" and result.batch_max_records is not None:
-            by_size[result.size].append(result)
+            by_size[(result.size, result.stream)].append(result)
     left.set_xscale("log")
     left.set_yscale("log")
     batches: set[int] = set()
-    for size, rows in sorted(by_size.items()):
+    for (size, stream), rows in sorted(by_size.items()):
         rows.sort(key=lambda r: r.batch_max_records or 0)
         xs = [r.batch_max_records or 0 for r in rows]
         batches.update(xs)
-        left.plot(xs, [r.rate for r in rows], "o-", label=f"service, {size:,} events")
+        label = f"service, {size:,} events" + ("" if stream == "mixed" else f" [{stream}]")
+        left.plot(xs, [r.rate for r in rows], "o-", label=label)
+    sizes = {size for size, _ in by_size}
     for result in results:
-        if result.mode in ("naive", "consume-only") and result.size in by_size:
+        if result.mode in ("naive", "consume-only", "quix", "connect") and result.size in sizes:
             left.axhline(result.rate, linestyle=":", linewidth=1, color="grey")
             left.text(
                 0.02,
                 result.rate,
-                f"{result.mode}, {result.size:,} events: {result.rate:,.0f}/s",
+                f"{result.label}, {result.size:,} events: {result.rate:,.0f}/s",
                 transform=left.get_yaxis_transform(),
                 fontsize=8,
                 va="bottom",

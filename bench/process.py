@@ -1,4 +1,5 @@
-"""Child processes under test (the service, the naive consumer), with their logs kept."""
+"""Child processes under test (the service, the naive consumer, the peers), with their logs
+kept."""
 
 from __future__ import annotations
 
@@ -20,10 +21,17 @@ class Child:
     """One child process: stderr (and stdout unless piped) go to `<log_dir>/<name>.log`."""
 
     def __init__(
-        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, pipe_stdout: bool
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        pipe_stdout: bool,
+        program: str = sys.executable,
     ) -> None:
+        """`args` go to `program` (this Python unless told: a peer's JVM or its venv's Python)."""
         self.name = name
-        self.args = [sys.executable, *args]
+        self.args = [program, *args]
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.pipe_stdout = pipe_stdout

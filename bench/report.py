@@ -11,8 +11,8 @@ from typing import Any
 
 @dataclass
 class Result:
-    mode: str  # consume-only | validate-only | naive | service | steady
-    size: int  # records on the topic (steady: records offered)
+    mode: str  # consume-only | validate-only | naive | service | quix | connect | steady
+    size: int  # records of the mixed stream the run's topics come from (steady: offered)
     events: int  # records the measurement covers
     seconds: float  # the time those records took
     batch_max_records: int | None = None
@@ -22,6 +22,8 @@ class Result:
     p99_ms: float | None = None
     max_ms: float | None = None
     peak_rss_mb: float | None = None
+    stream: str = "mixed"  # mixed | upserts (the mixed stream's valid upserts, for the peers)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU-seconds by process while timed
     notes: list[str] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)  # JSON and plots only
 
@@ -31,10 +33,19 @@ class Result:
 
     @property
     def label(self) -> str:
+        mode = self.mode
         if self.mode in ("service", "steady") and self.batch_max_records is not None:
             mode = f"{self.mode} x{self.replicas}" if self.replicas > 1 else self.mode
-            return f"{mode} (batch {self.batch_max_records})"
-        return self.mode
+            mode = f"{mode} (batch {self.batch_max_records})"
+        return mode if self.stream == "mixed" else f"{mode} [{self.stream}]"
+
+    def cpu_per_1k(self) -> dict[str, float]:
+        """CPU-seconds per 1,000 events, by process group (and their total)."""
+        if not self.cpu_s or not self.events:
+            return {}
+        per = {name: 1000 * seconds / self.events for name, seconds in self.cpu_s.items()}
+        per["total"] = sum(v for k, v in per.items() if k != "host")
+        return per
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -45,7 +56,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 COLUMNS = [
     ("size", 10),
-    ("mode", 22),
+    ("mode", 32),
     ("events", 10),
     ("seconds", 9),
     ("events/s", 10),
@@ -74,16 +85,85 @@ def _row(result: Result) -> list[str]:
 
 def ratios(results: list[Result]) -> list[dict[str, Any]]:
     """For every service row: its rate over naive's, consume-only's and validate-only's, same
-    size."""
+    size and stream."""
     out = []
     for service in (r for r in results if r.mode == "service"):
-        same = {r.mode: r for r in results if r.size == service.size and r.mode != "service"}
+        same = {
+            r.mode: r
+            for r in results
+            if r.size == service.size and r.stream == service.stream and r.mode != "service"
+        }
         entry: dict[str, Any] = {"size": service.size, "service": service.label}
         for other in ("naive", "consume-only", "validate-only"):
             if other in same and not math.isnan(same[other].rate) and same[other].rate > 0:
                 entry[f"service/{other}"] = service.rate / same[other].rate
         out.append(entry)
     return out
+
+
+PEERS = ("quix", "connect")
+SYSTEMS = ("consume-only", "validate-only", "naive", "service", *PEERS)
+CPU_GROUPS = ("consumer", "pg backends", "pg other", "kafka", "total", "host")
+SIDE_COLUMNS = [
+    ("system", 32),
+    ("events/s", 10),
+    ("x fastest peer", 14),
+    ("x consume-only", 14),
+    *((name, 11) for name in CPU_GROUPS),
+    ("peak RSS MB", 11),
+    ("start-up s", 10),
+]
+
+
+def _rate_ratio(rate: float, other: Result | None) -> float:
+    if other is None or math.isnan(other.rate) or other.rate <= 0:
+        return math.nan
+    return rate / other.rate
+
+
+def side_by_side(results: list[Result]) -> list[str]:
+    """Per size, when peers ran: every system's rate, its ratio to the fastest peer (on the
+    upserts stream) and to consume-only (same stream), and its CPU-seconds per 1,000 events by
+    process."""
+    lines: list[str] = []
+    for size in sorted({r.size for r in results if r.mode in PEERS}):
+        rows = [r for r in results if r.size == size and r.mode in SYSTEMS]
+        peers = [r for r in rows if r.mode in PEERS and not math.isnan(r.rate)]
+        fastest = max(peers, key=lambda r: r.rate, default=None)
+        upserts = next((r.events for r in rows if r.stream == "upserts"), 0)
+        lines += [
+            "",
+            f"side by side, {size:,}-event stream ({upserts:,} of them valid upserts, the peers' "
+            "stream); CPU-seconds per 1,000 events by process while timed",
+            "  ".join(name.rjust(width) for name, width in SIDE_COLUMNS),
+            "  ".join("-" * width for _, width in SIDE_COLUMNS),
+        ]
+        for result in sorted(rows, key=lambda r: (r.stream != "upserts", SYSTEMS.index(r.mode))):
+            consume = next(
+                (r for r in rows if r.mode == "consume-only" and r.stream == result.stream), None
+            )
+            per = result.cpu_per_1k()
+            cells = [
+                result.label,
+                _num(result.rate, 0),
+                _num(_rate_ratio(result.rate, fastest), 2),
+                _num(_rate_ratio(result.rate, consume), 3),
+                *(_num(per.get(name), 3) if per else "-" for name in CPU_GROUPS),
+                _num(result.peak_rss_mb),
+                _num(result.startup_s, 2),
+            ]
+            lines.append(
+                "  ".join(c.rjust(w) for c, (_, w) in zip(cells, SIDE_COLUMNS, strict=True))
+            )
+        if fastest is not None:
+            lines.append(f"fastest peer: {fastest.label} ({fastest.rate:,.0f} events/s)")
+        lines.append(
+            "consumer = the system's own process tree (consume-/validate-only: the bench "
+            "process); pg backends = the PostgreSQL backends of its database; pg other = "
+            "PostgreSQL's background processes (WAL writer, checkpointer, autovacuum; shared); "
+            "kafka = the broker (shared); host = every CPU of the host"
+        )
+    return lines
 
 
 def render(results: list[Result], header: list[str]) -> str:
@@ -103,6 +183,7 @@ def render(results: list[Result], header: list[str]) -> str:
             if parts:
                 where = f"{entry['size']:,} events, {entry['service']}"
                 lines.append(f"ratios ({where}): " + ", ".join(parts))
+    lines += side_by_side(results)
     notes = [(r, note) for r in results for note in r.notes]
     if notes:
         lines.append("")
@@ -120,5 +201,7 @@ def to_json(results: list[Result], meta: dict[str, Any], path: Path) -> None:
         row["label"] = result.label
         rows.append(row)
     document = {**meta, "results": rows, "ratios": ratios(results)}
+    for row, result in zip(rows, results, strict=True):
+        row["cpu_per_1k"] = result.cpu_per_1k()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -15,12 +15,18 @@ from pathlib import Path
 
 from bench import database, modes, stream
 from bench.measure import Progress, host_busy, rate_text, say
+from bench.peers import run as peer_run
+from bench.peers import upserts
 from bench.report import Result
 from bench.steady import SteadySpec, steady
-from bench.target import Target, code_state, load_target, run_id
+from bench.target import BENCH_DATABASE, Target, code_state, load_target, run_id
 from bench.verify import expected_outcome
+from testbed.publish import publish_bulk, split_by_partition
 
-MODES = ("consume-only", "validate-only", "naive", "service")
+MODES = ("consume-only", "validate-only", "naive", "service", "quix", "connect")
+DEFAULT_MODES = ("consume-only", "validate-only", "naive", "service")
+PEER_MODES = ("quix", "connect")  # they get the stream's upserts (bench/peers)
+UPSERT_MODES = ("consume-only", "validate-only", "service", *PEER_MODES)  # run on the upserts
 code_state_at_start = [""]  # other people may edit service/ while a long run goes on
 
 
@@ -42,6 +48,7 @@ class Options:
     keep_topics: bool = False
     profile: Path | None = None
     log_dir: Path | None = None
+    database: str = BENCH_DATABASE
 
 
 @dataclass
@@ -60,7 +67,7 @@ def _header(target: Target, rid: str, options: Options, log_dir: Path) -> list[s
         f"host: {os.cpu_count()} CPUs, {memory_gb:.0f} GB RAM, Python {platform.python_version()};"
         f" Kafka {target.bootstrap} and PostgreSQL {target.base.postgres_host}:"
         f"{target.base.postgres_port}/{target.base.postgres_db} run on this host too",
-        f"stream: tests.support.events.generate_stream(products={options.products}, "
+        f"stream: testbed.events.generate_stream(products={options.products}, "
         f"seed={options.seed}); {options.partitions} partitions; service env overrides: "
         f"{options.service_env or 'none'}; logs in {log_dir}",
         code_state(),
@@ -91,6 +98,15 @@ async def _attempt(
     say(f"{what}: {result.events:,} events in {result.seconds:.2f} s = {rate_text(result.rate)}")
 
 
+async def _publish(target: Target, name: str, pairs: stream.Pairs, options: Options) -> None:
+    await stream.create_topic(target.bootstrap, name, options.partitions)
+    size = len(pairs)
+    seconds = await publish_bulk(
+        target.bootstrap, name, pairs, options.partitions, Progress("publish", size, "sent")
+    )
+    say(f"publish: {size:,} records to {name} in {seconds:.1f} s ({rate_text(size / seconds)})")
+
+
 async def _size(
     target: Target,
     rid: str,
@@ -103,19 +119,22 @@ async def _size(
 ) -> None:
     name = f"bench.{rid}.n{size}"
     created.append(name)
-    await stream.create_topic(target.bootstrap, name, options.partitions)
     started = time.perf_counter()
     pairs = stream.build(size, options.products, options.seed)
     say(f"stream: {size:,} events generated in {time.perf_counter() - started:.1f} s")
-    seconds = await stream.publish_bulk(
-        target.bootstrap, name, pairs, options.partitions, Progress("publish", size, "sent")
-    )
-    say(f"publish: {size:,} events to {name} in {seconds:.1f} s ({rate_text(size / seconds)})")
+    await _publish(target, name, pairs, options)
+    chosen = set(options.modes)
+    verify = size <= options.verify_limit
     expected = None
-    if set(options.modes) - {"consume-only", "validate-only"} and size <= options.verify_limit:
+    if chosen - {"consume-only", "validate-only", *PEER_MODES} and verify:
         started = time.perf_counter()
         expected = expected_outcome(pairs)
         say(f"oracle: expected outcome computed in {time.perf_counter() - started:.1f} s")
+    upserts_topic = None
+    if chosen & set(PEER_MODES):
+        upserts_topic = await _upserts(
+            target, rid, name, size, pairs, options, log_dir, created, verify
+        )
     del pairs
     gc.collect()
     gc.freeze()  # the oracle's million objects must not slow consume-only's collections
@@ -125,25 +144,89 @@ async def _size(
     )
     if topic.total != size:
         raise RuntimeError(f"{name} holds {topic.total} records, expected {size}")
-    timeout = options.mode_timeout
-    for mode in options.modes:
+    mixed = [mode for mode in options.modes if mode not in PEER_MODES]
+    await _run_modes(topic, mixed, options, results, failed)
+    if upserts_topic is not None:
+        on_upserts = [mode for mode in options.modes if mode in UPSERT_MODES]
+        await _run_modes(upserts_topic, on_upserts, options, results, failed)
+
+
+async def _upserts(
+    target: Target,
+    rid: str,
+    name: str,
+    size: int,
+    pairs: stream.Pairs,
+    options: Options,
+    log_dir: Path,
+    created: list[str],
+    verify: bool,
+) -> modes.Topic:
+    """The peers' stream: the valid upserts of `pairs` (and their Connect envelopes), each on
+    a topic of its own, with what every table must hold."""
+    started = time.perf_counter()
+    kept = upserts.upserts(pairs)
+    plain, envelope = f"{name}.upserts", f"{name}.upserts.connect"
+    created.append(plain)
+    await _publish(target, plain, kept, options)
+    if "connect" in options.modes:
+        created.append(envelope)
+        await _publish(target, envelope, upserts.connect_envelope(kept), options)
+    contract = expected_outcome(kept)
+    peer_rows = upserts.last_write_wins(kept)
+    peers = upserts.PeerStream(
+        expected=peer_rows,
+        sentinels=upserts.sentinels(split_by_partition(kept, options.partitions)),
+        envelope_topic=envelope,
+        differences=upserts.contract_differences(peer_rows, contract.products),
+    )
+    say(
+        f"upserts: {len(kept):,} of {size:,} records, {len(peer_rows):,} products "
+        f"({time.perf_counter() - started:.1f} s with publishing and expectations)"
+    )
+    ends = await stream.end_offsets(target.bootstrap, plain)
+    return modes.Topic(
+        target,
+        rid,
+        plain,
+        size,
+        options.partitions,
+        ends,
+        log_dir,
+        contract if verify else None,
+        extra_topics=created,
+        stream="upserts",
+        peers=peers,
+    )
+
+
+async def _run_modes(
+    topic: modes.Topic,
+    chosen: list[str],
+    options: Options,
+    results: list[Result],
+    failed: list[str],
+) -> None:
+    size, timeout = topic.size, options.mode_timeout
+    where = f"{size:,}" if topic.stream == "mixed" else f"{size:,} [{topic.stream}]"
+    for mode in chosen:
         if mode == "consume-only":
             await _attempt(
-                f"consume-only {size:,}",
+                f"consume-only {where}",
                 results,
                 failed,
                 lambda: modes.consume_only(topic, timeout),
             )
         elif mode == "validate-only":
             await _attempt(
-                f"validate-only {size:,}",
+                f"validate-only {where}",
                 results,
                 failed,
                 lambda: modes.consume_only(topic, timeout, validate=True),
             )
         elif mode == "naive":
             await _attempt(
-                f"naive {size:,}",
+                f"naive {where}",
                 results,
                 failed,
                 lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
@@ -155,17 +238,23 @@ async def _size(
                         options.profile if not any(r.mode == "service" for r in results) else None
                     )
                     await _attempt(
-                        f"service {size:,} (batch {batch}, {replicas} replica(s))",
+                        f"service {where} (batch {batch}, {replicas} replica(s))",
                         results,
                         failed,
                         lambda batch=batch, profile=profile, replicas=replicas: modes.service(
                             topic, batch, options.service_env, timeout, profile, replicas
                         ),
                     )
+        elif mode == "quix":
+            await _attempt(f"quix {where}", results, failed, lambda: peer_run.quix(topic, timeout))
+        elif mode == "connect":
+            await _attempt(
+                f"connect {where}", results, failed, lambda: peer_run.kafka_connect(topic, timeout)
+            )
 
 
 async def run(options: Options) -> Outcome:
-    target = load_target()
+    target = load_target(options.database)
     rid = run_id()
     log_dir = options.log_dir or Path(tempfile.gettempdir()) / "inventory-bench" / rid
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ event's send time (both on this process's monotonic clock)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections import deque
@@ -27,9 +28,8 @@ from bench.measure import (
 from bench.process import Child
 from bench.report import Result
 from bench.target import Target, code_state
-from service.decoding import Unusable, decode
-from service.domain import Rejected, fold
-from service.records import SimpleRecord
+from testbed import model
+from testbed.publish import idempotent_producer
 
 
 @dataclass(frozen=True)
@@ -48,21 +48,13 @@ class SteadySpec:
 
 def tracked_ids(pairs: list[tuple[bytes, bytes]]) -> list[str | None]:
     """Per record, the event id whose commit it causes (None: unusable, rejected, or a
-    duplicate id). Only applied and stale events leave their id in processed_events."""
-    items = [
-        decode(SimpleRecord("steady", 0, offset, key, value))
-        for offset, (key, value) in enumerate(pairs)
+    duplicate id), as the independent model decides. Only applied and stale events leave
+    their id in processed_events."""
+    fates = model.expect(pairs).fates
+    return [
+        str(json.loads(value)["event_id"]) if fate in (model.APPLIED, model.STALE) else None
+        for (_, value), fate in zip(pairs, fates, strict=True)
     ]
-    outcomes = iter(fold({}, [item for item in items if not isinstance(item, Unusable)]).outcomes)
-    out: list[str | None] = []
-    for item in items:
-        if isinstance(item, Unusable):
-            out.append(None)
-            continue
-        outcome = next(outcomes)
-        kept = outcome is not None and not isinstance(outcome, Rejected)
-        out.append(str(item.event_id) if kept else None)
-    return out
 
 
 class RowPoller:
@@ -161,11 +153,8 @@ async def steady(
     )
     connection = await asyncpg.connect(target.dsn(), timeout=10)
     poller = RowPoller(connection, spec.poll_interval_s)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=target.bootstrap,
-        acks=1,
-        linger_ms=spec.linger_ms,
-        client_id="inventory-bench-steady",
+    producer = idempotent_producer(
+        target.bootstrap, linger_ms=spec.linger_ms, client_id="inventory-bench-steady"
     )
     code_at_spawn = code_state()
     spawned = time.perf_counter()

@@ -1,21 +1,18 @@
-"""The seeded event stream and its topics: generate, create, publish fast, measure, delete."""
+"""The seeded event stream and its topics: generate, create, measure, delete (publishing is
+`testbed.publish.publish_bulk`: an idempotent producer)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 
-from tests.support.events import StreamSpec, generate_stream
+from testbed.events import StreamSpec, generate_stream
 
 Pairs = Sequence[tuple[bytes, bytes]]
-Progress = Callable[[int], None]
 
 
 def build(events: int, products: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -65,69 +62,6 @@ async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:
             await admin.delete_topics(mine)
     finally:
         await admin.close()
-
-
-def split_by_partition(pairs: Pairs, partitions: int) -> list[list[tuple[bytes, bytes]]]:
-    """The records of each partition, in stream order, as the default (murmur2) partitioner
-    places them by key: each product's events stay in order on one partition."""
-    everything = list(range(partitions))
-    cache: dict[bytes, int] = {}
-    out: list[list[tuple[bytes, bytes]]] = [[] for _ in everything]
-    for pair in pairs:
-        partition = cache.get(pair[0])
-        if partition is None:
-            partition = cache[pair[0]] = DefaultPartitioner()(pair[0], everything, everything)
-        out[partition].append(pair)
-    return out
-
-
-async def publish_bulk(
-    bootstrap: str, topic: str, pairs: Pairs, partitions: int, progress: Progress | None = None
-) -> float:
-    """Publish every pair (key order kept per partition) as fast as the broker takes them.
-
-    One writer per partition fills record batches and hands them to the producer
-    (linger 20 ms, acks=1); returns the seconds it took until every batch was acknowledged.
-    """
-    split = split_by_partition(pairs, partitions)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks=1,
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        max_request_size=4 * 1024 * 1024,
-        client_id="inventory-bench-publisher",
-    )
-    await producer.start()
-    started = time.perf_counter()
-    sent = [0]
-
-    async def submit(batch: BatchBuilder, partition: int) -> asyncio.Future[object]:
-        future: asyncio.Future[object] = await producer.send_batch(
-            batch, topic, partition=partition
-        )
-        sent[0] += batch.record_count()
-        if progress is not None:
-            progress(sent[0])
-        return future
-
-    async def writer(partition: int) -> None:
-        pending = []
-        batch = producer.create_batch()
-        for key, value in split[partition]:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                pending.append(await submit(batch, partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        if batch.record_count():
-            pending.append(await submit(batch, partition))
-        await asyncio.gather(*pending)
-
-    try:
-        await asyncio.gather(*(writer(p) for p in range(partitions)))
-    finally:
-        await producer.stop()
-    return time.perf_counter() - started
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bench import ROOT
 from service.config import Settings, load_settings
-from tests.support.consumer import settings_env
+from testbed.environment import settings_env
 
 BENCH_DATABASE = "inventory_bench"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.database import table_counts
 from bench.target import Target
-from tests.support.oracle import Expected, diff, expected_outcome, table
+from testbed.oracle import Expected, diff, expected_outcome, table
 
 __all__ = ["Expected", "check_table", "expected_outcome"]
 

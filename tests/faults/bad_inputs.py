@@ -3,7 +3,7 @@
 Random bytes, wrong types, huge strings, deep nesting, injection-looking text, out-of-range
 numbers and records near the broker's size limit. Most are invalid; some (injection-looking
 text in a well-formed event) are valid and must be stored verbatim. The
-independent model (tests/support/model.py) decides.
+independent model (testbed/model.py) decides.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.support import model
+from testbed import model
 
 INJECTION = [
     "'; DROP TABLE products; --",

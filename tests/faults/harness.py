@@ -1,6 +1,6 @@
 """The fault-suite engine: publish a seeded stream, run real consumer processes, inject
 faults, then compare the table, the processed ids and the dead-letter topic with the
-independent model (tests/support/model.py): every letter exactly (position, key, value,
+independent model (testbed/model.py): every letter exactly (position, key, value,
 original headers, reason), taken from the producer's acknowledgement of each record.
 
 Used by tests/faults/test_faults.py (CI size) and tests/faults/full.py (full size).
@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import Settings
 from service.topics import ensure_topics, partitions_of
+from testbed.model import original_headers
+from testbed.oracle import diff, expected_outcome, table
+from testbed.publish import idempotent_producer
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka import header_map, read_topic
-from tests.support.model import original_headers
-from tests.support.oracle import diff, expected_outcome, table
 
-# (key, value), or a labelled record with headers (tests.support.events.Rec).
+# (key, value), or a labelled record with headers (testbed.events.Rec).
 Pair = tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, Any, str | None]
 
 
@@ -191,13 +192,7 @@ class Harness:
 
     async def publish(self, pairs: Sequence[Pair], seconds: float = 0.0, chunk: int = 500) -> None:
         """Publish in order, spread over about `seconds` (0: as fast as possible)."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=10,
-            max_request_size=2 * 1024 * 1024,
-        )
+        producer = idempotent_producer(self.settings.kafka_bootstrap_servers)
         await producer.start()
         try:
             started = time.monotonic()

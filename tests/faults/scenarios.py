@@ -8,9 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from testbed.events import LabelledSpec, generate_records
 from tests.faults import bad_inputs
 from tests.faults.harness import Harness, Pair, StackControl
-from tests.support.events import LabelledSpec, generate_records
 
 
 @dataclass(frozen=True)

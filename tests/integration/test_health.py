@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.schema_check import alembic_config
 from service.topics import ensure_topics
+from testbed.events import StreamSpec, generate_stream
+from testbed.oracle import diff, expected_outcome, table
+from testbed.publish import publish
 from tests.conftest import make_settings
 from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
-from tests.support.events import StreamSpec, generate_stream
-from tests.support.kafka import publish
-from tests.support.oracle import diff, expected_outcome, table
 from tests.support.services import PostgresEndpoint
 
 READY_CHECKS = {"kafka", "database", "schema", "progress", "stopped_partitions"}

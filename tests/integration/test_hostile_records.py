@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.dead_letter import ERROR_HEADERS, original_headers
 from service.topics import ensure_topics
+from testbed.events import adjust, record, upsert
 from tests.support.consumer import ConsumerProcess
-from tests.support.events import adjust, record, upsert
 from tests.support.kafka import read_topic
 from tests.support.record_batches import BAD_KEY_PLACEHOLDER, batch
 

@@ -23,9 +23,9 @@ from service.records import SimpleRecord
 from service.retention import purge_once
 from service.retry import Backoff
 from service.schema_check import head_revision, require_current_schema
+from testbed.events import adjust, record, upsert
 from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import run_service, service_env
-from tests.support.events import adjust, record, upsert
 from tests.support.services import PostgresEndpoint
 
 DATABASE = f"{TEST_DATABASE}_privileges"

@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.topics import ensure_topics
+from testbed.events import record, upsert
+from testbed.publish import publish
 from tests.conftest import make_settings
 from tests.support.cli import run_cli
 from tests.support.consumer import ConsumerProcess
-from tests.support.events import record, upsert
-from tests.support.kafka import header_map, publish, read_topic
+from tests.support.kafka import header_map, read_topic
 from tests.support.services import PostgresEndpoint
 
 LIMIT = 4096

@@ -21,8 +21,8 @@ from service.positions import OnRecordsLost
 from service.records import SimpleRecord
 from service.retry import Backoff
 from service.topics import ensure_topics
-from tests.support.events import record, upsert
-from tests.support.kafka import publish
+from testbed.events import record, upsert
+from testbed.publish import publish
 
 
 @pytest.fixture

@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.topic_ids import topic_ids
 from service.topics import ensure_topics, partitions_of
+from testbed.environment import settings_env
+from testbed.events import record, upsert
+from testbed.publish import publish
 from tests.conftest import make_settings
 from tests.support.brokers import free_port, throwaway_broker
-from tests.support.consumer import ROOT, ConsumerProcess, settings_env
-from tests.support.events import record, upsert
-from tests.support.kafka import publish
+from tests.support.consumer import ROOT, ConsumerProcess
 from tests.support.services import PostgresEndpoint
 
 CHECK_INTERVAL_S = 1.0

@@ -15,9 +15,10 @@ from sqlalchemy import text
 from service.config import Settings
 from service.db import make_engine
 from service.schema_check import head_revision
+from testbed.environment import settings_env
 from tests.support.certs import make_ca
 from tests.support.cli import run_cli
-from tests.support.consumer import ROOT, settings_env
+from tests.support.consumer import ROOT
 from tests.support.secure_postgres import SecuredPostgres, secured_postgres
 
 PASSWORD = "pg-tls-Pw7@q/x"

@@ -22,11 +22,12 @@ from service.replay import ReplayError, replay
 from service.replay_selection import Selection
 from service.status import partition_lag
 from service.topics import ensure_topics, partitions_of
+from testbed.events import adjust, record, upsert
+from testbed.oracle import table
+from testbed.publish import publish
 from tests.support.cli import run_cli
 from tests.support.consumer import ConsumerProcess
-from tests.support.events import adjust, record, upsert
-from tests.support.kafka import header_map, publish, read_topic
-from tests.support.oracle import table
+from tests.support.kafka import header_map, read_topic
 
 
 async def end_offsets(bootstrap: str, topic: str) -> int:

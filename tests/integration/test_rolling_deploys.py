@@ -17,11 +17,11 @@ import pytest
 
 from service.schema_check import code_lineage
 from service.topics import ensure_topics
+from testbed.events import record, upsert
+from testbed.publish import publish
 from tests.conftest import ROOT, TEST_DATABASE, _recreate_database, make_settings
 from tests.support.cli import run_service, service_env
 from tests.support.consumer import ConsumerProcess
-from tests.support.events import record, upsert
-from tests.support.kafka import publish
 from tests.support.services import PostgresEndpoint
 
 HEAD = code_lineage()[-1]

@@ -20,8 +20,8 @@ from service.dead_letter import DeadLetter, MemoryDeadLetterSink
 from service.pipeline import BatchProcessor
 from service.records import SimpleRecord
 from service.retry import Backoff
-from tests.support.events import adjust, record, upsert
-from tests.support.oracle import table
+from testbed.events import adjust, record, upsert
+from testbed.oracle import table
 
 
 async def committed(engine: AsyncEngine) -> dict[str, Any]:

@@ -15,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.sample import sample_events
 from service.topics import ensure_topics
-from tests.support.consumer import ConsumerProcess
-from tests.support.events import (
+from testbed.events import (
     LabelledSpec,
     adjust,
     delete,
@@ -25,8 +24,10 @@ from tests.support.events import (
     record,
     upsert,
 )
-from tests.support.kafka import header_map, publish, publish_acked, read_topic
-from tests.support.oracle import Product, diff, expected_outcome, table
+from testbed.oracle import Product, diff, expected_outcome, table
+from testbed.publish import publish, publish_acked
+from tests.support.consumer import ConsumerProcess
+from tests.support.kafka import header_map, read_topic
 
 
 async def wait_for_table(

@@ -27,13 +27,13 @@ from service.config import Settings
 from service.db import make_engine
 from service.sample import sample_events
 from service.topics import partitions_of
+from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import make_settings
 from tests.support.brokers import free_port
 from tests.support.certs import make_ca
 from tests.support.cli import run_cli
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka import header_map, read_topic
-from tests.support.oracle import diff, expected_outcome, table
 from tests.support.secure_kafka import SecureBroker, secure_broker
 from tests.support.secure_postgres import SecuredPostgres, secured_postgres
 from tests.support.services import PostgresEndpoint

@@ -13,8 +13,8 @@ from service.domain import Reason
 from service.pipeline import BatchProcessor
 from service.records import SimpleRecord
 from service.retry import Backoff
-from tests.support.events import LabelledSpec, adjust, generate_records, record, upsert
-from tests.support.oracle import diff, expected_outcome, table
+from testbed.events import LabelledSpec, adjust, generate_records, record, upsert
+from testbed.oracle import diff, expected_outcome, table
 
 
 def _processor(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> BatchProcessor:

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 from service.config import Settings
-from tests.support.consumer import ROOT, settings_env
+from testbed.environment import settings_env
+from tests.support.consumer import ROOT
 from tests.support.services import PostgresEndpoint
 
 

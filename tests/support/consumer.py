@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -11,19 +10,9 @@ import time
 from pathlib import Path
 
 from service.config import Settings
+from testbed.environment import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[name.upper()] = "" if value is None else str(value)
-    env["HTTP_PORT"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 class ConsumerProcess:

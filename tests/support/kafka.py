@@ -1,18 +1,10 @@
-"""Kafka helpers for tests: publish records, read a topic back."""
+"""Kafka helpers for tests: read a topic back (publishing is testbed.publish)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-
-
-async def publish(bootstrap: str, topic: str, records: Sequence[Sequence[Any]]) -> None:
-    """Publish (key, value[, headers]) records in order."""
-    await publish_acked(bootstrap, topic, records)
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 
 async def read_topic(
@@ -45,27 +37,3 @@ def header_map(record: ConsumerRecord) -> dict[str, str]:
     """Each header's last occurrence (Kafka's lastHeader): for a dead letter, the sink's."""
     last = dict(record.headers)
     return {key: (value or b"").decode("utf-8", "replace") for key, value in last.items()}
-
-
-async def publish_acked(
-    bootstrap: str,
-    topic: str,
-    records: Sequence[Sequence[Any]],
-) -> list[tuple[int, int]]:
-    """Publish (key, value[, headers]) records in order and return each one's (partition,
-    offset) as the broker acknowledged it: exact positions to check dead letters against."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(
-                topic,
-                key=item[0],
-                value=item[1],
-                headers=list(item[2]) if len(item) > 2 and item[2] else None,
-            )
-            for item in records
-        ]
-        return [(sent.partition, sent.offset) for sent in await asyncio.gather(*futures)]
-    finally:
-        await producer.stop()

@@ -10,7 +10,7 @@ from typing import Any
 from service.claims import claims_to_release
 from service.contract import parse_event
 from service.domain import Event, Product, fold
-from tests.support.events import adjust, upsert
+from testbed.events import adjust, upsert
 
 
 def ev(body: dict[str, Any]) -> Event:

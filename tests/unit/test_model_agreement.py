@@ -1,4 +1,4 @@
-"""The independent model (tests/support/model.py) and the service's own decode + fold agree.
+"""The independent model (testbed/model.py) and the service's own decode + fold agree.
 
 The fault suite and the write-path tests judge the service by the model; this test keeps the
 two honest against each other. A disagreement is a bug in one of them: the failure names the
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from service.decoding import Unusable, decode
 from service.domain import Applied, Rejected, Stale, fold
 from service.records import SimpleRecord
+from testbed import model
+from testbed.events import LabelledSpec, Rec, generate_records
 from tests.faults import bad_inputs
-from tests.support import model
-from tests.support.events import LabelledSpec, Rec, generate_records
 
 MAX_QUANTITY = 2**31 - 1
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

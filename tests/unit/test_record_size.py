@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.decoding import Unusable, decode, record_size
 from service.domain import Reason
 from service.records import SimpleRecord
-from tests.support.events import record, upsert
+from testbed.events import record, upsert
 
 
 def test_the_size_counts_key_value_and_headers() -> None:

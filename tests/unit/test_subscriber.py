@@ -12,7 +12,7 @@ from service.app import build_broker
 from service.config import Settings
 from service.pipeline import BatchReport
 from service.records import Record
-from tests.support.events import record, upsert
+from testbed.events import record, upsert
 
 SETTINGS = Settings(
     postgres_user="u",

@@ -22,7 +22,7 @@ from service.overlap import OverlappedWriter
 from service.pipeline import BatchProcessor, BatchReport, _dead_letters, _fresh
 from service.records import SimpleRecord, partition_runs
 from service.retry import Backoff
-from tests.support.events import BASE_TIME, adjust, delete, record, upsert
+from testbed.events import BASE_TIME, adjust, delete, record, upsert
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:

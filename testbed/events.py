@@ -133,7 +133,7 @@ def _bad_record(rng: random.Random, pid: int, i: int) -> tuple[bytes, bytes]:
     return key, json.dumps(upsert(pid, 1, price="-1.00")).encode()
 
 
-# -- a labelled stream for the independent model (tests/support/model.py) -------------------
+# -- a labelled stream for the independent model (testbed/model.py) -------------------
 
 MAX_QUANTITY = 2**31 - 1
 HeaderList = tuple[tuple[str, bytes | None], ...]

@@ -1,4 +1,4 @@
-"""The expected outcome of a stream, from the independent model (tests/support/model.py),
+"""The expected outcome of a stream, from the independent model (testbed/model.py),
 and the actual table to compare it with. Nothing here imports `service`: the code under test
 never decides what the tests expect of it."""
 
@@ -13,8 +13,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support import model
-from tests.support.model import Product
+from testbed import model
+from testbed.model import Product
 
 __all__ = ["Expected", "Product", "diff", "expected_outcome", "table"]
 
@@ -40,7 +40,7 @@ def expected_outcome(
     records: Sequence[Sequence[Any]], max_record_bytes: int = model.DEFAULT_MAX_RECORD_BYTES
 ) -> Expected:
     """The model's verdict on records published in this order: (key, value) pairs,
-    (key, value, headers) or labelled records (tests.support.events.Rec)."""
+    (key, value, headers) or labelled records (testbed.events.Rec)."""
     result = model.expect(records, max_record_bytes)
     dead: Counter[tuple[bytes, str]] = Counter()
     for index, reason in result.letters():

@@ -1,0 +1,11 @@
+"""What the tests and the benchmark share, and nothing the service runs.
+
+- `testbed.events`: contract events and seeded streams (the benchmark's and the fault suite's);
+- `testbed.model`, `testbed.oracle`: the independent model of the contract (imports nothing
+  from `service`) and the expected outcome of a stream, compared with a table;
+- `testbed.publish`: the one way both publish: an idempotent producer, so a retry can never
+  reorder a key's records;
+- `testbed.environment`: a child process's environment from the service's settings.
+
+`tests/` and `bench/` import from here; `bench/` never imports `tests/`.
+"""
