@@ -21,7 +21,7 @@ from service.contract import MAX_QUANTITY, ProductDeleted, ProductUpserted, Stoc
 Event = ProductUpserted | ProductDeleted | StockAdjusted
 
 
-class Product(NamedTuple):
+class ProductState(NamedTuple):
     """A product as the table stores it (timestamps kept by the database aside).
 
     Immutable; a NamedTuple rather than a frozen dataclass because the write path builds
@@ -61,7 +61,7 @@ class Fate(enum.StrEnum):
 
 
 class Applied(NamedTuple):
-    product: Product
+    product: ProductState
     fate: Fate = Fate.APPLIED
 
 
@@ -79,7 +79,7 @@ class Rejected(NamedTuple):
 Outcome = Applied | Stale | Rejected
 
 
-def apply_event(current: Product | None, event: Event) -> Outcome:
+def apply_event(current: ProductState | None, event: Event) -> Outcome:
     """Return what `event` does to the product whose current state is `current`."""
     # Dispatch on the discriminator: cheaper than isinstance on pydantic models (ABCs).
     if event.event_type == "stock.adjusted":
@@ -89,11 +89,11 @@ def apply_event(current: Product | None, event: Event) -> Outcome:
     return _delete(current, event)
 
 
-def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
+def _upsert(current: ProductState | None, event: ProductUpserted) -> Outcome:
     data = event.data
     if current is None:
         return Applied(
-            Product(
+            ProductState(
                 id=event.product_id,
                 name=data.name,
                 description=data.description,
@@ -105,7 +105,7 @@ def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
     if event.version <= current.version:
         return Stale(current.version)
     return Applied(
-        Product(
+        ProductState(
             current.id,
             data.name,
             data.description,
@@ -117,7 +117,7 @@ def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
     )
 
 
-def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
+def _delete(current: ProductState | None, event: ProductDeleted) -> Outcome:
     if current is None:
         return Rejected(
             Reason.UNKNOWN_PRODUCT,
@@ -128,7 +128,7 @@ def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
         return Stale(current.version)
     deleted_at = current.deleted_at if current.deleted_at is not None else event.occurred_at
     return Applied(
-        Product(
+        ProductState(
             current.id,
             current.name,
             current.description,
@@ -140,7 +140,7 @@ def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
     )
 
 
-def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
+def _adjust(current: ProductState | None, event: StockAdjusted) -> Outcome:
     if current is None or current.deleted_at is not None:
         state = "is deleted" if current is not None else "does not exist"
         return Rejected(
@@ -163,7 +163,7 @@ def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
         )
     # Built field by field: a NamedTuple built directly is the cheapest on this hot path.
     return Applied(
-        Product(
+        ProductState(
             current.id,
             current.name,
             current.description,
@@ -179,14 +179,14 @@ def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
 class FoldResult:
     """What a batch did: the final state of every product it changed, and each event's fate."""
 
-    changed: dict[int, Product] = field(default_factory=dict)
+    changed: dict[int, ProductState] = field(default_factory=dict)
     outcomes: list[Outcome | None] = field(default_factory=list)  # None: duplicate event_id
     # The ids of the events that were applied or stale, once each: the processed ids.
     processed_ids: list[UUID] = field(default_factory=list)
 
 
 def fold(
-    states: Mapping[int, Product],
+    states: Mapping[int, ProductState],
     events: Iterable[Event],
     already_processed: Set[UUID] = frozenset(),
 ) -> FoldResult:

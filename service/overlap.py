@@ -19,16 +19,16 @@ from collections.abc import Callable, Sequence
 from service.decoding import Unusable
 from service.domain import Event
 from service.pipeline import BatchProcessor, BatchReport, Ownership
-from service.records import Record, TopicPartition, first_offsets
+from service.records import Record, TopicAndPartition, first_offsets
 
-Seek = Callable[[TopicPartition, int], None]
+Seek = Callable[[TopicAndPartition, int], None]
 
 
 class OverlappedWriter:
     def __init__(self, processor: BatchProcessor) -> None:
         self.processor = processor
         self._inflight: asyncio.Task[BatchReport] | None = None
-        self._fence: dict[TopicPartition, int] = {}
+        self._fence: dict[TopicAndPartition, int] = {}
         self._seek: Seek | None = None
 
     async def submit(

@@ -24,7 +24,7 @@ from service.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
 from service.logs import partition_fields, record_fields
 from service.metrics import Metrics
-from service.records import Record, Run, TopicPartition, first_offsets, partition_runs
+from service.records import Record, Run, TopicAndPartition, first_offsets, partition_runs
 from service.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
@@ -40,14 +40,14 @@ DECODE_CHUNK = 64
 class PositionGuard(Protocol):
     """Checks stored positions against Kafka's log (service/partition_guard.py)."""
 
-    def holds(self, tp: TopicPartition) -> bool:
+    def holds(self, tp: TopicAndPartition) -> bool:
         """True while nothing of the partition may be written (stopped or being checked)."""
 
-    def log_was_reset(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+    def log_was_reset(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
         """Records below the stored position arrived: True if the log was reset (the
         partition is then held back), False for an ordinary redelivery."""
 
-    async def accept_gap(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+    async def accept_gap(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
         """Offsets [stored, first_offset) are missing even after a seek back: True to move
         on past them, False if the partition was stopped."""
 
@@ -250,7 +250,7 @@ class BatchProcessor:
         self,
         records: Sequence[Record],
         runs: Sequence[Run],
-        positions: dict[TopicPartition, int],
+        positions: dict[TopicAndPartition, int],
         report: BatchReport,
     ) -> None:
         """Write nothing of a partition whose stored position does not match the log (the
@@ -271,7 +271,7 @@ class BatchProcessor:
         self,
         records: Sequence[Record],
         runs: Sequence[Run],
-        positions: dict[TopicPartition, int],
+        positions: dict[TopicAndPartition, int],
         report: BatchReport,
     ) -> None:
         """Never move a stored position over records this consumer has not seen.
@@ -338,13 +338,13 @@ def _fresh(
     records: Sequence[Record],
     decoded: Sequence[Event | Unusable],
     runs: Sequence[Run],
-    positions: dict[TopicPartition, int],
-) -> tuple[list[Record], list[Event | Unusable], dict[TopicPartition, int]]:
+    positions: dict[TopicAndPartition, int],
+) -> tuple[list[Record], list[Event | Unusable], dict[TopicAndPartition, int]]:
     """The records at or past their partition's stored position (those of partitions not in
     `positions` are left out), their decoded items, and each partition's next position."""
     fresh: list[Record] = []
     items: list[Event | Unusable] = []
-    next_offsets: dict[TopicPartition, int] = {}
+    next_offsets: dict[TopicAndPartition, int] = {}
     for run in runs:
         stored = positions.get(run.tp)
         if stored is None:

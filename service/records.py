@@ -38,14 +38,14 @@ class SimpleRecord:
     headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)
 
 
-TopicPartition = tuple[str, int]
+TopicAndPartition = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
     """Consecutive records of one partition in a batch: `records[start:stop]`."""
 
-    tp: TopicPartition
+    tp: TopicAndPartition
     start: int
     stop: int
 
@@ -68,10 +68,10 @@ def partition_runs(records: Sequence[Record]) -> list[Run]:
 
 def first_offsets(
     records: Sequence[Record], runs: Sequence[Run] | None = None
-) -> dict[TopicPartition, int]:
+) -> dict[TopicAndPartition, int]:
     """The lowest offset of each (topic, partition) among `records`: the first record of its
     first run (pass `runs` when the batch is already split)."""
-    first: dict[TopicPartition, int] = {}
+    first: dict[TopicAndPartition, int] = {}
     for run in partition_runs(records) if runs is None else runs:
         offset = records[run.start].offset
         if offset < first.get(run.tp, offset + 1):

@@ -9,7 +9,7 @@ from typing import Any
 
 from service.claims import claims_to_release
 from service.contract import parse_event
-from service.domain import Event, Product, fold
+from service.domain import Event, ProductState, fold
 from tests.support.events import adjust, upsert
 
 
@@ -17,7 +17,9 @@ def ev(body: dict[str, Any]) -> Event:
     return parse_event(json.dumps(body).encode())
 
 
-def decide(states: dict[int, Product], events: list[Event], already: set[uuid.UUID]) -> list[Any]:
+def decide(
+    states: dict[int, ProductState], events: list[Event], already: set[uuid.UUID]
+) -> list[Any]:
     result = fold(states, events, frozenset(already))
     return claims_to_release(events, result.outcomes, result.processed_ids, already)
 
@@ -57,7 +59,7 @@ def test_ids_claimed_before_the_batch_are_never_released() -> None:
 
 
 def test_stale_events_keep_their_claims() -> None:
-    current = Product(1, "x", None, Decimal("1"), 3, 5)
+    current = ProductState(1, "x", None, Decimal("1"), 3, 5)
     stale = ev(upsert(1, 2))
     insufficient = ev(adjust(1, -10))
     assert decide({1: current}, [stale, insufficient], set()) == [insufficient.event_id]

@@ -26,7 +26,7 @@ from service.domain import (
     Fate,
     FoldResult,
     Outcome,
-    Product,
+    ProductState,
     Reason,
     Rejected,
     Stale,
@@ -126,8 +126,8 @@ def product(
     name: str = "Widget",
     description: str | None = "Old description",
     price: str = "9.99",
-) -> Product:
-    return Product(
+) -> ProductState:
+    return ProductState(
         id=id,
         name=name,
         description=description,
@@ -138,7 +138,7 @@ def product(
     )
 
 
-def applied(outcome: Outcome | None) -> Product:
+def applied(outcome: Outcome | None) -> ProductState:
     assert isinstance(outcome, Applied), outcome
     assert outcome.fate is Fate.APPLIED
     return outcome.product
@@ -161,7 +161,7 @@ def test_upsert_creates_a_product_with_quantity_zero_by_default() -> None:
 
     created = applied(apply_event(None, event))
 
-    assert created == Product(
+    assert created == ProductState(
         id=7,
         name="Gadget",
         description="Shiny",
@@ -185,7 +185,7 @@ def test_upsert_with_higher_version_replaces_catalog_fields_and_keeps_quantity()
 
     updated = applied(apply_event(current, upsert(1, 3, name="New", price="2.00")))
 
-    assert updated == Product(
+    assert updated == ProductState(
         id=1,
         name="New",
         description=None,  # full replacement: an omitted description clears the old one
@@ -374,7 +374,7 @@ def test_fold_applies_events_in_order_and_returns_final_states() -> None:
 
     assert [type(outcome) for outcome in result.outcomes] == [Applied] * 4
     assert result.changed == {
-        1: Product(
+        1: ProductState(
             id=1,
             name="Renamed",
             description=None,
@@ -562,9 +562,9 @@ QUANTITIES = st.integers(min_value=0, max_value=30)
 
 
 @st.composite
-def products(draw: st.DrawFn, product_id: int) -> Product:
+def products(draw: st.DrawFn, product_id: int) -> ProductState:
     deleted = draw(st.booleans())
-    return Product(
+    return ProductState(
         id=product_id,
         name=draw(st.sampled_from(["Alpha", "Beta"])),
         description=draw(st.none() | st.just("desc")),
@@ -576,7 +576,7 @@ def products(draw: st.DrawFn, product_id: int) -> Product:
 
 
 @st.composite
-def initial_states(draw: st.DrawFn) -> dict[int, Product]:
+def initial_states(draw: st.DrawFn) -> dict[int, ProductState]:
     ids = draw(st.sets(PRODUCT_IDS, max_size=5))
     return {product_id: draw(products(product_id)) for product_id in sorted(ids)}
 
@@ -625,7 +625,7 @@ def batches(draw: st.DrawFn) -> list[Event]:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[dict[int, Product], list[Event], frozenset[UUID]]:
+def scenarios(draw: st.DrawFn) -> tuple[dict[int, ProductState], list[Event], frozenset[UUID]]:
     """Initial states, a batch, and some of its event ids already processed earlier."""
     states = draw(initial_states())
     events = draw(batches())
@@ -640,10 +640,10 @@ PROPERTY_SETTINGS = settings(
 
 
 def fold_in_chunks(
-    states: dict[int, Product],
+    states: dict[int, ProductState],
     chunks: Sequence[Sequence[Event]],
     already_processed: frozenset[UUID],
-) -> tuple[dict[int, Product], FoldResult]:
+) -> tuple[dict[int, ProductState], FoldResult]:
     """Fold each chunk as its own batch, carrying states and processed ids forward."""
     current = dict(states)
     processed = set(already_processed)
@@ -661,7 +661,7 @@ def fold_in_chunks(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_folding_one_by_one_equals_folding_the_batch(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -677,7 +677,7 @@ def test_property_folding_one_by_one_equals_folding_the_batch(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios(), data=st.data())
 def test_property_splitting_a_batch_anywhere_gives_the_same_result(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]], data: st.DataObject
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]], data: st.DataObject
 ) -> None:
     states, events, done = scenario
     cuts = data.draw(st.sets(st.integers(min_value=0, max_value=len(events))), label="cuts")
@@ -696,7 +696,7 @@ def test_property_splitting_a_batch_anywhere_gives_the_same_result(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_quantity_is_never_negative(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -712,7 +712,7 @@ def test_property_quantity_is_never_negative(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_version_never_decreases(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -741,7 +741,7 @@ def test_property_version_never_decreases(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_refolding_with_processed_ids_decides_only_never_processed_ids_again(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     """Folding the batch again (a replay of all of it) changes nothing through the events
     that were applied or stale: only ids that were never processed are decided again."""
@@ -768,7 +768,7 @@ def test_property_refolding_with_processed_ids_decides_only_never_processed_ids_
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_outcomes_match_apply_event_and_duplicates_are_none(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 

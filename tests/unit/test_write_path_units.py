@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from service import pipeline
 from service.dead_letter import DeadLetter, MemoryDeadLetterSink
 from service.decoding import Unusable, decode
-from service.domain import Applied, Product, Reason, Rejected, Stale
+from service.domain import Applied, ProductState, Reason, Rejected, Stale
 from service.overlap import OverlappedWriter
 from service.pipeline import BatchProcessor, BatchReport, _dead_letters, _fresh
 from service.records import SimpleRecord, partition_runs
@@ -145,7 +145,7 @@ def test_dead_letters_come_in_record_order_with_their_own_reason() -> None:
         Unusable(Reason.RECORD_TOO_LARGE, "big"),
         events[3],
     ]
-    product = Product(1, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    product = ProductState(1, "n", None, 1, 0, 1)  # type: ignore[arg-type]
     outcomes = [
         Rejected(Reason.UNKNOWN_PRODUCT, "gone"),
         Applied(product),
@@ -259,13 +259,13 @@ class FakeStore:
         self.claimed.update(ids)
         return already
 
-    async def load_products(self, session: Any, ids: set[int]) -> dict[int, Product]:
+    async def load_products(self, session: Any, ids: set[int]) -> dict[int, ProductState]:
         return {}
 
     async def release_events(self, session: Any, ids: Sequence[UUID]) -> None:
         self.log.append(("release", self.transaction))
 
-    async def save_products(self, session: Any, products: list[Product]) -> None:
+    async def save_products(self, session: Any, products: list[ProductState]) -> None:
         self.log.append(("save", self.transaction))
 
     async def advance_positions(self, session: Any, group: str, offsets: Mapping[Any, int]) -> None:
@@ -337,7 +337,7 @@ def _event(body: dict[str, Any]) -> Any:
 def test_rejection_messages_name_the_problem_and_the_fix() -> None:
     from service.domain import apply_event
 
-    live = Product(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    live = ProductState(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
     gone = live._replace(deleted_at=BASE_TIME)
     cases = [
         (
