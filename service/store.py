@@ -7,6 +7,7 @@ text, so asyncpg prepares it once.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from operator import itemgetter
 from uuid import UUID
 
 from sqlalchemy import text
@@ -188,8 +189,11 @@ async def load_products(
     if not product_ids:
         return {}
     rows = await session.execute(_LOAD_PRODUCTS, {"ids": sorted(product_ids)})
-    # Columns in ProductState's field order: positional construction from plain tuples.
-    return {row[0]: ProductState(*row) for row in rows}
+    # Each field taken by its column's name, whatever the SELECT's order (one lookup per
+    # statement, then plain tuple indexing: as fast as positional construction).
+    columns = list(rows.keys())
+    pick = itemgetter(*(columns.index(name) for name in ProductState._fields))
+    return {state.id: state for state in map(ProductState._make, map(pick, rows))}
 
 
 async def save_products(session: AsyncSession, products: Collection[ProductState]) -> None:
