@@ -103,7 +103,7 @@ class NaiveSink:
                                 "deleted_at": p.deleted_at,
                             },
                         )
-                    self.fates[outcome.fate.value] += 1
+                    self.fates[type(outcome).__name__.lower()] += 1
         self.handled += 1
         self.last_at = time.perf_counter()
         if self.handled >= self.target or self.last_at - self.first_at >= self.time_limit:

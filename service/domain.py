@@ -53,27 +53,17 @@ class Reason(enum.StrEnum):
     RECORD_TOO_LARGE = "record_too_large"  # over MAX_RECORD_BYTES: never parsed
 
 
-class Fate(enum.StrEnum):
-    APPLIED = "applied"
-    STALE = "stale"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-
-
 class Applied(NamedTuple):
     product: ProductState
-    fate: Fate = Fate.APPLIED
 
 
 class Stale(NamedTuple):
     current_version: int
-    fate: Fate = Fate.STALE
 
 
 class Rejected(NamedTuple):
     reason: Reason
     message: str
-    fate: Fate = Fate.REJECTED
 
 
 Outcome = Applied | Stale | Rejected
@@ -177,12 +167,11 @@ def _adjust(current: ProductState | None, event: StockAdjusted) -> Outcome:
 
 @dataclass(slots=True)
 class FoldResult:
-    """What a batch did: the final state of every product it changed, and each event's fate."""
+    """What a batch did: the final state of every product it changed, and each event's
+    outcome (the ids it processed are those of its applied and stale events: claims.kept_ids)."""
 
     changed: dict[int, ProductState] = field(default_factory=dict)
     outcomes: list[Outcome | None] = field(default_factory=list)  # None: duplicate event_id
-    # The ids of the events that were applied or stale, once each: the processed ids.
-    processed_ids: list[UUID] = field(default_factory=list)
 
 
 def fold(
@@ -202,7 +191,6 @@ def fold(
     current = dict(states)
     changed = result.changed
     outcomes = result.outcomes
-    processed = result.processed_ids
     seen: set[UUID] = set(already_processed)
     for event in events:
         event_id = event.event_id
@@ -214,6 +202,5 @@ def fold(
             current[event.product_id] = changed[event.product_id] = outcome.product
         if type(outcome) is not Rejected:
             seen.add(event_id)
-            processed.append(event_id)
         outcomes.append(outcome)
     return result

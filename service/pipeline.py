@@ -232,7 +232,7 @@ class BatchProcessor:
             if fates[Rejected]:  # only applied and stale events keep their ids claimed
                 await store.release_events(
                     session,
-                    claims_to_release(events, result.outcomes, result.processed_ids, already),
+                    claims_to_release(events, result.outcomes, already),
                 )
             dead = _dead_letters(fresh, items, result.outcomes)
             report.dead_lettered.update(letter.reason.value for letter in dead)

@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.claims import kept_ids
 from service.decoding import Unusable, decode
 from service.domain import Applied, Rejected, Stale, fold
 from service.records import SimpleRecord
@@ -54,7 +55,7 @@ def service_fates(records: Sequence[Rec], limit: int) -> tuple[list[str], dict[i
             assert isinstance(outcome, Applied)
             fates.append(model.APPLIED)
     products = {pid: tuple(p) for pid, p in result.changed.items()}
-    return fates, products, set(result.processed_ids)
+    return fates, products, set(kept_ids(events, result.outcomes))
 
 
 def assert_agree(records: Sequence[Rec], limit: int = model.DEFAULT_MAX_RECORD_BYTES) -> None:
