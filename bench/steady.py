@@ -29,7 +29,7 @@ from bench.report import Result
 from bench.target import Target, code_state
 from service.decoding import Unusable, decode
 from service.domain import Rejected, fold
-from service.records import SimpleRecord
+from tests.support.write_path import SimpleRecord
 
 
 @dataclass(frozen=True)

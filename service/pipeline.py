@@ -116,17 +116,6 @@ class BatchProcessor:
         # Told of every committed batch (progress tracking, issue 8 item 5); must not raise.
         self.on_commit: list[Callable[[BatchReport], None]] = []
 
-    async def process(
-        self, records: Sequence[Record], still_owned: Ownership | None = None
-    ) -> BatchReport:
-        """Apply a batch exactly once; retries transient failures until it commits.
-
-        `still_owned(topic, partition)` is asked after the partition rows are locked: records
-        of a partition this consumer lost in a rebalance are abandoned (the new owner reads
-        them again from the stored position) and nothing is written for that partition.
-        """
-        return await self.write(records, await self.decode(records), still_owned)
-
     async def decode(self, records: Sequence[Record]) -> list[Event | Unusable]:
         """Validate every record (pure CPU), yielding to the event loop between chunks so a
         transaction in flight keeps talking to the database meanwhile."""
@@ -146,7 +135,13 @@ class BatchProcessor:
         decoded: Sequence[Event | Unusable],
         still_owned: Ownership | None = None,
     ) -> BatchReport:
-        """Commit an already decoded batch; retries transient failures until it commits."""
+        """Commit an already decoded batch exactly once; retries transient failures until it
+        commits.
+
+        `still_owned(topic, partition)` is asked after the partition rows are locked: records
+        of a partition this consumer lost in a rebalance are abandoned (the new owner reads
+        them again from the stored position) and nothing is written for that partition.
+        """
         if not records:
             return BatchReport()
         started = time.perf_counter()

@@ -7,7 +7,7 @@ a partition; every subset the consumer takes keeps that order).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -24,18 +24,6 @@ class Record(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SimpleRecord:
-    """A plain record, for tests and tools."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)
 
 
 TopicAndPartition = tuple[str, int]

@@ -14,15 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from service.config import Settings
-from service.dead_letter import MemoryDeadLetterSink
 from service.partition_guard import PartitionGuard
 from service.pipeline import BatchProcessor
 from service.positions import OnRecordsLost
-from service.records import SimpleRecord
 from service.retry import Backoff
 from service.topics import ensure_topics
 from tests.support.events import record, upsert
 from tests.support.kafka import publish
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
 @pytest.fixture
@@ -125,7 +124,7 @@ async def test_records_below_the_stored_position_of_a_shorter_log_are_held_not_d
         SimpleRecord(topic, 0, 20 + i, k, v)
         for i, (k, v) in enumerate(record(upsert(100 + i, 1)) for i in range(3))
     ]
-    report = await processor.process(batch)
+    report = await process(processor, batch)
     assert (report.applied, report.redelivered, report.abandoned) == (0, 0, 3)
     assert guard.holds((topic, 0))
     assert TopicPartition(topic, 0) in log_from_20_to_30.paused()
@@ -135,7 +134,7 @@ async def test_records_below_the_stored_position_of_a_shorter_log_are_held_not_d
         await connection.execute(text("UPDATE consumer_offsets SET next_offset = 23"))
     other = _guard(engine, log_from_20_to_30)
     processor.guard = other
-    report = await processor.process(batch)
+    report = await process(processor, batch)
     assert (report.redelivered, report.abandoned) == (3, 0)
     assert not other.holds((topic, 0))
     async with engine.connect() as connection:

@@ -16,12 +16,12 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.dead_letter import DeadLetter, MemoryDeadLetterSink
+from service.dead_letter import DeadLetter
 from service.pipeline import BatchProcessor
-from service.records import SimpleRecord
 from service.retry import Backoff
 from tests.support.events import adjust, record, upsert
 from tests.support.oracle import table
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
 async def committed(engine: AsyncEngine) -> dict[str, Any]:
@@ -72,14 +72,14 @@ async def test_a_sink_failing_after_positions_are_written_moves_neither_products
     setup = BatchProcessor(
         async_sessionmaker(engine), MemoryDeadLetterSink(), "g", Backoff(0.01, 0.1)
     )
-    await setup.process(_batch([record(upsert(1, 1, quantity=10))]))
+    await process(setup, _batch([record(upsert(1, 1, quantity=10))]))
     before = await committed(engine)
     assert before == {"products": [(1, 10, 1)], "positions": [("t", 0, 1)], "claimed": 1}
 
     sink = FailingOnceSink(engine)
     processor = BatchProcessor(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
     batch = _batch([record(adjust(1, -4)), record(upsert(2, 1, quantity=1)), (b"1", b"junk")], 1)
-    report = await processor.process(batch)
+    report = await process(processor, batch)
 
     # While the first attempt sat in the sink, and after it failed (the retry's view),
     # nothing of the batch was visible: not the products, not the positions, not the claims.
@@ -129,7 +129,7 @@ async def test_a_failed_position_write_takes_the_products_and_letters_back_with_
     processor = BatchProcessor(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
     pairs = [record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")]
 
-    report = await processor.process(_batch(pairs))
+    report = await process(processor, _batch(pairs))
 
     assert (report.applied, report.duplicates, report.redelivered) == (2, 0, 0)
     assert [letter.record.offset for letter in sink.letters] == [2]
@@ -146,11 +146,11 @@ async def test_a_redelivery_is_dropped_by_the_stored_offset_alone(engine: AsyncE
     sink = MemoryDeadLetterSink()
     processor = BatchProcessor(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
     batch = _batch([record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")])
-    await processor.process(batch)
+    await process(processor, batch)
     async with engine.begin() as connection:
         await connection.execute(text("TRUNCATE processed_events"))
 
-    again = await processor.process(batch)
+    again = await process(processor, batch)
 
     assert (again.redelivered, again.applied, again.duplicates) == (3, 0, 0)
     assert (await table(engine))[1].quantity == 6

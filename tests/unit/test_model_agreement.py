@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from service.claims import kept_ids
 from service.decoding import Unusable, decode
 from service.domain import Applied, Rejected, Stale, fold
-from service.records import SimpleRecord
 from tests.faults import bad_inputs
 from tests.support import model
 from tests.support.events import LabelledSpec, Rec, generate_records
+from tests.support.write_path import SimpleRecord
 
 MAX_QUANTITY = 2**31 - 1
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

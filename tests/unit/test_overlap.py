@@ -10,7 +10,8 @@ from service.decoding import Unusable
 from service.domain import Event, Reason
 from service.overlap import OverlappedWriter
 from service.pipeline import BatchReport
-from service.records import Record, SimpleRecord
+from service.records import Record
+from tests.support.write_path import SimpleRecord
 
 
 class FakeProcessor:

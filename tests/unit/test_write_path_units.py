@@ -15,14 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service import pipeline
-from service.dead_letter import DeadLetter, MemoryDeadLetterSink
+from service.dead_letter import DeadLetter
 from service.decoding import Unusable, decode
 from service.domain import Applied, ProductState, Reason, Rejected, Stale
 from service.overlap import OverlappedWriter
 from service.pipeline import BatchProcessor, BatchReport, _dead_letters, _fresh
-from service.records import SimpleRecord, partition_runs
+from service.records import partition_runs
 from service.retry import Backoff
 from tests.support.events import BASE_TIME, adjust, delete, record, upsert
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:
@@ -309,7 +310,7 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     pairs = [record(upsert(1, 1)), record(upsert(2, 1)), record(adjust(3, 1)), (b"1", b"junk")]
     batch = [SimpleRecord("t", 0, i, k, v) for i, (k, v) in enumerate(pairs)]
 
-    report = await processor.process(batch)
+    report = await process(processor, batch)
 
     assert store.log == [
         ("lock", 1),
