@@ -36,10 +36,6 @@ class ProductState(NamedTuple):
     version: int
     deleted_at: datetime | None = None
 
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
-
 
 class Reason(enum.StrEnum):
     """Why a record was dead-lettered: the `error.reason` header."""

@@ -29,7 +29,6 @@ class PartitionProgress:
     tp: TopicAndPartition
     stored: int | None  # next offset the database holds for it (None: not known yet)
     log_start: int | None
-    log_end: int | None
     lag: int | None  # records in the log not yet applied (None: unknown)
     seconds_since_progress: float  # 0 while caught up
 
@@ -104,7 +103,7 @@ class ProgressTracker:
                     state.progress_at = now
                 state.caught_up = False
             since = 0.0 if lag == 0 else max(now - state.progress_at, 0.0)
-            snapshot.append(PartitionProgress(tp, state.stored, start, end, lag, since))
+            snapshot.append(PartitionProgress(tp, state.stored, start, lag, since))
         self._snapshot = tuple(snapshot)
         return self._snapshot
 

@@ -168,7 +168,7 @@ def test_upsert_creates_a_product_with_quantity_zero_by_default() -> None:
         version=3,
         deleted_at=None,
     )
-    assert not created.is_deleted
+    assert created.deleted_at is None
 
 
 @pytest.mark.parametrize("quantity", [0, 1, 25, MAX_QUANTITY])
@@ -221,7 +221,7 @@ def test_upsert_with_higher_version_undeletes_a_deleted_product() -> None:
     revived = applied(apply_event(current, upsert(1, 3, name="Back", price="3.00")))
 
     assert revived.deleted_at is None
-    assert not revived.is_deleted
+    assert revived.deleted_at is None
     assert (revived.name, revived.price, revived.quantity, revived.version) == (
         "Back",
         Decimal("3.00"),
@@ -255,7 +255,7 @@ def test_delete_with_higher_version_marks_the_product_deleted() -> None:
     gone = applied(apply_event(current, delete(1, 3, occurred_at=when)))
 
     assert gone == current._replace(version=3, deleted_at=when)
-    assert gone.is_deleted
+    assert gone.deleted_at is not None
     assert gone.quantity == 6
 
 
@@ -391,7 +391,7 @@ def test_fold_uses_states_produced_earlier_in_the_batch() -> None:
     rejected(result.outcomes[0], Reason.UNKNOWN_PRODUCT)
     applied(result.outcomes[1])
     assert applied(result.outcomes[2]).quantity == 4
-    assert applied(result.outcomes[3]).is_deleted
+    assert applied(result.outcomes[3]).deleted_at is not None
     rejected(result.outcomes[4], Reason.UNKNOWN_PRODUCT)
     assert result.changed[1].quantity == 4
     assert result.changed[1].deleted_at == T0
