@@ -94,7 +94,7 @@ class BatchReport:
         }
 
 
-class BatchProcessor:
+class WritePath:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from service.dead_letter import DeadLetter
-from service.pipeline import BatchProcessor, BatchReport, Ownership
+from service.pipeline import BatchReport, Ownership, WritePath
 from service.records import Record
 
 
@@ -35,7 +35,7 @@ class MemoryDeadLetterSink:
 
 
 async def process(
-    processor: BatchProcessor, records: Sequence[Record], still_owned: Ownership | None = None
+    write_path: WritePath, records: Sequence[Record], still_owned: Ownership | None = None
 ) -> BatchReport:
     """Apply a batch exactly once; retries transient failures until it commits.
 
@@ -43,4 +43,4 @@ async def process(
     of a partition this consumer lost in a rebalance are abandoned (the new owner reads
     them again from the stored position) and nothing is written for that partition.
     """
-    return await processor.write(records, await processor.decode(records), still_owned)
+    return await write_path.write(records, await write_path.decode(records), still_owned)
