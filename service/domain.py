@@ -1,9 +1,9 @@
 """How one product event changes one product: pure functions, no I/O.
 
-`apply_event` decides the fate of a single event against a product's current state;
+`apply_event` decides the outcome of a single event against a product's current state;
 `fold` runs a whole batch of events, in order, over the states it touches. The write
-path stores what `fold` returns; the tests and the fault suite's oracle use the very
-same functions.
+path (pipeline.py) stores what `fold` returns. The tests judge these functions by an
+independent model of the contract (tests/support/model.py), which imports nothing from here.
 """
 
 from __future__ import annotations

@@ -31,9 +31,8 @@ log = logging.getLogger("service.pipeline")
 
 Ownership = Callable[[str, int], bool]
 # Records validated between yields to the event loop. Each database reply of the transaction
-# in flight waits for the chunk being validated: smaller chunks answer it sooner. bench, 1M
-# events, one process, runs of each: 1024 -> 44-46k/s, 256 -> 49-53k/s, 64 -> 52-58k/s,
-# 16 -> 54-62k/s (no better than 64 within this host's noise).
+# in flight waits for the chunk being validated: smaller chunks answer it sooner, at some
+# cost per yield. Chosen with the benchmark (bench/README.md); measure again before changing.
 DECODE_CHUNK = 64
 
 

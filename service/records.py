@@ -26,6 +26,8 @@ class Record(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
+# A partition as a plain (topic, partition) tuple: a dict key, ordered by topic then number.
+# aiokafka's TopicPartition is a NamedTuple of the same shape, so one of those fits too.
 TopicAndPartition = tuple[str, int]
 
 
