@@ -1,0 +1,39 @@
+"""The README names every metric the service defines, in its Operations list, and no other."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = re.compile(r"\binventory_sink_[a-z_]+[a-z]\b")
+
+
+def defined() -> set[str]:
+    """Every metric name written as a string literal in service/ (Counter, Gauge, Histogram,
+    collectors: each defines its metrics by such a literal)."""
+    found = set()
+    for path in (ROOT / "service").rglob("*.py"):
+        found.update(re.findall(r"[\"'](inventory_sink_[a-z_]+)[\"']", path.read_text("utf-8")))
+    return found
+
+
+def operations_section() -> str:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    start = readme.index("\n## Operations")
+    return readme[start : readme.index("\n### ", start)]
+
+
+def test_the_search_finds_the_metrics() -> None:
+    assert {"inventory_sink_events_total", "inventory_sink_partition_lag"} <= defined()
+
+
+def test_the_operations_list_names_every_metric_the_service_defines() -> None:
+    missing = defined() - set(NAME.findall(operations_section()))
+    assert not missing, f"add to README.md's Operations list: {sorted(missing)}"
+
+
+def test_the_readme_names_no_metric_the_service_does_not_define() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    unknown = set(NAME.findall(readme)) - defined()
+    assert not unknown, f"README.md names metrics nothing defines: {sorted(unknown)}"
