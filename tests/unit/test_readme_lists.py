@@ -1,4 +1,5 @@
-"""The README names every metric the service defines, in its Operations list, and no other."""
+"""The README's lists stay complete: every metric the service defines (in Operations, and no
+metric it does not define), and every module of service/ (in Layout)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,15 @@ def test_the_readme_names_no_metric_the_service_does_not_define() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     unknown = set(NAME.findall(readme)) - defined()
     assert not unknown, f"README.md names metrics nothing defines: {sorted(unknown)}"
+
+
+def test_the_layout_table_names_every_module_of_the_service() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    layout = readme[readme.index("\n## Layout") :]
+    modules = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "service").glob("*.py")
+        if path.name != "__init__.py"
+    }
+    missing = {module for module in modules if f"`{module}`" not in layout}
+    assert not missing, f"add to README.md's Layout table: {sorted(missing)}"
