@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import load_settings
 from service.contract import InvalidEvent, InvalidJson, parse_event
 from service.db import make_engine, make_session_factory
-from service.domain import Applied, Product, apply_event
+from service.domain import Applied, ProductState, apply_event
 from service.logs import configure_logging
 from service.records import Record
 
@@ -87,7 +87,7 @@ class NaiveSink:
                     self.fates["duplicate"] += 1
                 else:
                     row = (await session.execute(READ, {"id": event.product_id})).first()
-                    current = Product(**row._mapping) if row is not None else None
+                    current = ProductState(**row._mapping) if row is not None else None
                     outcome = apply_event(current, event)
                     if isinstance(outcome, Applied):
                         p = outcome.product
@@ -103,7 +103,7 @@ class NaiveSink:
                                 "deleted_at": p.deleted_at,
                             },
                         )
-                    self.fates[outcome.fate.value] += 1
+                    self.fates[type(outcome).__name__.lower()] += 1
         self.handled += 1
         self.last_at = time.perf_counter()
         if self.handled >= self.target or self.last_at - self.first_at >= self.time_limit:

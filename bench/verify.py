@@ -1,4 +1,4 @@
-"""Check a sink's final table against the oracle (the domain's own fold over the stream)."""
+"""Check a sink's final table against the oracle (the independent model's outcome of the stream)."""
 
 from __future__ import annotations
 

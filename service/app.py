@@ -30,7 +30,7 @@ from service.kafka_security import broker_security, client_kwargs
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter, Seek
 from service.partition_guard import PartitionGuard
-from service.pipeline import BatchProcessor, BatchReport, Ownership
+from service.pipeline import BatchReport, Ownership, WritePath
 from service.positions import OnAheadOfLog, OnRecordsLost
 from service.probes import (
     Lifecycle,
@@ -69,7 +69,7 @@ def _flatten(raw: Any) -> list[Record]:
     return [raw]
 
 
-class BatchSink(Protocol):
+class BatchWriter(Protocol):
     async def submit(
         self,
         records: Sequence[Record],
@@ -80,7 +80,7 @@ class BatchSink(Protocol):
 
 def build_broker(
     settings: Settings,
-    writer: BatchSink,
+    writer: BatchWriter,
     read_positions: PositionReader,
     guard: PartitionGuard | None = None,
 ) -> KafkaBroker:
@@ -184,7 +184,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         OnRecordsLost(settings.on_records_lost_to_retention),
         settings.position_check_interval_s,
     )
-    processor = BatchProcessor(
+    write_path = WritePath(
         sessions,
         dead_letters,
         settings.kafka_group_id,
@@ -198,13 +198,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         async with sessions() as session:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
-    writer = OverlappedWriter(processor)
+    writer = OverlappedWriter(write_path)
     broker = build_broker(settings, writer, read_positions, guard)
 
     # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its
     # job and does it. Add checks with `readiness.register(name, check)` (see service/health.py).
     progress = ProgressTracker()
-    processor.on_commit.append(lambda report: progress.committed(report.next_offsets))
+    write_path.on_commit.append(lambda report: progress.committed(report.next_offsets))
     subscriber = broker.subscribers[0]
     lifecycle = Lifecycle()
     liveness = Probe("live")

@@ -135,13 +135,3 @@ class KafkaDeadLetterSink:
                 letter.message[:LOGGED_MESSAGE_CHARS],
                 extra=record_fields(record) | {"reason": letter.reason.value},
             )
-
-
-class MemoryDeadLetterSink:
-    """Keeps letters in a list: for unit tests and tools."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    async def send(self, letters: Sequence[DeadLetter]) -> None:
-        self.letters.extend(letters)

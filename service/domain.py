@@ -1,9 +1,9 @@
 """How one product event changes one product: pure functions, no I/O.
 
-`apply_event` decides the fate of a single event against a product's current state;
+`apply_event` decides the outcome of a single event against a product's current state;
 `fold` runs a whole batch of events, in order, over the states it touches. The write
-path stores what `fold` returns; the tests and the fault suite's oracle use the very
-same functions.
+path (pipeline.py) stores what `fold` returns. The tests judge these functions by an
+independent model of the contract (tests/support/model.py), which imports nothing from here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from service.contract import MAX_QUANTITY, ProductDeleted, ProductUpserted, Stoc
 Event = ProductUpserted | ProductDeleted | StockAdjusted
 
 
-class Product(NamedTuple):
+class ProductState(NamedTuple):
     """A product as the table stores it (timestamps kept by the database aside).
 
     Immutable; a NamedTuple rather than a frozen dataclass because the write path builds
@@ -36,10 +36,6 @@ class Product(NamedTuple):
     version: int
     deleted_at: datetime | None = None
 
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
-
 
 class Reason(enum.StrEnum):
     """Why a record was dead-lettered: the `error.reason` header."""
@@ -53,33 +49,23 @@ class Reason(enum.StrEnum):
     RECORD_TOO_LARGE = "record_too_large"  # over MAX_RECORD_BYTES: never parsed
 
 
-class Fate(enum.StrEnum):
-    APPLIED = "applied"
-    STALE = "stale"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-
-
 class Applied(NamedTuple):
-    product: Product
-    fate: Fate = Fate.APPLIED
+    product: ProductState
 
 
 class Stale(NamedTuple):
     current_version: int
-    fate: Fate = Fate.STALE
 
 
 class Rejected(NamedTuple):
     reason: Reason
     message: str
-    fate: Fate = Fate.REJECTED
 
 
 Outcome = Applied | Stale | Rejected
 
 
-def apply_event(current: Product | None, event: Event) -> Outcome:
+def apply_event(current: ProductState | None, event: Event) -> Outcome:
     """Return what `event` does to the product whose current state is `current`."""
     # Dispatch on the discriminator: cheaper than isinstance on pydantic models (ABCs).
     if event.event_type == "stock.adjusted":
@@ -89,11 +75,11 @@ def apply_event(current: Product | None, event: Event) -> Outcome:
     return _delete(current, event)
 
 
-def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
+def _upsert(current: ProductState | None, event: ProductUpserted) -> Outcome:
     data = event.data
     if current is None:
         return Applied(
-            Product(
+            ProductState(
                 id=event.product_id,
                 name=data.name,
                 description=data.description,
@@ -105,7 +91,7 @@ def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
     if event.version <= current.version:
         return Stale(current.version)
     return Applied(
-        Product(
+        ProductState(
             current.id,
             data.name,
             data.description,
@@ -117,7 +103,7 @@ def _upsert(current: Product | None, event: ProductUpserted) -> Outcome:
     )
 
 
-def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
+def _delete(current: ProductState | None, event: ProductDeleted) -> Outcome:
     if current is None:
         return Rejected(
             Reason.UNKNOWN_PRODUCT,
@@ -128,7 +114,7 @@ def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
         return Stale(current.version)
     deleted_at = current.deleted_at if current.deleted_at is not None else event.occurred_at
     return Applied(
-        Product(
+        ProductState(
             current.id,
             current.name,
             current.description,
@@ -140,7 +126,7 @@ def _delete(current: Product | None, event: ProductDeleted) -> Outcome:
     )
 
 
-def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
+def _adjust(current: ProductState | None, event: StockAdjusted) -> Outcome:
     if current is None or current.deleted_at is not None:
         state = "is deleted" if current is not None else "does not exist"
         return Rejected(
@@ -163,7 +149,7 @@ def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
         )
     # Built field by field: a NamedTuple built directly is the cheapest on this hot path.
     return Applied(
-        Product(
+        ProductState(
             current.id,
             current.name,
             current.description,
@@ -177,16 +163,15 @@ def _adjust(current: Product | None, event: StockAdjusted) -> Outcome:
 
 @dataclass(slots=True)
 class FoldResult:
-    """What a batch did: the final state of every product it changed, and each event's fate."""
+    """What a batch did: the final state of every product it changed, and each event's
+    outcome (the ids it processed are those of its applied and stale events: claims.kept_ids)."""
 
-    changed: dict[int, Product] = field(default_factory=dict)
+    changed: dict[int, ProductState] = field(default_factory=dict)
     outcomes: list[Outcome | None] = field(default_factory=list)  # None: duplicate event_id
-    # The ids of the events that were applied or stale, once each: the processed ids.
-    processed_ids: list[UUID] = field(default_factory=list)
 
 
 def fold(
-    states: Mapping[int, Product],
+    states: Mapping[int, ProductState],
     events: Iterable[Event],
     already_processed: Set[UUID] = frozenset(),
 ) -> FoldResult:
@@ -202,7 +187,6 @@ def fold(
     current = dict(states)
     changed = result.changed
     outcomes = result.outcomes
-    processed = result.processed_ids
     seen: set[UUID] = set(already_processed)
     for event in events:
         event_id = event.event_id
@@ -214,6 +198,5 @@ def fold(
             current[event.product_id] = changed[event.product_id] = outcome.product
         if type(outcome) is not Rejected:
             seen.add(event_id)
-            processed.append(event_id)
         outcomes.append(outcome)
     return result

@@ -18,17 +18,17 @@ from collections.abc import Callable, Sequence
 
 from service.decoding import Unusable
 from service.domain import Event
-from service.pipeline import BatchProcessor, BatchReport, Ownership
-from service.records import Record, TopicPartition, first_offsets
+from service.pipeline import BatchReport, Ownership, WritePath
+from service.records import Record, TopicAndPartition, first_offsets
 
-Seek = Callable[[TopicPartition, int], None]
+Seek = Callable[[TopicAndPartition, int], None]
 
 
 class OverlappedWriter:
-    def __init__(self, processor: BatchProcessor) -> None:
-        self.processor = processor
+    def __init__(self, write_path: WritePath) -> None:
+        self.write_path = write_path
         self._inflight: asyncio.Task[BatchReport] | None = None
-        self._fence: dict[TopicPartition, int] = {}
+        self._fence: dict[TopicAndPartition, int] = {}
         self._seek: Seek | None = None
 
     async def submit(
@@ -42,11 +42,11 @@ class OverlappedWriter:
         Returns the report of the batch that finished before (None if there was none).
         """
         self._seek = seek
-        decoded = await self.processor.decode(records)
+        decoded = await self.write_path.decode(records)
         finished = await self.drain()
         kept, kept_decoded = self._drop_fenced(records, decoded)
         if kept:
-            task = asyncio.create_task(self.processor.write(kept, kept_decoded, still_owned))
+            task = asyncio.create_task(self.write_path.write(kept, kept_decoded, still_owned))
             task.add_done_callback(self._apply_rewinds)
             self._inflight = task
         return finished

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiokafka import TopicPartition as KafkaTopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,7 +41,7 @@ from service.positions import (
     lost_in_gap,
     problem,
 )
-from service.records import TopicPartition
+from service.records import TopicAndPartition
 from service.topic_ids import topic_ids
 
 log = logging.getLogger("service.positions")
@@ -55,21 +55,21 @@ class StoppedPartitions:
     `stopped()` is not empty."""
 
     def __init__(self) -> None:
-        self._reasons: dict[TopicPartition, str] = {}
+        self._reasons: dict[TopicAndPartition, str] = {}
 
-    def stopped(self) -> dict[TopicPartition, str]:
+    def stopped(self) -> dict[TopicAndPartition, str]:
         return dict(self._reasons)
 
     def __contains__(self, tp: object) -> bool:
         return tp in self._reasons
 
-    def reason(self, tp: TopicPartition) -> str | None:
+    def reason(self, tp: TopicAndPartition) -> str | None:
         return self._reasons.get(tp)
 
-    def add(self, tp: TopicPartition, reason: str) -> None:
+    def add(self, tp: TopicAndPartition, reason: str) -> None:
         self._reasons[tp] = reason
 
-    def discard(self, tp: TopicPartition) -> None:
+    def discard(self, tp: TopicAndPartition) -> None:
         self._reasons.pop(tp, None)
 
     def problem(self) -> str | None:
@@ -130,8 +130,8 @@ class PartitionGuard:
         self.stopped = StoppedPartitions()
         self.metrics = PositionMetrics(registry)
         self._consumer: Callable[[], Any] = lambda: None
-        self._pending: set[TopicPartition] = set()  # paused, waiting for a check
-        self._lost_counted: dict[TopicPartition, tuple[int, int]] = {}
+        self._pending: set[TopicAndPartition] = set()  # paused, waiting for a check
+        self._lost_counted: dict[TopicAndPartition, tuple[int, int]] = {}
         self._wake = asyncio.Event()
 
     def attach(self, consumer: Callable[[], Any]) -> None:
@@ -140,7 +140,7 @@ class PartitionGuard:
 
     # -- the rebalance listener --------------------------------------------------------
 
-    async def on_assigned(self, assigned: Iterable[KafkaTopicPartition]) -> None:
+    async def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         consumer = self._consumer()
         tps = {(tp.topic, tp.partition) for tp in assigned}
         if consumer is None or not tps:
@@ -148,7 +148,7 @@ class PartitionGuard:
         _pause(consumer, tps)  # nothing is fetched before its position is checked
         await self._check(consumer, tps)
 
-    def on_revoked(self, revoked: Iterable[KafkaTopicPartition]) -> None:
+    def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         """Another consumer checks these partitions now."""
         for tp in ((tp.topic, tp.partition) for tp in revoked):
             self._pending.discard(tp)
@@ -158,17 +158,17 @@ class PartitionGuard:
 
     # -- the write path (service/pipeline.py) -------------------------------------------
 
-    def holds(self, tp: TopicPartition) -> bool:
+    def holds(self, tp: TopicAndPartition) -> bool:
         """True while nothing of `tp` may be written: stopped, or waiting for a check."""
         return tp in self.stopped or tp in self._pending
 
-    def log_was_reset(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+    def log_was_reset(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
         """Records below the stored position arrived: an ordinary redelivery, unless the log
         now ends below the stored position. Then the partition is held back and checked."""
         consumer = self._consumer()
         if consumer is None:
             return False
-        end = consumer.highwater(KafkaTopicPartition(*tp))
+        end = consumer.highwater(TopicPartition(*tp))
         if end is None or end >= stored:
             return False
         log.error(
@@ -185,14 +185,14 @@ class PartitionGuard:
         self._wake.set()
         return True
 
-    async def accept_gap(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+    async def accept_gap(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
         """A batch starts at `first_offset` past the stored position even after a seek back.
         True: move on (compaction or transaction markers, or retention loss with
         ON_RECORDS_LOST_TO_RETENTION=continue). False: the partition is stopped."""
         consumer = self._consumer()
         if consumer is None:
             return True
-        ktp = KafkaTopicPartition(*tp)
+        ktp = TopicPartition(*tp)
         start = (await consumer.beginning_offsets([ktp]))[ktp]
         lost = lost_in_gap(stored, first_offset, start)
         if not lost:
@@ -255,7 +255,7 @@ class PartitionGuard:
             except Exception as error:  # a check must never end the loop
                 log.warning("checking stored positions failed (%s); trying again", error)
 
-    async def _watch_topic_ids(self, consumer: Any, assigned: set[TopicPartition]) -> None:
+    async def _watch_topic_ids(self, consumer: Any, assigned: set[TopicAndPartition]) -> None:
         running = {tp for tp in assigned if not self.holds(tp)}
         if not running:
             return
@@ -285,11 +285,11 @@ class PartitionGuard:
 
     # -- the check itself ---------------------------------------------------------------
 
-    async def _check(self, consumer: Any, tps: set[TopicPartition]) -> None:
+    async def _check(self, consumer: Any, tps: set[TopicAndPartition]) -> None:
         """Decide and act for each (paused) partition; on failure they wait for a retry."""
         try:
             bounds = await log_bounds(consumer, tps)
-            stored: dict[TopicPartition, Stored] = {}
+            stored: dict[TopicAndPartition, Stored] = {}
             async with self.sessions() as session:
                 for topic in sorted({t for t, _ in tps}):
                     rows = await position_store.read(session, self.group_id, topic)
@@ -315,7 +315,7 @@ class PartitionGuard:
     async def _act(
         self,
         consumer: Any,
-        tp: TopicPartition,
+        tp: TopicAndPartition,
         stored: Stored | None,
         bounds: LogBounds,
         decision: Decision,
@@ -346,13 +346,13 @@ class PartitionGuard:
             )
             self.stopped.discard(tp)
             self.metrics.stopped.labels(tp[0], str(tp[1])).set(0)
-        ktp = KafkaTopicPartition(*tp)
+        ktp = TopicPartition(*tp)
         if ktp in consumer.assignment():  # not revoked while we looked
             consumer.seek(ktp, decision.offset)
             consumer.resume(ktp)
 
     def _report_move(
-        self, tp: TopicPartition, stored: Stored | None, bounds: LogBounds, decision: Decision
+        self, tp: TopicAndPartition, stored: Stored | None, bounds: LogBounds, decision: Decision
     ) -> None:
         if decision.status in (Status.OK, Status.NOT_STORED):
             return
@@ -376,7 +376,12 @@ class PartitionGuard:
         )
 
     def _stop(
-        self, consumer: Any, tp: TopicPartition, stored: Stored, bounds: LogBounds, status: Status
+        self,
+        consumer: Any,
+        tp: TopicAndPartition,
+        stored: Stored,
+        bounds: LogBounds,
+        status: Status,
     ) -> None:
         _pause(consumer, {tp})
         reason = problem(*tp, stored, bounds, status)
@@ -391,7 +396,7 @@ class PartitionGuard:
             fix(*tp, status),
         )
 
-    def _count_lost(self, tp: TopicPartition, stored: int, stop: int) -> bool:
+    def _count_lost(self, tp: TopicAndPartition, stored: int, stop: int) -> bool:
         """Count offsets [stored, stop) as lost, once however often they are seen; True the
         first time."""
         if self._lost_counted.get(tp) == (stored, stop) or stop <= stored:
@@ -401,20 +406,22 @@ class PartitionGuard:
         return True
 
 
-async def log_bounds(consumer: Any, tps: set[TopicPartition]) -> dict[TopicPartition, LogBounds]:
-    ktps = [KafkaTopicPartition(*tp) for tp in sorted(tps)]
+async def log_bounds(
+    consumer: Any, tps: set[TopicAndPartition]
+) -> dict[TopicAndPartition, LogBounds]:
+    ktps = [TopicPartition(*tp) for tp in sorted(tps)]
     starts = await consumer.beginning_offsets(ktps)
     ends = await consumer.end_offsets(ktps)
     ids = await topic_ids(consumer._client, sorted({tp.topic for tp in ktps}))
     return {(tp.topic, tp.partition): LogBounds(starts[tp], ends[tp], ids[tp.topic]) for tp in ktps}
 
 
-def _pause(consumer: Any, tps: Iterable[TopicPartition]) -> None:
+def _pause(consumer: Any, tps: Iterable[TopicAndPartition]) -> None:
     owned = consumer.assignment()
-    ktps = [ktp for ktp in (KafkaTopicPartition(*tp) for tp in tps) if ktp in owned]
+    ktps = [ktp for ktp in (TopicPartition(*tp) for tp in tps) if ktp in owned]
     if ktps:
         consumer.pause(*ktps)
 
 
-def _names(tps: Iterable[TopicPartition]) -> str:
+def _names(tps: Iterable[TopicAndPartition]) -> str:
     return ", ".join(f"{t}[{p}]" for t, p in sorted(tps))

@@ -24,30 +24,29 @@ from service.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
 from service.logs import partition_fields, record_fields
 from service.metrics import Metrics
-from service.records import Record, Run, TopicPartition, first_offsets, partition_runs
+from service.records import Record, Run, TopicAndPartition, first_offsets, partition_runs
 from service.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
 
 Ownership = Callable[[str, int], bool]
 # Records validated between yields to the event loop. Each database reply of the transaction
-# in flight waits for the chunk being validated: smaller chunks answer it sooner. bench, 1M
-# events, one process, runs of each: 1024 -> 44-46k/s, 256 -> 49-53k/s, 64 -> 52-58k/s,
-# 16 -> 54-62k/s (no better than 64 within this host's noise).
+# in flight waits for the chunk being validated: smaller chunks answer it sooner, at some
+# cost per yield. Chosen with the benchmark (bench/README.md); measure again before changing.
 DECODE_CHUNK = 64
 
 
 class PositionGuard(Protocol):
     """Checks stored positions against Kafka's log (service/partition_guard.py)."""
 
-    def holds(self, tp: TopicPartition) -> bool:
+    def holds(self, tp: TopicAndPartition) -> bool:
         """True while nothing of the partition may be written (stopped or being checked)."""
 
-    def log_was_reset(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+    def log_was_reset(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
         """Records below the stored position arrived: True if the log was reset (the
         partition is then held back), False for an ordinary redelivery."""
 
-    async def accept_gap(self, tp: TopicPartition, stored: int, first_offset: int) -> bool:
+    async def accept_gap(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
         """Offsets [stored, first_offset) are missing even after a seek back: True to move
         on past them, False if the partition was stopped."""
 
@@ -94,7 +93,7 @@ class BatchReport:
         }
 
 
-class BatchProcessor:
+class WritePath:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -116,17 +115,6 @@ class BatchProcessor:
         # Told of every committed batch (progress tracking, issue 8 item 5); must not raise.
         self.on_commit: list[Callable[[BatchReport], None]] = []
 
-    async def process(
-        self, records: Sequence[Record], still_owned: Ownership | None = None
-    ) -> BatchReport:
-        """Apply a batch exactly once; retries transient failures until it commits.
-
-        `still_owned(topic, partition)` is asked after the partition rows are locked: records
-        of a partition this consumer lost in a rebalance are abandoned (the new owner reads
-        them again from the stored position) and nothing is written for that partition.
-        """
-        return await self.write(records, await self.decode(records), still_owned)
-
     async def decode(self, records: Sequence[Record]) -> list[Event | Unusable]:
         """Validate every record (pure CPU), yielding to the event loop between chunks so a
         transaction in flight keeps talking to the database meanwhile."""
@@ -146,7 +134,13 @@ class BatchProcessor:
         decoded: Sequence[Event | Unusable],
         still_owned: Ownership | None = None,
     ) -> BatchReport:
-        """Commit an already decoded batch; retries transient failures until it commits."""
+        """Commit an already decoded batch exactly once; retries transient failures until it
+        commits.
+
+        `still_owned(topic, partition)` is asked after the partition rows are locked: records
+        of a partition this consumer lost in a rebalance are abandoned (the new owner reads
+        them again from the stored position) and nothing is written for that partition.
+        """
         if not records:
             return BatchReport()
         started = time.perf_counter()
@@ -232,7 +226,7 @@ class BatchProcessor:
             if fates[Rejected]:  # only applied and stale events keep their ids claimed
                 await store.release_events(
                     session,
-                    claims_to_release(events, result.outcomes, result.processed_ids, already),
+                    claims_to_release(events, result.outcomes, already),
                 )
             dead = _dead_letters(fresh, items, result.outcomes)
             report.dead_lettered.update(letter.reason.value for letter in dead)
@@ -250,7 +244,7 @@ class BatchProcessor:
         self,
         records: Sequence[Record],
         runs: Sequence[Run],
-        positions: dict[TopicPartition, int],
+        positions: dict[TopicAndPartition, int],
         report: BatchReport,
     ) -> None:
         """Write nothing of a partition whose stored position does not match the log (the
@@ -271,7 +265,7 @@ class BatchProcessor:
         self,
         records: Sequence[Record],
         runs: Sequence[Run],
-        positions: dict[TopicPartition, int],
+        positions: dict[TopicAndPartition, int],
         report: BatchReport,
     ) -> None:
         """Never move a stored position over records this consumer has not seen.
@@ -338,13 +332,13 @@ def _fresh(
     records: Sequence[Record],
     decoded: Sequence[Event | Unusable],
     runs: Sequence[Run],
-    positions: dict[TopicPartition, int],
-) -> tuple[list[Record], list[Event | Unusable], dict[TopicPartition, int]]:
+    positions: dict[TopicAndPartition, int],
+) -> tuple[list[Record], list[Event | Unusable], dict[TopicAndPartition, int]]:
     """The records at or past their partition's stored position (those of partitions not in
     `positions` are left out), their decoded items, and each partition's next position."""
     fresh: list[Record] = []
     items: list[Event | Unusable] = []
-    next_offsets: dict[TopicPartition, int] = {}
+    next_offsets: dict[TopicAndPartition, int] = {}
     for run in runs:
         stored = positions.get(run.tp)
         if stored is None:

@@ -10,8 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka import TopicPartition as KafkaTopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,7 +19,7 @@ from service.config import Settings
 from service.health import Check, Problem
 from service.progress import PartitionProgress, ProgressTracker, stall_problem
 from service.rebalance import PositionReader
-from service.records import TopicPartition
+from service.records import TopicAndPartition
 from service.schema_check import SchemaNotReady, require_current_schema
 
 log = logging.getLogger("service.probes")
@@ -126,7 +125,7 @@ class ProgressMonitor:
 
     async def refresh(self) -> tuple[PartitionProgress, ...]:
         consumer = self._consumer()
-        assigned: set[TopicPartition] = set()
+        assigned: set[TopicAndPartition] = set()
         if consumer is not None:
             assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         if not assigned or consumer is None:
@@ -150,11 +149,11 @@ class ProgressMonitor:
 
 
 async def _log_offsets(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
-) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    consumer: AIOKafkaConsumer, partitions: list[TopicAndPartition]
+) -> tuple[dict[TopicAndPartition, int], dict[TopicAndPartition, int]]:
     """Each partition's log start and end; if the broker does not answer, the end offsets
     the last fetches saw (no starts)."""
-    tps = [KafkaTopicPartition(*tp) for tp in partitions]
+    tps = [TopicPartition(*tp) for tp in partitions]
     try:
         ends = await asyncio.wait_for(consumer.end_offsets(tps), KAFKA_TIMEOUT_S)
         starts = await asyncio.wait_for(consumer.beginning_offsets(tps), KAFKA_TIMEOUT_S)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from service.records import TopicPartition
+from service.records import TopicAndPartition
 
 Clock = Callable[[], float]
 
@@ -26,10 +26,9 @@ Clock = Callable[[], float]
 class PartitionProgress:
     """One assigned partition as last observed."""
 
-    tp: TopicPartition
+    tp: TopicAndPartition
     stored: int | None  # next offset the database holds for it (None: not known yet)
     log_start: int | None
-    log_end: int | None
     lag: int | None  # records in the log not yet applied (None: unknown)
     seconds_since_progress: float  # 0 while caught up
 
@@ -47,10 +46,10 @@ class _State:
 class ProgressTracker:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._states: dict[TopicPartition, _State] = {}
+        self._states: dict[TopicAndPartition, _State] = {}
         self._snapshot: tuple[PartitionProgress, ...] = ()
 
-    def committed(self, next_offsets: Mapping[TopicPartition, int]) -> None:
+    def committed(self, next_offsets: Mapping[TopicAndPartition, int]) -> None:
         """A batch committed these next offsets (BatchReport.next_offsets)."""
         if not next_offsets:
             return
@@ -63,11 +62,11 @@ class ProgressTracker:
                 state.stored = offset
                 state.progress_at = now
 
-    def unknown(self, assigned: Iterable[TopicPartition]) -> set[TopicPartition]:
+    def unknown(self, assigned: Iterable[TopicAndPartition]) -> set[TopicAndPartition]:
         """Assigned partitions whose stored position is not known yet (see `seed`)."""
         return {tp for tp in assigned if tp not in self._states or self._states[tp].stored is None}
 
-    def seed(self, stored: Mapping[TopicPartition, int]) -> None:
+    def seed(self, stored: Mapping[TopicAndPartition, int]) -> None:
         """Stored positions read from the database; they fill in unknown ones only (a batch
         committed since the read is newer) and are no progress."""
         now = self._clock()
@@ -78,9 +77,9 @@ class ProgressTracker:
 
     def observe(
         self,
-        assigned: Iterable[TopicPartition],
-        log_starts: Mapping[TopicPartition, int],
-        log_ends: Mapping[TopicPartition, int],
+        assigned: Iterable[TopicAndPartition],
+        log_starts: Mapping[TopicAndPartition, int],
+        log_ends: Mapping[TopicAndPartition, int],
     ) -> tuple[PartitionProgress, ...]:
         """Compare the assigned partitions with the log; forget those no longer assigned.
 
@@ -104,7 +103,7 @@ class ProgressTracker:
                     state.progress_at = now
                 state.caught_up = False
             since = 0.0 if lag == 0 else max(now - state.progress_at, 0.0)
-            snapshot.append(PartitionProgress(tp, state.stored, start, end, lag, since))
+            snapshot.append(PartitionProgress(tp, state.stored, start, lag, since))
         self._snapshot = tuple(snapshot)
         return self._snapshot
 

@@ -7,7 +7,7 @@ a partition; every subset the consumer takes keeps that order).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -26,26 +26,16 @@ class Record(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SimpleRecord:
-    """A plain record, for tests and tools."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)
-
-
-TopicPartition = tuple[str, int]
+# A partition as a plain (topic, partition) tuple: a dict key, ordered by topic then number.
+# aiokafka's TopicPartition is a NamedTuple of the same shape, so one of those fits too.
+TopicAndPartition = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
     """Consecutive records of one partition in a batch: `records[start:stop]`."""
 
-    tp: TopicPartition
+    tp: TopicAndPartition
     start: int
     stop: int
 
@@ -68,10 +58,10 @@ def partition_runs(records: Sequence[Record]) -> list[Run]:
 
 def first_offsets(
     records: Sequence[Record], runs: Sequence[Run] | None = None
-) -> dict[TopicPartition, int]:
+) -> dict[TopicAndPartition, int]:
     """The lowest offset of each (topic, partition) among `records`: the first record of its
     first run (pass `runs` when the batch is already split)."""
-    first: dict[TopicPartition, int] = {}
+    first: dict[TopicAndPartition, int] = {}
     for run in partition_runs(records) if runs is None else runs:
         offset = records[run.start].offset
         if offset < first.get(run.tp, offset + 1):

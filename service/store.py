@@ -7,13 +7,14 @@ text, so asyncpg prepares it once.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from operator import itemgetter
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain import Product
-from service.records import TopicPartition
+from service.domain import ProductState
+from service.records import TopicAndPartition
 
 _ENSURE_POSITIONS = text(
     """
@@ -118,14 +119,14 @@ _PURGE_PROCESSED = text(
 )
 
 
-def _split(partitions: Iterable[TopicPartition]) -> dict[str, list[str] | list[int]]:
+def _split(partitions: Iterable[TopicAndPartition]) -> dict[str, list[str] | list[int]]:
     ordered = sorted(partitions)
     return {"topics": [t for t, _ in ordered], "partitions": [p for _, p in ordered]}
 
 
 async def lock_positions(
-    session: AsyncSession, group_id: str, partitions: Collection[TopicPartition]
-) -> dict[TopicPartition, int]:
+    session: AsyncSession, group_id: str, partitions: Collection[TopicAndPartition]
+) -> dict[TopicAndPartition, int]:
     """Lock each partition's stored position (creating it at 0) and return the next offsets.
 
     The row lock serialises every consumer that writes the same partition, so a consumer
@@ -143,13 +144,13 @@ async def lock_positions(
 
 async def read_positions(
     session: AsyncSession, group_id: str, topics: Collection[str]
-) -> dict[TopicPartition, int]:
+) -> dict[TopicAndPartition, int]:
     rows = await session.execute(_READ_POSITIONS, {"group_id": group_id, "topics": list(topics)})
     return {(topic, partition): offset for topic, partition, offset in rows}
 
 
 async def advance_positions(
-    session: AsyncSession, group_id: str, next_offsets: Mapping[TopicPartition, int]
+    session: AsyncSession, group_id: str, next_offsets: Mapping[TopicAndPartition, int]
 ) -> None:
     if not next_offsets:
         return
@@ -181,16 +182,21 @@ async def release_events(session: AsyncSession, event_ids: Sequence[UUID]) -> No
         await session.execute(_RELEASE_EVENTS, {"ids": event_ids})
 
 
-async def load_products(session: AsyncSession, product_ids: Collection[int]) -> dict[int, Product]:
+async def load_products(
+    session: AsyncSession, product_ids: Collection[int]
+) -> dict[int, ProductState]:
     """Read (and lock, in id order) the current state of the given products."""
     if not product_ids:
         return {}
     rows = await session.execute(_LOAD_PRODUCTS, {"ids": sorted(product_ids)})
-    # Columns in Product's field order: positional construction from plain tuples.
-    return {row[0]: Product(*row) for row in rows}
+    # Each field taken by its column's name, whatever the SELECT's order (one lookup per
+    # statement, then plain tuple indexing: as fast as positional construction).
+    columns = list(rows.keys())
+    pick = itemgetter(*(columns.index(name) for name in ProductState._fields))
+    return {state.id: state for state in map(ProductState._make, map(pick, rows))}
 
 
-async def save_products(session: AsyncSession, products: Collection[Product]) -> None:
+async def save_products(session: AsyncSession, products: Collection[ProductState]) -> None:
     """Insert or overwrite the given product states in one statement."""
     if not products:
         return

@@ -1,8 +1,9 @@
+"""Every test under tests/integration is marked `integration` (a module-level `pytestmark` in a
+conftest.py would mark nothing: pytest reads it only from test modules)."""
+
 from __future__ import annotations
 
 import pytest
-
-pytestmark = pytest.mark.integration
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,9 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from service.dead_letter import MemoryDeadLetterSink
-from service.pipeline import BatchProcessor
-from service.records import SimpleRecord
+from service.pipeline import WritePath
 from service.retention import purge_once
 from service.retry import Backoff
 from service.schema_check import head_revision, require_current_schema
@@ -27,6 +25,7 @@ from testbed.events import adjust, record, upsert
 from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import run_service, service_env
 from tests.support.services import PostgresEndpoint
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 DATABASE = f"{TEST_DATABASE}_privileges"
 
@@ -119,7 +118,7 @@ async def test_the_consumer_role_runs_the_whole_write_path(
     engine = create_async_engine(app.url())
     try:
         await require_current_schema(engine)  # reads alembic_version and the marker
-        processor = BatchProcessor(
+        write_path = WritePath(
             async_sessionmaker(engine),
             MemoryDeadLetterSink(),
             "least-privilege",
@@ -127,9 +126,9 @@ async def test_the_consumer_role_runs_the_whole_write_path(
         )
         pairs = [record(upsert(41, 1, quantity=10)), record(adjust(41, -4)), record(upsert(41, 2))]
         batch = [SimpleRecord("t", 0, offset, k, v) for offset, (k, v) in enumerate(pairs)]
-        report = await processor.process(batch)
+        report = await process(write_path, batch)
         assert report.applied == 3
-        assert (await processor.process(batch)).redelivered == 3  # positions read back
+        assert (await process(write_path, batch)).redelivered == 3  # positions read back
         forgotten = await purge_once(async_sessionmaker(engine), retention_s=0)  # DELETE
     finally:
         await engine.dispose()

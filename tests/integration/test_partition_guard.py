@@ -14,15 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from service.config import Settings
-from service.dead_letter import MemoryDeadLetterSink
 from service.partition_guard import PartitionGuard
-from service.pipeline import BatchProcessor
+from service.pipeline import WritePath
 from service.positions import OnRecordsLost
-from service.records import SimpleRecord
 from service.retry import Backoff
 from service.topics import ensure_topics
 from testbed.events import record, upsert
 from testbed.publish import publish
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
 @pytest.fixture
@@ -110,7 +109,7 @@ async def test_records_below_the_stored_position_of_a_shorter_log_are_held_not_d
     ending (30) below the stored position (40), they are new records of a reset log."""
     topic = settings.kafka_topic
     guard = _guard(engine, log_from_20_to_30)
-    processor = BatchProcessor(
+    write_path = WritePath(
         async_sessionmaker(engine), MemoryDeadLetterSink(), "g", Backoff(0.01, 0.1), guard=guard
     )
     async with engine.begin() as connection:
@@ -125,7 +124,7 @@ async def test_records_below_the_stored_position_of_a_shorter_log_are_held_not_d
         SimpleRecord(topic, 0, 20 + i, k, v)
         for i, (k, v) in enumerate(record(upsert(100 + i, 1)) for i in range(3))
     ]
-    report = await processor.process(batch)
+    report = await process(write_path, batch)
     assert (report.applied, report.redelivered, report.abandoned) == (0, 0, 3)
     assert guard.holds((topic, 0))
     assert TopicPartition(topic, 0) in log_from_20_to_30.paused()
@@ -134,8 +133,8 @@ async def test_records_below_the_stored_position_of_a_shorter_log_are_held_not_d
     async with engine.begin() as connection:
         await connection.execute(text("UPDATE consumer_offsets SET next_offset = 23"))
     other = _guard(engine, log_from_20_to_30)
-    processor.guard = other
-    report = await processor.process(batch)
+    write_path.guard = other
+    report = await process(write_path, batch)
     assert (report.redelivered, report.abandoned) == (3, 0)
     assert not other.holds((topic, 0))
     async with engine.connect() as connection:

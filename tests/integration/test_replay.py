@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from service.dead_letter import DeadLetter, KafkaDeadLetterSink
 from service.domain import Reason
-from service.records import SimpleRecord
 from service.replay import ReplayError, replay
 from service.replay_selection import Selection
 from service.status import partition_lag
@@ -28,6 +27,7 @@ from testbed.publish import publish
 from tests.support.cli import run_cli
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka import header_map, read_topic
+from tests.support.write_path import SimpleRecord
 
 
 async def end_offsets(bootstrap: str, topic: str) -> int:

@@ -16,12 +16,12 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.dead_letter import DeadLetter, MemoryDeadLetterSink
-from service.pipeline import BatchProcessor
-from service.records import SimpleRecord
+from service.dead_letter import DeadLetter
+from service.pipeline import WritePath
 from service.retry import Backoff
 from testbed.events import adjust, record, upsert
 from testbed.oracle import table
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
 async def committed(engine: AsyncEngine) -> dict[str, Any]:
@@ -69,17 +69,15 @@ def _batch(pairs: list[tuple[bytes, bytes]], start: int = 0) -> list[SimpleRecor
 async def test_a_sink_failing_after_positions_are_written_moves_neither_products_nor_positions(
     engine: AsyncEngine,
 ) -> None:
-    setup = BatchProcessor(
-        async_sessionmaker(engine), MemoryDeadLetterSink(), "g", Backoff(0.01, 0.1)
-    )
-    await setup.process(_batch([record(upsert(1, 1, quantity=10))]))
+    setup = WritePath(async_sessionmaker(engine), MemoryDeadLetterSink(), "g", Backoff(0.01, 0.1))
+    await process(setup, _batch([record(upsert(1, 1, quantity=10))]))
     before = await committed(engine)
     assert before == {"products": [(1, 10, 1)], "positions": [("t", 0, 1)], "claimed": 1}
 
     sink = FailingOnceSink(engine)
-    processor = BatchProcessor(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
+    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
     batch = _batch([record(adjust(1, -4)), record(upsert(2, 1, quantity=1)), (b"1", b"junk")], 1)
-    report = await processor.process(batch)
+    report = await process(write_path, batch)
 
     # While the first attempt sat in the sink, and after it failed (the retry's view),
     # nothing of the batch was visible: not the products, not the positions, not the claims.
@@ -126,10 +124,10 @@ async def test_a_failed_position_write_takes_the_products_and_letters_back_with_
     first: the retry would then count the batch's events as duplicates and send its dead
     letters a second time."""
     sink = MemoryDeadLetterSink()
-    processor = BatchProcessor(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
+    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
     pairs = [record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")]
 
-    report = await processor.process(_batch(pairs))
+    report = await process(write_path, _batch(pairs))
 
     assert (report.applied, report.duplicates, report.redelivered) == (2, 0, 0)
     assert [letter.record.offset for letter in sink.letters] == [2]
@@ -144,13 +142,13 @@ async def test_a_redelivery_is_dropped_by_the_stored_offset_alone(engine: AsyncE
     """With the processed ids gone, only the position stored with the products can tell the
     redelivered batch from a new one."""
     sink = MemoryDeadLetterSink()
-    processor = BatchProcessor(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
+    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
     batch = _batch([record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")])
-    await processor.process(batch)
+    await process(write_path, batch)
     async with engine.begin() as connection:
         await connection.execute(text("TRUNCATE processed_events"))
 
-    again = await processor.process(batch)
+    again = await process(write_path, batch)
 
     assert (again.redelivered, again.applied, again.duplicates) == (3, 0, 0)
     assert (await table(engine))[1].quantity == 6

@@ -8,17 +8,16 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.dead_letter import MemoryDeadLetterSink
 from service.domain import Reason
-from service.pipeline import BatchProcessor
-from service.records import SimpleRecord
+from service.pipeline import WritePath
 from service.retry import Backoff
 from testbed.events import LabelledSpec, adjust, generate_records, record, upsert
 from testbed.oracle import diff, expected_outcome, table
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
-def _processor(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> BatchProcessor:
-    return BatchProcessor(async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1))
+def _processor(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> WritePath:
+    return WritePath(async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1))
 
 
 def _records(
@@ -29,11 +28,11 @@ def _records(
 
 async def test_a_redelivered_batch_changes_nothing(engine: AsyncEngine) -> None:
     sink = MemoryDeadLetterSink()
-    processor = _processor(engine, sink)
+    write_path = _processor(engine, sink)
     batch = _records([record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")])
 
-    first = await processor.process(batch)
-    second = await processor.process(batch)
+    first = await process(write_path, batch)
+    second = await process(write_path, batch)
 
     assert (first.applied, first.redelivered) == (2, 0)
     assert (second.applied, second.redelivered) == (0, 3)
@@ -47,10 +46,10 @@ async def test_a_redelivered_batch_changes_nothing(engine: AsyncEngine) -> None:
 
 
 async def test_an_upstream_retry_at_another_offset_is_applied_once(engine: AsyncEngine) -> None:
-    processor = _processor(engine, MemoryDeadLetterSink())
+    write_path = _processor(engine, MemoryDeadLetterSink())
     retried = record(adjust(1, -1))
-    await processor.process(_records([record(upsert(1, 1, quantity=5)), retried]))
-    report = await processor.process(_records([retried], start=2))
+    await process(write_path, _records([record(upsert(1, 1, quantity=5)), retried]))
+    report = await process(write_path, _records([retried], start=2))
     assert report.duplicates == 1
     assert (await table(engine))[1].quantity == 4
 
@@ -62,14 +61,14 @@ async def test_the_same_event_on_two_partitions_at_once_is_applied_once(
     same moment: the second claim of the event id waits for the first transaction and then
     sees it as a duplicate (a read-then-insert check would apply it twice)."""
     first = _processor(engine, MemoryDeadLetterSink(), group="g")
-    await first.process(_records([record(upsert(1, 1, quantity=10))], partition=5))
+    await process(first, _records([record(upsert(1, 1, quantity=10))], partition=5))
     retried = record(adjust(1, -3))
     blocker = await engine.connect()
     await blocker.begin()
     # Hold product 1's row lock so both transactions have claimed the id before either ends.
     await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
-    a = asyncio.create_task(first.process(_records([retried], partition=0)))
-    b = asyncio.create_task(first.process(_records([retried], partition=1)))
+    a = asyncio.create_task(process(first, _records([retried], partition=0)))
+    b = asyncio.create_task(process(first, _records([retried], partition=1)))
     await asyncio.sleep(0.5)
     await blocker.rollback()
     await blocker.close()
@@ -91,16 +90,16 @@ async def test_a_rejected_event_is_not_claimed_so_its_replay_applies_once(
     record published again (a replayed dead letter) applies, and a second replay is a
     duplicate."""
     sink = MemoryDeadLetterSink()
-    processor = _processor(engine, sink)
+    write_path = _processor(engine, sink)
     body = adjust(3, 4)
-    early = await processor.process(_records([record(body), record(upsert(4, 1))]))
+    early = await process(write_path, _records([record(body), record(upsert(4, 1))]))
     assert [letter.reason for letter in sink.letters] == [Reason.UNKNOWN_PRODUCT]
     claimed = await _claimed(engine)
     assert UUID(body["event_id"]) not in claimed and len(claimed) == 1
 
-    await processor.process(_records([record(upsert(3, 1, quantity=10))], start=2))
-    replay = await processor.process(_records([record(body)], start=3))
-    again = await processor.process(_records([record(body)], start=4))
+    await process(write_path, _records([record(upsert(3, 1, quantity=10))], start=2))
+    replay = await process(write_path, _records([record(body)], start=3))
+    again = await process(write_path, _records([record(body)], start=4))
 
     assert (early.applied, replay.applied, again.applied, again.duplicates) == (1, 1, 0, 1)
     assert (await table(engine))[3].quantity == 14
@@ -112,13 +111,13 @@ async def test_an_id_rejected_then_applied_in_one_batch_stays_claimed(
     engine: AsyncEngine,
 ) -> None:
     sink = MemoryDeadLetterSink()
-    processor = _processor(engine, sink)
+    write_path = _processor(engine, sink)
     body = adjust(5, 2)
     rejected_twice = adjust(6, 1)
     pairs = [record(body), record(upsert(5, 1, quantity=1)), record(body), record(body)]
     pairs += [record(rejected_twice), record(rejected_twice)]
 
-    report = await processor.process(_records(pairs))
+    report = await process(write_path, _records(pairs))
 
     assert (report.applied, report.duplicates) == (2, 1)
     assert [(letter.record.offset, letter.reason) for letter in sink.letters] == [
@@ -138,16 +137,16 @@ async def test_a_claim_given_back_by_a_concurrent_rejection_lets_the_waiting_bat
     """Two consumers hold the same event at once. The first claims it, then rejects it and
     gives the claim back; the second, whose claim waited for the first transaction, must
     then decide the event itself (here: apply it), not take it for a duplicate."""
-    processor = _processor(engine, MemoryDeadLetterSink())
-    await processor.process(_records([record(upsert(1, 1, quantity=1))], partition=5))
+    write_path = _processor(engine, MemoryDeadLetterSink())
+    await process(write_path, _records([record(upsert(1, 1, quantity=1))], partition=5))
     retried = record(adjust(1, -3))  # insufficient at quantity 1; fine at 10
     blocker = await engine.connect()
     await blocker.begin()
     await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
-    a = asyncio.create_task(processor.process(_records([retried], partition=0)))
+    a = asyncio.create_task(process(write_path, _records([retried], partition=0)))
     await asyncio.sleep(0.5)  # a has claimed the id and waits for the product row
     refill = record(upsert(1, 2, quantity=10))
-    b = asyncio.create_task(processor.process(_records([refill, retried], partition=1)))
+    b = asyncio.create_task(process(write_path, _records([refill, retried], partition=1)))
     await asyncio.sleep(0.5)  # b's claim waits for a's transaction
     await blocker.rollback()
     await blocker.close()
@@ -169,7 +168,7 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     sink = MemoryDeadLetterSink()
     zombie, owner = _processor(engine, sink), _processor(engine, sink)
 
-    reports = await asyncio.gather(zombie.process(records[:150]), owner.process(records[50:]))
+    reports = await asyncio.gather(process(zombie, records[:150]), process(owner, records[50:]))
 
     assert sum(r.applied for r in reports) == 201
     # The later batch drops the 100 overlapping records by the stored offset (redelivered),
@@ -189,12 +188,12 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
         LabelledSpec(events=3000, products=50, seed=11, max_record_bytes=limit)
     )
     sink = MemoryDeadLetterSink()
-    processor = BatchProcessor(
+    write_path = WritePath(
         async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), max_record_bytes=limit
     )
     batch = [SimpleRecord("t", 0, i, r.key, r.value, r.headers) for i, r in enumerate(records)]
     reports = [
-        await processor.process(batch[start : start + 250]) for start in range(0, len(batch), 250)
+        await process(write_path, batch[start : start + 250]) for start in range(0, len(batch), 250)
     ]
     expected = expected_outcome(records, limit)
     counted = {
@@ -225,11 +224,11 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
 async def test_records_of_a_revoked_partition_are_abandoned_not_written(
     engine: AsyncEngine,
 ) -> None:
-    processor = _processor(engine, MemoryDeadLetterSink())
+    write_path = _processor(engine, MemoryDeadLetterSink())
     owned = _records([record(upsert(1, 1, quantity=1))], partition=0)
     revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=1)
 
-    report = await processor.process(owned + revoked, still_owned=lambda t, p: p == 0)
+    report = await process(write_path, owned + revoked, still_owned=lambda t, p: p == 0)
 
     assert (report.applied, report.abandoned) == (1, 2)
     assert set(await table(engine)) == {1}
@@ -268,15 +267,15 @@ async def test_a_batch_starting_past_the_stored_position_is_rewound_once(
     """Records 0..4 never reached the handler: nothing is written and the consumer is sent
     back to offset 0. If the log really has nothing there (retention), the same batch comes
     again and is accepted."""
-    processor = _processor(engine, MemoryDeadLetterSink())
-    await processor.process(_records([record(upsert(9, 1, quantity=1))]))  # stored: 1
+    write_path = _processor(engine, MemoryDeadLetterSink())
+    await process(write_path, _records([record(upsert(9, 1, quantity=1))]))  # stored: 1
     late = _records([record(adjust(9, 1))], start=5)
 
-    first = await processor.process(late)
+    first = await process(write_path, late)
     assert (first.rewind, first.applied, first.abandoned) == ({("t", 0): 1}, 0, 1)
     assert (await table(engine))[9].quantity == 1
 
-    again = await processor.process(late)
+    again = await process(write_path, late)
     assert (again.rewind, again.applied) == ({}, 1)
     assert (await table(engine))[9].quantity == 2
 
@@ -292,9 +291,9 @@ async def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_appli
         )
     try:
         sink = MemoryDeadLetterSink()
-        processor = _processor(engine, sink)
+        write_path = _processor(engine, sink)
         pairs = [record(upsert(p, 1, quantity=1)) for p in (1, 2, 666, 3, 4, 5, 6)]
-        report = await asyncio.wait_for(processor.process(_records(pairs)), timeout=30)
+        report = await asyncio.wait_for(process(write_path, _records(pairs)), timeout=30)
     finally:
         async with engine.begin() as connection:
             await connection.execute(text("ALTER TABLE products DROP CONSTRAINT test_refuse_666"))

@@ -7,9 +7,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from service.claims import claims_to_release
+from service.claims import claims_to_release, kept_ids
 from service.contract import parse_event
-from service.domain import Event, Product, fold
+from service.domain import Event, ProductState, fold
 from testbed.events import adjust, upsert
 
 
@@ -17,9 +17,11 @@ def ev(body: dict[str, Any]) -> Event:
     return parse_event(json.dumps(body).encode())
 
 
-def decide(states: dict[int, Product], events: list[Event], already: set[uuid.UUID]) -> list[Any]:
+def decide(
+    states: dict[int, ProductState], events: list[Event], already: set[uuid.UUID]
+) -> list[Any]:
     result = fold(states, events, frozenset(already))
-    return claims_to_release(events, result.outcomes, result.processed_ids, already)
+    return claims_to_release(events, result.outcomes, already)
 
 
 def test_a_batch_without_rejections_releases_nothing() -> None:
@@ -38,7 +40,7 @@ def test_a_rejected_id_applied_later_in_the_same_batch_stays_claimed() -> None:
     events = [early, ev(upsert(1, 1, quantity=1)), early]  # the copy after the upsert applies
     result = fold({}, events)
 
-    assert claims_to_release(events, result.outcomes, result.processed_ids) == []
+    assert claims_to_release(events, result.outcomes) == []
     assert result.changed[1].quantity == 6
 
 
@@ -53,11 +55,11 @@ def test_ids_claimed_before_the_batch_are_never_released() -> None:
     done = ev(adjust(9, 1))
     bad = ev(adjust(8, 1))
     assert decide({}, [done, bad], {done.event_id}) == [bad.event_id]
-    assert claims_to_release([done], [None], [], {done.event_id}) == []
+    assert claims_to_release([done], [None], {done.event_id}) == []
 
 
 def test_stale_events_keep_their_claims() -> None:
-    current = Product(1, "x", None, Decimal("1"), 3, 5)
+    current = ProductState(1, "x", None, Decimal("1"), 3, 5)
     stale = ev(upsert(1, 2))
     insufficient = ev(adjust(1, -10))
     assert decide({1: current}, [stale, insufficient], set()) == [insufficient.event_id]
@@ -67,3 +69,15 @@ def test_released_ids_are_sorted() -> None:
     bad = [ev(adjust(100 + i, 1)) for i in range(20)]
     released = decide({}, bad, set())
     assert released == sorted(e.event_id for e in bad)
+
+
+def test_kept_ids_are_those_of_applied_and_stale_events_once_each_in_order() -> None:
+    stale = ev(upsert(1, 1))
+    bad = ev(adjust(2, 1))
+    good = ev(adjust(1, 1))
+    events = [stale, bad, good, bad, stale, good]
+    current = ProductState(1, "x", None, Decimal("1"), 3, 5)
+
+    result = fold({1: current}, events)
+
+    assert kept_ids(events, result.outcomes) == [stale.event_id, good.event_id]

@@ -6,7 +6,7 @@ import pytest
 
 from service.dead_letter import DeadLetter, original_headers
 from service.domain import Reason
-from service.records import SimpleRecord
+from tests.support.write_path import SimpleRecord
 
 
 def test_original_headers_are_kept_exactly_and_the_sinks_come_last() -> None:

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.claims import kept_ids
 from service.contract import (
     EVENT_ADAPTER,
     MAX_QUANTITY,
@@ -23,10 +24,9 @@ from service.contract import (
 from service.domain import (
     Applied,
     Event,
-    Fate,
     FoldResult,
     Outcome,
-    Product,
+    ProductState,
     Reason,
     Rejected,
     Stale,
@@ -126,8 +126,8 @@ def product(
     name: str = "Widget",
     description: str | None = "Old description",
     price: str = "9.99",
-) -> Product:
-    return Product(
+) -> ProductState:
+    return ProductState(
         id=id,
         name=name,
         description=description,
@@ -138,15 +138,13 @@ def product(
     )
 
 
-def applied(outcome: Outcome | None) -> Product:
+def applied(outcome: Outcome | None) -> ProductState:
     assert isinstance(outcome, Applied), outcome
-    assert outcome.fate is Fate.APPLIED
     return outcome.product
 
 
 def rejected(outcome: Outcome | None, reason: Reason) -> str:
     assert isinstance(outcome, Rejected), outcome
-    assert outcome.fate is Fate.REJECTED
     assert outcome.reason is reason
     return outcome.message
 
@@ -161,7 +159,7 @@ def test_upsert_creates_a_product_with_quantity_zero_by_default() -> None:
 
     created = applied(apply_event(None, event))
 
-    assert created == Product(
+    assert created == ProductState(
         id=7,
         name="Gadget",
         description="Shiny",
@@ -170,7 +168,7 @@ def test_upsert_creates_a_product_with_quantity_zero_by_default() -> None:
         version=3,
         deleted_at=None,
     )
-    assert not created.is_deleted
+    assert created.deleted_at is None
 
 
 @pytest.mark.parametrize("quantity", [0, 1, 25, MAX_QUANTITY])
@@ -185,7 +183,7 @@ def test_upsert_with_higher_version_replaces_catalog_fields_and_keeps_quantity()
 
     updated = applied(apply_event(current, upsert(1, 3, name="New", price="2.00")))
 
-    assert updated == Product(
+    assert updated == ProductState(
         id=1,
         name="New",
         description=None,  # full replacement: an omitted description clears the old one
@@ -215,7 +213,6 @@ def test_upsert_with_equal_or_lower_version_is_stale(
     outcome = apply_event(current, upsert(1, event_version, name="Ignored", quantity=1))
 
     assert outcome == Stale(current_version)
-    assert outcome.fate is Fate.STALE
 
 
 def test_upsert_with_higher_version_undeletes_a_deleted_product() -> None:
@@ -224,7 +221,7 @@ def test_upsert_with_higher_version_undeletes_a_deleted_product() -> None:
     revived = applied(apply_event(current, upsert(1, 3, name="Back", price="3.00")))
 
     assert revived.deleted_at is None
-    assert not revived.is_deleted
+    assert revived.deleted_at is None
     assert (revived.name, revived.price, revived.quantity, revived.version) == (
         "Back",
         Decimal("3.00"),
@@ -258,7 +255,7 @@ def test_delete_with_higher_version_marks_the_product_deleted() -> None:
     gone = applied(apply_event(current, delete(1, 3, occurred_at=when)))
 
     assert gone == current._replace(version=3, deleted_at=when)
-    assert gone.is_deleted
+    assert gone.deleted_at is not None
     assert gone.quantity == 6
 
 
@@ -364,7 +361,7 @@ def test_stock_adjustment_leaves_the_version_alone(event_version: int | None) ->
 
 
 def test_fold_of_an_empty_batch_changes_nothing() -> None:
-    assert fold({1: product()}, []) == FoldResult(changed={}, outcomes=[], processed_ids=[])
+    assert fold({1: product()}, []) == FoldResult(changed={}, outcomes=[])
 
 
 def test_fold_applies_events_in_order_and_returns_final_states() -> None:
@@ -374,7 +371,7 @@ def test_fold_applies_events_in_order_and_returns_final_states() -> None:
 
     assert [type(outcome) for outcome in result.outcomes] == [Applied] * 4
     assert result.changed == {
-        1: Product(
+        1: ProductState(
             id=1,
             name="Renamed",
             description=None,
@@ -383,7 +380,7 @@ def test_fold_applies_events_in_order_and_returns_final_states() -> None:
             version=2,
         )
     }
-    assert result.processed_ids == [event.event_id for event in events]
+    assert kept_ids(events, result.outcomes) == [event.event_id for event in events]
 
 
 def test_fold_uses_states_produced_earlier_in_the_batch() -> None:
@@ -394,7 +391,7 @@ def test_fold_uses_states_produced_earlier_in_the_batch() -> None:
     rejected(result.outcomes[0], Reason.UNKNOWN_PRODUCT)
     applied(result.outcomes[1])
     assert applied(result.outcomes[2]).quantity == 4
-    assert applied(result.outcomes[3]).is_deleted
+    assert applied(result.outcomes[3]).deleted_at is not None
     rejected(result.outcomes[4], Reason.UNKNOWN_PRODUCT)
     assert result.changed[1].quantity == 4
     assert result.changed[1].deleted_at == T0
@@ -410,13 +407,14 @@ def test_fold_keeps_products_independent() -> None:
 
 def test_fold_duplicate_event_id_in_batch_is_ignored() -> None:
     first = adjust(1, 5)
+    events = [first, first, first]
 
-    result = fold({1: product(quantity=10)}, [first, first, first])
+    result = fold({1: product(quantity=10)}, events)
 
     assert applied(result.outcomes[0]).quantity == 15
     assert result.outcomes[1:] == [None, None]
     assert result.changed == {1: product(quantity=15)}
-    assert result.processed_ids == [first.event_id]
+    assert kept_ids(events, result.outcomes) == [first.event_id]
 
 
 def test_fold_duplicate_id_with_different_content_is_still_a_duplicate() -> None:
@@ -427,7 +425,7 @@ def test_fold_duplicate_id_with_different_content_is_still_a_duplicate() -> None
 
     assert result.outcomes[1] is None
     assert result.changed == {1: product(quantity=15)}
-    assert result.processed_ids == [event_id]
+    assert kept_ids(events, result.outcomes) == [event_id]
 
 
 def test_fold_decides_a_rejected_event_afresh_when_its_id_comes_again() -> None:
@@ -443,29 +441,32 @@ def test_fold_decides_a_rejected_event_afresh_when_its_id_comes_again() -> None:
     assert applied(result.outcomes[2]).quantity == 1
     assert result.outcomes[3] is None
     assert result.changed[1].quantity == 1
-    assert result.processed_ids == [events[1].event_id, event_id]
+    assert kept_ids(events, result.outcomes) == [events[1].event_id, event_id]
 
 
 def test_fold_rejects_each_copy_of_an_event_while_its_cause_remains() -> None:
     bad = adjust(7, 1)
+    events = [bad, bad]
 
-    result = fold({}, [bad, bad])
+    result = fold({}, events)
 
     rejected(result.outcomes[0], Reason.UNKNOWN_PRODUCT)
     rejected(result.outcomes[1], Reason.UNKNOWN_PRODUCT)
-    assert result.processed_ids == []
+    assert kept_ids(events, result.outcomes) == []
 
 
 def test_fold_skips_already_processed_events() -> None:
     done = adjust(1, 100)
     fresh = adjust(1, 1)
 
-    result = fold({1: product(quantity=10)}, [done, fresh, done], frozenset({done.event_id}))
+    events = [done, fresh, done]
+
+    result = fold({1: product(quantity=10)}, events, frozenset({done.event_id}))
 
     assert result.outcomes[0] is None
     assert applied(result.outcomes[1]).quantity == 11
     assert result.outcomes[2] is None
-    assert result.processed_ids == [fresh.event_id]
+    assert kept_ids(events, result.outcomes) == [fresh.event_id]
     assert result.changed == {1: product(quantity=11)}
 
 
@@ -474,10 +475,10 @@ def test_fold_with_only_already_processed_events_changes_nothing() -> None:
 
     result = fold({}, events, {event.event_id for event in events})
 
-    assert result == FoldResult(changed={}, outcomes=[None, None, None], processed_ids=[])
+    assert result == FoldResult(changed={}, outcomes=[None, None, None])
 
 
-def test_fold_processed_ids_are_the_applied_and_stale_events_once_each() -> None:
+def test_fold_kept_ids_are_the_applied_and_stale_events_once_each() -> None:
     stale = upsert(1, 1)
     bad = adjust(2, 1)
     good = adjust(1, 1)
@@ -490,7 +491,7 @@ def test_fold_processed_ids_are_the_applied_and_stale_events_once_each() -> None
     applied(result.outcomes[2])
     rejected(result.outcomes[3], Reason.UNKNOWN_PRODUCT)
     assert result.outcomes[4:] == [None, None]
-    assert result.processed_ids == [stale.event_id, good.event_id]
+    assert kept_ids(events, result.outcomes) == [stale.event_id, good.event_id]
 
 
 def test_fold_changed_holds_only_products_actually_changed() -> None:
@@ -521,7 +522,7 @@ def test_fold_accepts_any_iterable_of_events() -> None:
     result = fold({}, (event for event in events))
 
     assert result.changed[1].quantity == 3
-    assert result.processed_ids == [event.event_id for event in events]
+    assert kept_ids(events, result.outcomes) == [event.event_id for event in events]
 
 
 def test_fold_stale_upsert_after_delete_leaves_the_product_deleted() -> None:
@@ -562,9 +563,9 @@ QUANTITIES = st.integers(min_value=0, max_value=30)
 
 
 @st.composite
-def products(draw: st.DrawFn, product_id: int) -> Product:
+def products(draw: st.DrawFn, product_id: int) -> ProductState:
     deleted = draw(st.booleans())
-    return Product(
+    return ProductState(
         id=product_id,
         name=draw(st.sampled_from(["Alpha", "Beta"])),
         description=draw(st.none() | st.just("desc")),
@@ -576,7 +577,7 @@ def products(draw: st.DrawFn, product_id: int) -> Product:
 
 
 @st.composite
-def initial_states(draw: st.DrawFn) -> dict[int, Product]:
+def initial_states(draw: st.DrawFn) -> dict[int, ProductState]:
     ids = draw(st.sets(PRODUCT_IDS, max_size=5))
     return {product_id: draw(products(product_id)) for product_id in sorted(ids)}
 
@@ -625,7 +626,7 @@ def batches(draw: st.DrawFn) -> list[Event]:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[dict[int, Product], list[Event], frozenset[UUID]]:
+def scenarios(draw: st.DrawFn) -> tuple[dict[int, ProductState], list[Event], frozenset[UUID]]:
     """Initial states, a batch, and some of its event ids already processed earlier."""
     states = draw(initial_states())
     events = draw(batches())
@@ -640,10 +641,10 @@ PROPERTY_SETTINGS = settings(
 
 
 def fold_in_chunks(
-    states: dict[int, Product],
+    states: dict[int, ProductState],
     chunks: Sequence[Sequence[Event]],
     already_processed: frozenset[UUID],
-) -> tuple[dict[int, Product], FoldResult]:
+) -> tuple[dict[int, ProductState], FoldResult]:
     """Fold each chunk as its own batch, carrying states and processed ids forward."""
     current = dict(states)
     processed = set(already_processed)
@@ -651,17 +652,16 @@ def fold_in_chunks(
     for chunk in chunks:
         result = fold(current, chunk, frozenset(processed))
         current.update(result.changed)
-        processed.update(result.processed_ids)
+        processed.update(kept_ids(chunk, result.outcomes))
         combined.changed.update(result.changed)
         combined.outcomes.extend(result.outcomes)
-        combined.processed_ids.extend(result.processed_ids)
     return current, combined
 
 
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_folding_one_by_one_equals_folding_the_batch(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -669,7 +669,6 @@ def test_property_folding_one_by_one_equals_folding_the_batch(
     final, stepwise = fold_in_chunks(states, [[event] for event in events], done)
 
     assert stepwise.outcomes == whole.outcomes
-    assert stepwise.processed_ids == whole.processed_ids
     assert stepwise.changed == whole.changed
     assert final == {**states, **whole.changed}
 
@@ -677,7 +676,7 @@ def test_property_folding_one_by_one_equals_folding_the_batch(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios(), data=st.data())
 def test_property_splitting_a_batch_anywhere_gives_the_same_result(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]], data: st.DataObject
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]], data: st.DataObject
 ) -> None:
     states, events, done = scenario
     cuts = data.draw(st.sets(st.integers(min_value=0, max_value=len(events))), label="cuts")
@@ -688,7 +687,6 @@ def test_property_splitting_a_batch_anywhere_gives_the_same_result(
     final, chunked = fold_in_chunks(states, chunks, done)
 
     assert chunked.outcomes == whole.outcomes
-    assert chunked.processed_ids == whole.processed_ids
     assert chunked.changed == whole.changed
     assert final == {**states, **whole.changed}
 
@@ -696,7 +694,7 @@ def test_property_splitting_a_batch_anywhere_gives_the_same_result(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_quantity_is_never_negative(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -712,7 +710,7 @@ def test_property_quantity_is_never_negative(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_version_never_decreases(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -741,13 +739,13 @@ def test_property_version_never_decreases(
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_refolding_with_processed_ids_decides_only_never_processed_ids_again(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     """Folding the batch again (a replay of all of it) changes nothing through the events
     that were applied or stale: only ids that were never processed are decided again."""
     states, events, done = scenario
     first = fold(states, events, done)
-    processed = done | set(first.processed_ids)
+    processed = done | set(kept_ids(events, first.outcomes))
     never = [event for event in events if event.event_id not in processed]
 
     second = fold({**states, **first.changed}, events, processed)
@@ -760,15 +758,15 @@ def test_property_refolding_with_processed_ids_decides_only_never_processed_ids_
         o for o in alone.outcomes if o is not None
     ]
     assert second.changed == alone.changed
-    assert second.processed_ids == alone.processed_ids
+    assert kept_ids(events, second.outcomes) == kept_ids(never, alone.outcomes)
     if not never:
-        assert second.changed == {} and second.processed_ids == []
+        assert second.changed == {} and kept_ids(events, second.outcomes) == []
 
 
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_property_outcomes_match_apply_event_and_duplicates_are_none(
-    scenario: tuple[dict[int, Product], list[Event], frozenset[UUID]],
+    scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     states, events, done = scenario
 
@@ -787,8 +785,8 @@ def test_property_outcomes_match_apply_event_and_duplicates_are_none(
             expected_ids.append(event.event_id)
         if isinstance(outcome, Applied):
             current[event.product_id] = outcome.product
-    assert result.processed_ids == expected_ids
-    assert len(set(result.processed_ids)) == len(result.processed_ids)
+    assert kept_ids(events, result.outcomes) == expected_ids
+    assert len(set(expected_ids)) == len(expected_ids)
     assert {**states, **result.changed} == current
     assert set(result.changed) == {
         event.product_id

@@ -10,8 +10,8 @@ from service.dead_letter import DeadLetter
 from service.decoding import record_size
 from service.domain import Reason
 from service.lenient_fetch import LenientMemoryRecords
-from service.records import SimpleRecord
 from tests.support.record_batches import BAD_KEY, batch, gzipped
+from tests.support.write_path import SimpleRecord
 
 
 def unpack(records: object) -> list[tuple[int, bytes | None, list[tuple[str, bytes | None]]]]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from service.logs import JsonFormatter, partition_fields, record_fields
-from service.records import SimpleRecord
+from tests.support.write_path import SimpleRecord
 
 
 def _line(message: str, *args: object, **kwargs: object) -> dict[str, object]:

@@ -17,12 +17,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.claims import kept_ids
 from service.decoding import Unusable, decode
 from service.domain import Applied, Rejected, Stale, fold
-from service.records import SimpleRecord
 from testbed import model
 from testbed.events import LabelledSpec, Rec, generate_records
 from tests.faults import bad_inputs
+from tests.support.write_path import SimpleRecord
 
 MAX_QUANTITY = 2**31 - 1
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,7 +55,7 @@ def service_fates(records: Sequence[Rec], limit: int) -> tuple[list[str], dict[i
             assert isinstance(outcome, Applied)
             fates.append(model.APPLIED)
     products = {pid: tuple(p) for pid, p in result.changed.items()}
-    return fates, products, set(result.processed_ids)
+    return fates, products, set(kept_ids(events, result.outcomes))
 
 
 def assert_agree(records: Sequence[Rec], limit: int = model.DEFAULT_MAX_RECORD_BYTES) -> None:

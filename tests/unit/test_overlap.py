@@ -10,7 +10,8 @@ from service.decoding import Unusable
 from service.domain import Event, Reason
 from service.overlap import OverlappedWriter
 from service.pipeline import BatchReport
-from service.records import Record, SimpleRecord
+from service.records import Record
+from tests.support.write_path import SimpleRecord
 
 
 class FakeProcessor:
@@ -41,20 +42,20 @@ def batch(*offsets: int) -> list[SimpleRecord]:
 
 
 async def test_batches_are_written_in_order_and_reported_one_call_later() -> None:
-    processor = FakeProcessor()
-    writer = OverlappedWriter(processor)  # type: ignore[arg-type]
+    write_path = FakeProcessor()
+    writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
     assert await writer.submit(batch(0, 1)) is None
     first = await writer.submit(batch(2, 3))
     assert first is not None and first.records == 2
     last = await writer.drain()
     assert last is not None and last.records == 2
-    assert processor.written == [[0, 1], [2, 3]]
+    assert write_path.written == [[0, 1], [2, 3]]
     assert await writer.drain() is None
 
 
 async def test_a_rewind_seeks_at_once_and_drops_what_was_fetched_before_the_seek() -> None:
-    processor = FakeProcessor(rewind_at={5})
-    writer = OverlappedWriter(processor)  # type: ignore[arg-type]
+    write_path = FakeProcessor(rewind_at={5})
+    writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
     seeks: list[tuple[tuple[str, int], int]] = []
 
     await writer.submit(batch(5, 6), seek=lambda tp, offset: seeks.append((tp, offset)))
@@ -65,4 +66,4 @@ async def test_a_rewind_seeks_at_once_and_drops_what_was_fetched_before_the_seek
     await writer.submit(batch(0, 1, 2))  # the refetch: written, fence lifted
     await writer.submit(batch(3, 4))
     await writer.drain()
-    assert processor.written == [[5, 6], [0, 1, 2], [3, 4]]
+    assert write_path.written == [[5, 6], [0, 1, 2], [3, 4]]

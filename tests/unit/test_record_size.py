@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from service.decoding import Unusable, decode, record_size
 from service.domain import Reason
-from service.records import SimpleRecord
 from testbed.events import record, upsert
+from tests.support.write_path import SimpleRecord
 
 
 def test_the_size_counts_key_value_and_headers() -> None:

@@ -7,7 +7,8 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.records import Run, SimpleRecord, first_offsets, partition_runs
+from service.records import Run, first_offsets, partition_runs
+from tests.support.write_path import SimpleRecord
 
 
 def _batch(partitions: list[tuple[str, int]]) -> list[SimpleRecord]:

@@ -11,7 +11,6 @@ from service.cli import build_parser
 from service.dead_letter import DeadLetter
 from service.domain import Reason
 from service.letters import Letter
-from service.records import SimpleRecord
 from service.replay_selection import (
     Selection,
     SelectionError,
@@ -19,6 +18,7 @@ from service.replay_selection import (
     read_ranges,
     selection_from_args,
 )
+from tests.support.write_path import SimpleRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

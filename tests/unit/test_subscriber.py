@@ -50,15 +50,15 @@ def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group()
 
 
 async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
-    processor = RecordingProcessor()
-    broker = build_broker(SETTINGS, processor, _no_positions)
+    write_path = RecordingProcessor()
+    broker = build_broker(SETTINGS, write_path, _no_positions)
     key, value = record(upsert(3, 1))
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(value, topic="events", key=key)
         await test_broker.publish(b"{broken", topic="events", key=b"3")
 
-    assert [[(r.key, r.value) for r in batch] for batch in processor.batches] == [
+    assert [[(r.key, r.value) for r in batch] for batch in write_path.batches] == [
         [(key, value)],
         [(b"3", b"{broken")],
     ]
-    assert json.loads(processor.batches[0][0].value or b"")["product_id"] == 3
+    assert json.loads(write_path.batches[0][0].value or b"")["product_id"] == 3

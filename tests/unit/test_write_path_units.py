@@ -15,14 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service import pipeline
-from service.dead_letter import DeadLetter, MemoryDeadLetterSink
+from service.dead_letter import DeadLetter
 from service.decoding import Unusable, decode
-from service.domain import Applied, Product, Reason, Rejected, Stale
+from service.domain import Applied, ProductState, Reason, Rejected, Stale
 from service.overlap import OverlappedWriter
-from service.pipeline import BatchProcessor, BatchReport, _dead_letters, _fresh
-from service.records import SimpleRecord, partition_runs
+from service.pipeline import BatchReport, WritePath, _dead_letters, _fresh
+from service.records import partition_runs
 from service.retry import Backoff
 from testbed.events import BASE_TIME, adjust, delete, record, upsert
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:
@@ -81,8 +82,8 @@ class Guard:
         return self.accept
 
 
-def processor(guard: Guard | None = None, sink: Any = None) -> BatchProcessor:
-    return BatchProcessor(
+def write_path(guard: Guard | None = None, sink: Any = None) -> WritePath:
+    return WritePath(
         None,  # type: ignore[arg-type]
         sink or MemoryDeadLetterSink(),
         "g",
@@ -95,13 +96,13 @@ async def test_a_batch_at_or_below_the_stored_position_passes_the_gap_guard() ->
     records = recs(0, 4, 5) + recs(1, 2)
     positions = {("t", 0): 4, ("t", 1): 3}
     report = BatchReport()
-    await processor()._guard_gaps(records, partition_runs(records), positions, report)
+    await write_path()._guard_gaps(records, partition_runs(records), positions, report)
     assert positions == {("t", 0): 4, ("t", 1): 3}
     assert (report.rewind, report.fence, report.abandoned) == ({}, {}, 0)
 
 
 async def test_a_batch_past_the_stored_position_is_abandoned_and_rewound_then_accepted() -> None:
-    sink = processor()
+    sink = write_path()
     records = recs(0, 6, 7) + recs(1, 0)
     positions = {("t", 0): 4, ("t", 1): 0}
     report = BatchReport()
@@ -120,7 +121,7 @@ async def test_a_batch_past_the_stored_position_is_abandoned_and_rewound_then_ac
 @pytest.mark.parametrize("accept", [True, False])
 async def test_after_a_rewind_the_guard_decides_the_gap(accept: bool) -> None:
     guard = Guard(accept)
-    sink = processor(guard)
+    sink = write_path(guard)
     sink._rewound[("t", 0)] = 4
     records = recs(0, 6, 7)
     positions = {("t", 0): 4}
@@ -145,7 +146,7 @@ def test_dead_letters_come_in_record_order_with_their_own_reason() -> None:
         Unusable(Reason.RECORD_TOO_LARGE, "big"),
         events[3],
     ]
-    product = Product(1, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    product = ProductState(1, "n", None, 1, 0, 1)  # type: ignore[arg-type]
     outcomes = [
         Rejected(Reason.UNKNOWN_PRODUCT, "gone"),
         Applied(product),
@@ -259,13 +260,13 @@ class FakeStore:
         self.claimed.update(ids)
         return already
 
-    async def load_products(self, session: Any, ids: set[int]) -> dict[int, Product]:
+    async def load_products(self, session: Any, ids: set[int]) -> dict[int, ProductState]:
         return {}
 
     async def release_events(self, session: Any, ids: Sequence[UUID]) -> None:
         self.log.append(("release", self.transaction))
 
-    async def save_products(self, session: Any, products: list[Product]) -> None:
+    async def save_products(self, session: Any, products: list[ProductState]) -> None:
         self.log.append(("save", self.transaction))
 
     async def advance_positions(self, session: Any, group: str, offsets: Mapping[Any, int]) -> None:
@@ -305,11 +306,11 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
     monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
     sink = LoggingSink(store)
-    processor = BatchProcessor(store.session, sink, "g", Backoff(0.001, 0.01))  # type: ignore[arg-type]
+    write_path = WritePath(store.session, sink, "g", Backoff(0.001, 0.01))  # type: ignore[arg-type]
     pairs = [record(upsert(1, 1)), record(upsert(2, 1)), record(adjust(3, 1)), (b"1", b"junk")]
     batch = [SimpleRecord("t", 0, i, k, v) for i, (k, v) in enumerate(pairs)]
 
-    report = await processor.process(batch)
+    report = await process(write_path, batch)
 
     assert store.log == [
         ("lock", 1),
@@ -337,7 +338,7 @@ def _event(body: dict[str, Any]) -> Any:
 def test_rejection_messages_name_the_problem_and_the_fix() -> None:
     from service.domain import apply_event
 
-    live = Product(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
+    live = ProductState(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
     gone = live._replace(deleted_at=BASE_TIME)
     cases = [
         (

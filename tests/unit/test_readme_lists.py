@@ -1,0 +1,52 @@
+"""The README's lists stay complete: every metric the service defines (in Operations, and no
+metric it does not define), and every module of service/ (in Layout)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = re.compile(r"\binventory_sink_[a-z_]+[a-z]\b")
+
+
+def defined() -> set[str]:
+    """Every metric name written as a string literal in service/ (Counter, Gauge, Histogram,
+    collectors: each defines its metrics by such a literal)."""
+    found = set()
+    for path in (ROOT / "service").rglob("*.py"):
+        found.update(re.findall(r"[\"'](inventory_sink_[a-z_]+)[\"']", path.read_text("utf-8")))
+    return found
+
+
+def operations_section() -> str:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    start = readme.index("\n## Operations")
+    return readme[start : readme.index("\n### ", start)]
+
+
+def test_the_search_finds_the_metrics() -> None:
+    assert {"inventory_sink_events_total", "inventory_sink_partition_lag"} <= defined()
+
+
+def test_the_operations_list_names_every_metric_the_service_defines() -> None:
+    missing = defined() - set(NAME.findall(operations_section()))
+    assert not missing, f"add to README.md's Operations list: {sorted(missing)}"
+
+
+def test_the_readme_names_no_metric_the_service_does_not_define() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    unknown = set(NAME.findall(readme)) - defined()
+    assert not unknown, f"README.md names metrics nothing defines: {sorted(unknown)}"
+
+
+def test_the_layout_table_names_every_module_of_the_service() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    layout = readme[readme.index("\n## Layout") :]
+    modules = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "service").glob("*.py")
+        if path.name != "__init__.py"
+    }
+    missing = {module for module in modules if f"`{module}`" not in layout}
+    assert not missing, f"add to README.md's Layout table: {sorted(missing)}"
