@@ -6,20 +6,19 @@ Run it with `python -m service run`, or with FastStream's CLI:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.annotations import Consumer, KafkaMessage
 from prometheus_client import make_asgi_app
 
 from service import lenient_fetch, store
+from service.batch_handler import BatchHandler
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.dead_letter import KafkaDeadLetterSink
@@ -28,9 +27,9 @@ from service.health_metrics import HealthMetrics
 from service.kafka_parser import RawBatchParser
 from service.kafka_security import broker_security, client_kwargs
 from service.metrics import Metrics
-from service.overlap import OverlappedWriter, Seek
+from service.overlap import OverlappedWriter
 from service.partition_guard import PartitionGuard
-from service.pipeline import BatchReport, Ownership, WritePath
+from service.pipeline import WritePath
 from service.positions import OnAheadOfLog, OnRecordsLost
 from service.probes import (
     Lifecycle,
@@ -43,15 +42,14 @@ from service.probes import (
 )
 from service.progress import ProgressTracker
 from service.rebalance import PositionReader, SeekToStoredPositions
-from service.records import Record
 from service.retention import purge_forever
 from service.retry import Backoff
-from service.runtime import tune_gc
+from service.runtime import background, tune_gc
 from service.schema_check import require_current_schema
 from service.topics import ensure_topics
 
-log = logging.getLogger("service.app")
-KAFKA_COMMIT_INTERVAL_S = 1.0
+if TYPE_CHECKING:
+    from faststream.types import Lifespan
 
 
 async def _raw_records(message: Any) -> Any:
@@ -59,32 +57,13 @@ async def _raw_records(message: Any) -> Any:
     return message.raw_message
 
 
-def _flatten(raw: Any) -> list[Record]:
-    """The batch's records: aiokafka gives a tuple of them (FastStream's test broker nests
-    them in lists), a single record stands alone."""
-    if isinstance(raw, tuple | list):
-        if not raw or not isinstance(raw[0], tuple | list):
-            return list(raw)  # aiokafka: already flat
-        return [record for item in raw for record in _flatten(item)]
-    return [raw]
-
-
-class BatchWriter(Protocol):
-    async def submit(
-        self,
-        records: Sequence[Record],
-        still_owned: Ownership | None = None,
-        seek: Seek | None = None,
-    ) -> BatchReport | None: ...
-
-
 def build_broker(
     settings: Settings,
-    writer: BatchWriter,
+    handler: BatchHandler,
     read_positions: PositionReader,
     guard: PartitionGuard | None = None,
 ) -> KafkaBroker:
-    """The broker with its one subscriber: batches of raw records go to `writer`."""
+    """The broker with its one subscriber: batches of raw records go to `handler`."""
     lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -116,52 +95,44 @@ def build_broker(
         title="product-events",
         description="Product events, contract v1 (see README).",
     )
-
     if guard is not None:
         guard.attach(lambda: subscriber.consumer)
-    last_kafka_commit = [0.0]
 
     @subscriber
-    async def consume(message: KafkaMessage) -> None:
-        consumer = subscriber.consumer
-
-        def still_owned(topic: str, partition: int) -> bool:
-            return consumer is None or TopicPartition(topic, partition) in consumer.assignment()
-
-        def seek(tp: tuple[str, int], offset: int) -> None:
-            if consumer is not None:
-                consumer.seek(TopicPartition(*tp), offset)
-
-        try:
-            finished = await writer.submit(_flatten(message.raw_message), still_owned, seek)
-        except BaseException:
-            # Never move on past an unwritten batch: rewind each partition to its first
-            # record of this batch (the write path rewinds further if it must).
-            await message.nack()
-            raise
-        if finished is None or consumer is None or not finished.next_offsets:
-            return
-        # Kafka's committed offset only mirrors the database's, for lag monitoring; the
-        # database is the source of truth, so it is committed at most once a second and a
-        # failed commit loses nothing.
-        now = time.monotonic()
-        if now - last_kafka_commit[0] >= KAFKA_COMMIT_INTERVAL_S:
-            last_kafka_commit[0] = now
-            owned = consumer.assignment()
-            offsets = {
-                TopicPartition(*tp): offset
-                for tp, offset in finished.next_offsets.items()
-                if TopicPartition(*tp) in owned
-            }
-            try:
-                if offsets:
-                    await consumer.commit(offsets)
-            except Exception as error:
-                log.warning(
-                    "Kafka offset commit failed (%s); the database keeps the position", error
-                )
+    async def consume(message: KafkaMessage, consumer: Consumer) -> None:
+        await handler(message, consumer)
 
     return broker
+
+
+def build_app(
+    broker: KafkaBroker,
+    handler: BatchHandler,
+    lifecycle: Lifecycle,
+    lifespan: Lifespan | None = None,
+    routes: Sequence[tuple[str, Any]] = (),
+) -> AsgiFastStream:
+    """The application around the broker. FastStream stops it in this order: `on_shutdown`,
+    then `broker.stop()` (the consumer stops and leaves its group), then the lifespan's exit.
+    The batch in flight is therefore finished and committed in `on_shutdown`."""
+    consumer = consumer_of(broker.subscribers[0])
+
+    async def serving() -> None:
+        tune_gc()  # everything start-up allocated is long-lived: freeze it
+        await lifecycle.started()
+
+    async def finish_in_flight() -> None:
+        await lifecycle.stopping()
+        await handler.close(consumer())  # the consumer still owns its partitions here
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=routes,
+        lifespan=lifespan,
+        after_startup=[serving],
+        on_shutdown=[finish_in_flight],
+        asyncapi_path="/docs",
+    )
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
@@ -198,8 +169,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         async with sessions() as session:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
-    writer = OverlappedWriter(write_path)
-    broker = build_broker(settings, writer, read_positions, guard)
+    handler = BatchHandler(OverlappedWriter(write_path))
+    broker = build_broker(settings, handler, read_positions, guard)
 
     # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its
     # job and does it. Add checks with `readiness.register(name, check)` (see service/health.py).
@@ -218,45 +189,31 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     readiness.register("stopped_partitions", guard.stopped.problem)
     ready = probe_route(readiness)
 
-    background: list[asyncio.Task[None]] = []
-
-    async def start_up() -> None:
-        await require_current_schema(engine)
-        await ensure_topics(settings)
-        await dead_letters.start()
-
-    async def start_cleanup() -> None:
-        tune_gc()  # everything start-up allocated is long-lived: freeze it
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        """What the broker needs before it starts, and gives back after it has stopped."""
         retention_s = settings.processed_event_retention_hours * 3600
-        background.append(
-            asyncio.create_task(
-                purge_forever(sessions, retention_s, settings.processed_event_cleanup_interval_s)
-            )
-        )
-        background.append(asyncio.create_task(guard.run()))
+        try:
+            await require_current_schema(engine)
+            await ensure_topics(settings)
+            await dead_letters.start()
+            try:
+                async with background(
+                    purge_forever(
+                        sessions, retention_s, settings.processed_event_cleanup_interval_s
+                    ),
+                    guard.run(),  # stored positions vs the log, while the consumer runs
+                ):
+                    yield
+            finally:
+                await dead_letters.stop()
+        finally:
+            await engine.dispose()
 
-    async def stop_cleanup() -> None:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-
-    async def shut_down() -> None:
-        await writer.drain()  # the subscriber has stopped: let the last batch commit
-        await dead_letters.stop()
-        await engine.dispose()
-
-    app = AsgiFastStream(
-        broker,
-        asgi_routes=[
-            ("/health", ready),  # the readiness probe, under its old name
-            ("/health/ready", ready),
-            ("/health/live", probe_route(liveness)),
-            ("/metrics", scrape_route(readiness, make_asgi_app(metrics.registry))),
-        ],
-        on_startup=[start_up],
-        after_startup=[start_cleanup, lifecycle.started],
-        on_shutdown=[lifecycle.stopping, stop_cleanup],
-        after_shutdown=[shut_down],
-        asyncapi_path="/docs",
-    )
-    return app
+    routes = [
+        ("/health", ready),  # the readiness probe, under its old name
+        ("/health/ready", ready),
+        ("/health/live", probe_route(liveness)),
+        ("/metrics", scrape_route(readiness, make_asgi_app(metrics.registry))),
+    ]
+    return build_app(broker, handler, lifecycle, lifespan, routes)

@@ -1,8 +1,12 @@
-"""Process tuning for the consumer."""
+"""The consumer process: GC tuning, and tasks that run beside the broker for its lifetime."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
 
 # A batch creates tens of thousands of short-lived objects (events, states, parameters),
 # freed by reference counting. With CPython's default threshold (700) the cyclic collector
@@ -18,3 +22,16 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
+
+
+@asynccontextmanager
+async def background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run `jobs` (loops that never end by themselves) as tasks inside the block; on leaving
+    it, cancel them and wait until they have ended."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

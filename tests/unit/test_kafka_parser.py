@@ -11,6 +11,7 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.message import KafkaAckableMessage
 
 from service.app import build_broker
+from service.batch_handler import BatchHandler
 from service.config import Settings
 from service.kafka_parser import RawBatchParser
 from service.pipeline import BatchReport
@@ -86,7 +87,7 @@ async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
 
 async def test_records_with_binary_null_and_duplicate_headers_reach_the_handler() -> None:
     writer = RecordingWriter()
-    broker = build_broker(SETTINGS, writer, _no_positions)
+    broker = build_broker(SETTINGS, BatchHandler(writer), _no_positions)
     async with TestKafkaBroker(broker):
         (subscriber,) = broker.subscribers
         await subscriber.process_message((_record(0), _record(1, [("only", None)])))

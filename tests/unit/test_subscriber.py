@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 from faststream import AckPolicy
 from faststream.kafka import TestKafkaBroker
+from tests.support.events import record, upsert
 
 from service.app import build_broker
+from service.batch_handler import BatchHandler
 from service.config import Settings
 from service.pipeline import BatchReport
 from service.records import Record
-from testbed.events import record, upsert
 
 SETTINGS = Settings(
     postgres_user="u",
@@ -40,7 +41,7 @@ async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
 
 
 def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group() -> None:
-    broker = build_broker(SETTINGS, RecordingProcessor(), _no_positions)
+    broker = build_broker(SETTINGS, BatchHandler(RecordingProcessor()), _no_positions)
     (subscriber,) = broker.subscribers
     assert subscriber.topics[0].name == "events"
     assert subscriber.group_id == "grp"
@@ -51,7 +52,7 @@ def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group()
 
 async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
     write_path = RecordingProcessor()
-    broker = build_broker(SETTINGS, write_path, _no_positions)
+    broker = build_broker(SETTINGS, BatchHandler(write_path), _no_positions)
     key, value = record(upsert(3, 1))
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(value, topic="events", key=key)

@@ -1,0 +1,75 @@
+"""What the write path asks of the Kafka consumer: which partitions it still owns, where to
+seek, what to pause, and committing offsets.
+
+The subscriber's aiokafka consumer is None under FastStream's TestKafkaBroker (and before the
+subscriber starts): then every partition counts as owned and nothing is sought, paused or
+committed, so the handler runs unchanged without a broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from aiokafka import TopicPartition as KafkaPartition
+
+
+class KafkaConsumer(Protocol):
+    """The part of `aiokafka.AIOKafkaConsumer` used here (tests pass a fake)."""
+
+    def assignment(self) -> set[KafkaPartition]: ...
+
+    def seek(self, partition: KafkaPartition, offset: int) -> None: ...
+
+    def pause(self, *partitions: KafkaPartition) -> None: ...
+
+    async def commit(self, offsets: dict[KafkaPartition, int]) -> None: ...
+
+
+class ConsumerAdapter:
+    """The subscriber's consumer as the write path sees it: (topic, partition) pairs in,
+    aiokafka's `TopicPartition` kept inside."""
+
+    __slots__ = ("_consumer",)
+
+    def __init__(self, consumer: KafkaConsumer | None) -> None:
+        self._consumer = consumer
+
+    def still_owned(self, topic: str, partition: int) -> bool:
+        """True while the partition is assigned to this consumer (asked by the write path
+        after it has locked the partition's stored position)."""
+        if self._consumer is None:
+            return True
+        return KafkaPartition(topic, partition) in self._consumer.assignment()
+
+    def seek(self, tp: tuple[str, int], offset: int) -> None:
+        """Fetch the partition from `offset` next (the write path's rewinds)."""
+        if self._consumer is not None:
+            self._consumer.seek(KafkaPartition(*tp), offset)
+
+    def owned(self, offsets: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """The entries of `offsets` whose partitions this consumer still owns."""
+        if self._consumer is None:
+            return dict(offsets)
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        return {tp: offset for tp, offset in offsets.items() if tp in assigned}
+
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit these next offsets to Kafka (the caller keeps them to owned partitions)."""
+        if self._consumer is not None and offsets:
+            await self._consumer.commit(
+                {KafkaPartition(*tp): offset for tp, offset in offsets.items()}
+            )
+
+    def pause_all(self) -> list[tuple[str, int]]:
+        """Stop fetching every assigned partition; returns them, sorted."""
+        if self._consumer is None:
+            return []
+        assigned = self._consumer.assignment()
+        if assigned:
+            self._consumer.pause(*assigned)
+        return _pairs(assigned)
+
+
+def _pairs(partitions: Iterable[KafkaPartition]) -> list[tuple[str, int]]:
+    return sorted((tp.topic, tp.partition) for tp in partitions)

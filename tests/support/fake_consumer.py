@@ -1,0 +1,44 @@
+"""A stand-in for aiokafka's consumer: what the handler asks of it, recorded in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiokafka import TopicPartition
+
+
+class FakeConsumer:
+    """Owns `assigned`; records seeks, pauses, commits and stop in `events`, optionally
+    shared with other fakes so a test can assert the order of everything."""
+
+    def __init__(
+        self, assigned: Iterable[tuple[str, int]] = (), events: list[object] | None = None
+    ) -> None:
+        self.assigned = {TopicPartition(t, p) for t, p in assigned}
+        self.events: list[object] = [] if events is None else events
+        self.commits: list[dict[tuple[str, int], int]] = []
+        self.fail_commits = 0  # how many of the next commits raise
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def revoke(self, topic: str, partition: int) -> None:
+        self.assigned.discard(TopicPartition(topic, partition))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.events.append(("seek", (partition.topic, partition.partition), offset))
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.events.append(("pause", sorted((tp.topic, tp.partition) for tp in partitions)))
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise RuntimeError("CommitFailedError: the group is rebalancing")
+        plain = {(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+        self.commits.append(plain)
+        self.events.append(("kafka commit", plain))
+
+    async def stop(self) -> None:
+        """aiokafka's stop: the consumer leaves its group."""
+        self.events.append("consumer stopped, left the group")
