@@ -14,14 +14,14 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.support.events import LabelledSpec, generate_records
-from tests.support.oracle import diff, expected_outcome, table
 
 from service.config import Settings
 from service.positions_admin import group_members
 from service.topics import ensure_topics
+from testbed.events import LabelledSpec, generate_records
+from testbed.oracle import diff, expected_outcome, table
+from testbed.publish import publish_acked
 from tests.support.consumer import ConsumerProcess
-from tests.support.kafka import publish_acked
 
 EVENTS = 40_000
 

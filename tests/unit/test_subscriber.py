@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 from faststream import AckPolicy
 from faststream.kafka import TestKafkaBroker
-from tests.support.events import record, upsert
 
 from service.app import build_broker
 from service.batch_handler import BatchHandler
 from service.config import Settings
 from service.pipeline import BatchReport
 from service.records import Record
+from testbed.events import record, upsert
 
 SETTINGS = Settings(
     postgres_user="u",
