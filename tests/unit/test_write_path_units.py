@@ -259,13 +259,17 @@ class FakeStore:
         self.claimed.update(ids)
         return already
 
-    async def load_products(self, session: Any, ids: set[int]) -> dict[int, Product]:
-        return {}
+    async def load_products(
+        self, session: Any, ids: set[int]
+    ) -> tuple[dict[int, Product], dict[int, int]]:
+        return {}, {}
 
     async def release_events(self, session: Any, ids: Sequence[UUID]) -> None:
         self.log.append(("release", self.transaction))
 
-    async def save_products(self, session: Any, products: list[Product]) -> None:
+    async def save_products(
+        self, session: Any, products: list[Product], read: dict[int, int]
+    ) -> None:
         self.log.append(("save", self.transaction))
 
     async def advance_positions(self, session: Any, group: str, offsets: Mapping[Any, int]) -> None:
