@@ -58,14 +58,16 @@ _ADVANCE_POSITIONS = text(
 
 # Records the batch's event ids and returns those recorded before (by an earlier batch or a
 # concurrent transaction, whose commit the insert waits for): the duplicates. One statement
-# and one index probe per id; the result is usually empty. The ids come distinct and sorted,
-# so the inserts walk the primary key's pages in order (random UUIDs otherwise scatter them).
+# and one index probe per id; the result is usually empty. The ids are inserted in key order,
+# so the inserts walk the primary key's pages in order (random UUIDs otherwise scatter them)
+# and two transactions claiming the same ids wait for each other in one order, never in a
+# cycle. Sorted here rather than in Python: 5,000 UUIDs cost the consumer ~10 ms to sort.
 _CLAIM_EVENTS = text(
     """
-    WITH batch AS (SELECT unnest(CAST(:ids AS uuid[])) AS event_id),
+    WITH batch AS (SELECT DISTINCT unnest(CAST(:ids AS uuid[])) AS event_id),
     claimed AS (
         INSERT INTO processed_events (event_id)
-        SELECT event_id FROM batch
+        SELECT event_id FROM batch ORDER BY event_id
         ON CONFLICT DO NOTHING
         RETURNING event_id
     )
@@ -192,7 +194,7 @@ async def claim_events(session: AsyncSession, event_ids: Sequence[UUID]) -> set[
     The claims of events the fold then rejects are given back with `release_events`."""
     if not event_ids:
         return set()
-    rows = await session.execute(_CLAIM_EVENTS, {"ids": sorted(set(event_ids))})
+    rows = await session.execute(_CLAIM_EVENTS, {"ids": event_ids})
     return {row[0] for row in rows}
 
 
