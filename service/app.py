@@ -198,7 +198,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         async with sessions() as session:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
-    writer = OverlappedWriter(processor, settings.write_transactions)
+    writer = OverlappedWriter(processor)
     broker = build_broker(settings, writer, read_positions, guard)
 
     # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its

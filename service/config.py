@@ -69,8 +69,6 @@ class Settings(BaseSettings):
     # Consumer tuning
     batch_max_records: int = Field(default=5000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
-    # Concurrent transactions per batch, each writing whole partitions (service/overlap.py).
-    write_transactions: int = Field(default=2, ge=1)
     kafka_max_partition_fetch_bytes: int = Field(default=1024 * 1024, ge=1024)
     retry_initial_backoff_s: float = Field(default=0.2, gt=0)
     retry_max_backoff_s: float = Field(default=10.0, gt=0)

@@ -2,11 +2,8 @@
 
 While batch N's transaction runs (a background task), the handler returns, the consumer
 fetches batch N+1 and decodes it; only then does it wait for N to commit and start N+1's
-transaction. Batches commit in order and each position is committed with its own batch's rows.
-
-With `ways` > 1 a batch is written as up to that many concurrent transactions, each holding
-whole partitions (service/partition_groups.py): while PostgreSQL executes one, the consumer
-folds and encodes another. Their position rows are disjoint; the next batch waits for all.
+transaction. One transaction is in flight at a time, so batches commit in order and each
+position is committed with its own batch's rows.
 
 Rewinds (the write path found that a batch started past the stored position) are applied
 as soon as the batch in flight finishes, even if no further records arrive. Records of that
@@ -21,7 +18,6 @@ from collections.abc import Callable, Sequence
 
 from service.decoding import Unusable
 from service.domain import Event
-from service.partition_groups import split_by_partition
 from service.pipeline import BatchProcessor, BatchReport, Ownership
 from service.records import Record, TopicPartition, first_offsets
 
@@ -29,9 +25,8 @@ Seek = Callable[[TopicPartition, int], None]
 
 
 class OverlappedWriter:
-    def __init__(self, processor: BatchProcessor, ways: int = 1) -> None:
+    def __init__(self, processor: BatchProcessor) -> None:
         self.processor = processor
-        self.ways = ways
         self._inflight: asyncio.Task[BatchReport] | None = None
         self._fence: dict[TopicPartition, int] = {}
         self._seek: Seek | None = None
@@ -51,27 +46,10 @@ class OverlappedWriter:
         finished = await self.drain()
         kept, kept_decoded = self._drop_fenced(records, decoded)
         if kept:
-            task = asyncio.create_task(self._write(kept, kept_decoded, still_owned))
+            task = asyncio.create_task(self.processor.write(kept, kept_decoded, still_owned))
             task.add_done_callback(self._apply_rewinds)
             self._inflight = task
         return finished
-
-    async def _write(
-        self,
-        records: Sequence[Record],
-        decoded: Sequence[Event | Unusable],
-        still_owned: Ownership | None,
-    ) -> BatchReport:
-        groups = split_by_partition(records, decoded, self.ways)
-        if len(groups) == 1:
-            return await self.processor.write(*groups[0], still_owned)
-        reports = await asyncio.gather(
-            *(self.processor.write(part, items, still_owned) for part, items in groups)
-        )
-        merged = reports[0]
-        for report in reports[1:]:
-            merged = merged.merged(report)
-        return merged
 
     async def drain(self) -> BatchReport | None:
         """Wait for the batch in flight (if any) and return its report."""

@@ -362,29 +362,3 @@ async def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_appli
         (2, Reason.UNSTORABLE)
     ]
     assert report.next_offsets == {("t", 0): 7}
-
-
-async def test_a_batch_written_as_concurrent_transactions_applies_each_event_once(
-    engine: AsyncEngine,
-) -> None:
-    """WRITE_TRANSACTIONS=2: the partitions of a batch go to two transactions at once. An
-    upstream retry on the other partition is still a duplicate, a product changed from both
-    partitions keeps both changes, and every partition's position is its own batch's."""
-    from service.overlap import OverlappedWriter
-
-    writer = OverlappedWriter(_processor(engine, MemoryDeadLetterSink()), ways=2)
-    await writer.submit(_records([record(upsert(1, 1, quantity=0))], partition=5))
-    await writer.drain()
-    retried = record(adjust(1, 5))
-    left = [record(upsert(2, 1, quantity=1)), retried, record(adjust(1, 1)), record(adjust(2, 2))]
-    right = [retried, record(adjust(1, 10))]
-    batch = _records(left, partition=0) + _records(right, partition=1)
-
-    await writer.submit(batch)
-    report = await writer.drain()
-
-    assert report is not None
-    assert (report.applied, report.duplicates) == (5, 1)
-    assert report.next_offsets == {("t", 0): 4, ("t", 1): 2}
-    stored = await table(engine)
-    assert (stored[1].quantity, stored[2].quantity) == (16, 3)
