@@ -1,8 +1,9 @@
 """The write path: one batch of records becomes one PostgreSQL transaction.
 
 decode -> lock positions -> drop redelivered records -> claim event ids (finding duplicates) ->
-read states -> fold (pure) -> release the claims of rejected events -> write states and
-positions -> dead-letter the unusable -> commit.
+read states (no row locks) -> fold (pure) -> release the claims of rejected events -> write
+states (only if unchanged since read, else retry) and positions -> dead-letter the unusable ->
+commit.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ class WritePath:
 
             events = [item for item in items if not isinstance(item, Unusable)]
             already = await store.claim_events(session, [e.event_id for e in events])
-            states = await store.load_products(session, {e.product_id for e in events})
+            states, read = await store.load_products(session, {e.product_id for e in events})
             result = fold(states, events, already)
 
             fates = Counter(map(type, result.outcomes))
@@ -231,7 +232,7 @@ class WritePath:
             dead = _dead_letters(fresh, items, result.outcomes)
             report.dead_lettered.update(letter.reason.value for letter in dead)
 
-            await store.save_products(session, list(result.changed.values()))
+            await store.save_products(session, list(result.changed.values()), read)
             await store.advance_positions(session, self.group_id, next_offsets)
             report.next_offsets = next_offsets
             # Published and acknowledged before the transaction commits: a crash in between

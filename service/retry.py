@@ -30,9 +30,14 @@ _TRANSIENT_PG = (
 )
 
 
+class Conflict(Exception):
+    """Another transaction changed a row this one read before writing it (a product in two
+    partitions written at once, after the partition count changed): run the batch again."""
+
+
 def is_transient(error: BaseException) -> bool:
     """True for failures of the surroundings (database, broker, network), not of the data."""
-    if isinstance(error, OperationalError | InterfaceError):
+    if isinstance(error, Conflict | OperationalError | InterfaceError):
         return True
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:

@@ -116,3 +116,23 @@ async def test_migrate_uses_the_settings_it_is_given(scratch: PostgresEndpoint) 
     finally:
         await connection.close()
     assert version == head_revision()
+
+
+async def _products_options(pg: PostgresEndpoint) -> list[str] | None:
+    connection = await asyncpg.connect(pg.url(driver="postgresql"))
+    try:
+        options: list[str] | None = await connection.fetchval(
+            "SELECT reloptions FROM pg_class WHERE oid = 'products'::regclass"
+        )
+        return options
+    finally:
+        await connection.close()
+
+
+async def test_products_leave_room_on_each_page_for_hot_updates(scratch: PostgresEndpoint) -> None:
+    """3c5f0a9d2b71 sets fillfactor 80 on products (each applied event rewrites a row; with
+    room on its page the new version is a HOT update); its downgrade resets it."""
+    _ok(alembic(scratch, "upgrade", "3c5f0a9d2b71"))
+    assert await _products_options(scratch) == ["fillfactor=80"]
+    _ok(alembic(scratch, "downgrade", "-1"))
+    assert await _products_options(scratch) is None

@@ -138,13 +138,18 @@ async def test_a_claim_given_back_by_a_concurrent_rejection_lets_the_waiting_bat
     gives the claim back; the second, whose claim waited for the first transaction, must
     then decide the event itself (here: apply it), not take it for a duplicate."""
     write_path = _processor(engine, MemoryDeadLetterSink())
-    await process(write_path, _records([record(upsert(1, 1, quantity=1))], partition=5))
+    await process(
+        write_path, _records([record(upsert(1, 1, quantity=1)), record(upsert(2, 1))], partition=5)
+    )
     retried = record(adjust(1, -3))  # insufficient at quantity 1; fine at 10
     blocker = await engine.connect()
     await blocker.begin()
-    await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
-    a = asyncio.create_task(process(write_path, _records([retried], partition=0)))
-    await asyncio.sleep(0.5)  # a has claimed the id and waits for the product row
+    await blocker.execute(text("SELECT 1 FROM products WHERE id IN (1, 2) FOR UPDATE"))
+    # a also changes product 2, so it waits for the blocker when it writes product 2.
+    a = asyncio.create_task(
+        process(write_path, _records([retried, record(upsert(2, 2))], partition=0))
+    )
+    await asyncio.sleep(0.5)  # a has claimed the id, given it back, and waits for the row
     refill = record(upsert(1, 2, quantity=10))
     b = asyncio.create_task(process(write_path, _records([refill, retried], partition=1)))
     await asyncio.sleep(0.5)  # b's claim waits for a's transaction
@@ -152,9 +157,62 @@ async def test_a_claim_given_back_by_a_concurrent_rejection_lets_the_waiting_bat
     await blocker.close()
     first, second = await asyncio.gather(a, b)
 
-    assert (first.applied, sum(first.dead_lettered.values())) == (0, 1)
+    assert (first.applied, sum(first.dead_lettered.values())) == (1, 1)
     assert (second.applied, second.duplicates) == (2, 0)
     assert (await table(engine))[1].quantity == 7
+
+
+async def test_a_product_written_from_two_partitions_at_once_keeps_both_changes(
+    engine: AsyncEngine,
+) -> None:
+    """After the partition count changed, one product's events sit in two partitions that two
+    consumers write at the same moment. Products are read without row locks: the later write
+    finds the row changed since it read it, and its batch is retried on the new state."""
+    write_path = _processor(engine, MemoryDeadLetterSink())
+    await process(write_path, _records([record(upsert(1, 1, quantity=0))], partition=5))
+    blocker = await engine.connect()
+    await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
+    a = asyncio.create_task(process(write_path, _records([record(adjust(1, 2))], partition=0)))
+    b = asyncio.create_task(process(write_path, _records([record(adjust(1, 3))], partition=1)))
+    await asyncio.sleep(0.5)  # both read quantity 0 and wait to write it
+    await blocker.rollback()
+    await blocker.close()
+    reports = await asyncio.gather(a, b)
+
+    assert [r.applied for r in reports] == [1, 1]
+    assert (await table(engine))[1].quantity == 5
+    retries = write_path.metrics.registry.get_sample_value("inventory_sink_batch_retries_total")
+    assert retries is not None and retries >= 1
+
+
+async def test_a_new_product_inserted_from_two_partitions_at_once_keeps_both_changes(
+    engine: AsyncEngine,
+) -> None:
+    """Both consumers find the product absent: the second insert waits for the first
+    transaction, finds the row there, and its batch is retried on it (an upsert without a
+    quantity keeps the stored one; the older version becomes stale) instead of overwriting it."""
+    write_path = _processor(engine, MemoryDeadLetterSink())
+    await process(write_path, _records([record(upsert(2, 1))], partition=5))
+    blocker = await engine.connect()
+    await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM products WHERE id = 2 FOR UPDATE"))
+    # Each batch also changes product 2, which the blocker holds: both have inserted or tried
+    # to insert product 7 before either commits.
+    first = [record(upsert(7, 1, quantity=10)), record(upsert(2, 2))]
+    second = [record(upsert(7, 2, name="renamed")), record(upsert(7, 1, quantity=99))]
+    second.append(record(upsert(2, 3)))
+    a = asyncio.create_task(process(write_path, _records(first, partition=0)))
+    await asyncio.sleep(0.3)
+    b = asyncio.create_task(process(write_path, _records(second, partition=1)))
+    await asyncio.sleep(0.5)
+    await blocker.rollback()
+    await blocker.close()
+    first_report, second_report = await asyncio.gather(a, b)
+
+    stored = (await table(engine))[7]
+    assert (stored.name, stored.quantity, stored.version) == ("renamed", 10, 2)
+    assert (first_report.applied, second_report.applied, second_report.stale) == (2, 2, 1)
 
 
 async def test_two_consumers_racing_on_one_partition_apply_each_record_once(

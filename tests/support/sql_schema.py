@@ -54,9 +54,14 @@ class Statement:
     sql: str
 
 
+# Every PostgreSQL table has these system columns (the write path reads xmin to write
+# compare-and-set); the models do not declare them.
+SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
+
+
 def schema_of(metadata: MetaData) -> dict[str, frozenset[str]]:
     return {
-        name: frozenset(column.name for column in table.columns)
+        name: frozenset(column.name for column in table.columns) | SYSTEM_COLUMNS
         for name, table in metadata.tables.items()
     }
 

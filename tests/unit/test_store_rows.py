@@ -34,17 +34,18 @@ class _Session:
 
 async def test_a_select_in_another_column_order_gives_the_same_states() -> None:
     deleted = datetime(2026, 1, 2, tzinfo=UTC)
-    columns = ["deleted_at", "version", "quantity", "price", "description", "name", "id"]
+    columns = ["xmin", "deleted_at", "version", "quantity", "price", "description", "name", "id"]
     rows = [
-        (None, 3, 40, Decimal("24.90"), "Dark roast", "Espresso beans", 1),
-        (deleted, 2, 0, Decimal("3.20"), None, "Filters", 3),
+        (901, None, 3, 40, Decimal("24.90"), "Dark roast", "Espresso beans", 1),
+        (902, deleted, 2, 0, Decimal("3.20"), None, "Filters", 3),
     ]
     session = _Session(_Rows(columns, rows))
 
-    states = await store.load_products(session, {3, 1})  # type: ignore[arg-type]
+    states, versions = await store.load_products(session, {3, 1})  # type: ignore[arg-type]
 
     assert states == {
         1: ProductState(1, "Espresso beans", "Dark roast", Decimal("24.90"), 40, 3, None),
         3: ProductState(3, "Filters", None, Decimal("3.20"), 0, 2, deleted),
     }
+    assert versions == {1: 901, 3: 902}  # each row's xmin, for the compare-and-set write
     assert session.params == [{"ids": [1, 3]}]

@@ -260,13 +260,17 @@ class FakeStore:
         self.claimed.update(ids)
         return already
 
-    async def load_products(self, session: Any, ids: set[int]) -> dict[int, ProductState]:
-        return {}
+    async def load_products(
+        self, session: Any, ids: set[int]
+    ) -> tuple[dict[int, ProductState], dict[int, int]]:
+        return {}, {}
 
     async def release_events(self, session: Any, ids: Sequence[UUID]) -> None:
         self.log.append(("release", self.transaction))
 
-    async def save_products(self, session: Any, products: list[ProductState]) -> None:
+    async def save_products(
+        self, session: Any, products: list[ProductState], read: dict[int, int]
+    ) -> None:
         self.log.append(("save", self.transaction))
 
     async def advance_positions(self, session: Any, group: str, offsets: Mapping[Any, int]) -> None:
