@@ -38,6 +38,16 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """scripts/mutation: a test that hangs under a mutant fails within seconds."""
+    if not mutation_db.ENABLED:
+        yield
+        return
+    with mutation_db.time_limit(item.nodeid):
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresEndpoint]:
     try:

@@ -7,20 +7,28 @@ DATABASE ... TEMPLATE) of `<TEST_POSTGRES_DB>_mutation`, which is migrated once,
 a session needs it. `python -m tests.support.mutation_db drop` removes the template and every
 copy (scripts/mutation runs it before and after, so a run starts from the current migrations
 and a killed mutant leaves nothing behind).
+
+In the same mode a test fails after MUTATION_TEST_TIMEOUT seconds (default 30): a mutant that
+makes a batch fail in a way the write path retries forever is then caught in seconds, not at
+mutmut's wall-clock limit (minutes, scaled to the duration of all the tests it runs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import asyncpg
 
 from tests.support.services import PostgresEndpoint, postgres_endpoint
 
 ENABLED = os.environ.get("TEST_POSTGRES_CLONE") == "1"
+TEST_TIMEOUT_S = int(os.environ.get("MUTATION_TEST_TIMEOUT", "30"))
 _LOCK = 0x6D757461  # pg_advisory_lock key: one session at a time builds or copies the template
 
 
@@ -30,6 +38,31 @@ def template_name(base: str) -> str:
 
 def clone_name(base: str) -> str:
     return f"{template_name(base)}_{os.getpid()}"
+
+
+class MutantHang(BaseException):
+    """Not an Exception, so no `except Exception` of the code under test (the write path's
+    retry loop) swallows it; asyncio lets it out of the event loop."""
+
+
+@contextmanager
+def time_limit(what: str) -> Iterator[None]:
+    """Interrupt the block (in the main thread, where the test's event loop runs) once it
+    takes over TEST_TIMEOUT_S seconds, and again every second if something catches it."""
+
+    def expire(_signum: int, _frame: FrameType | None) -> None:
+        raise MutantHang(
+            f"{what} ran over {TEST_TIMEOUT_S}s (MUTATION_TEST_TIMEOUT): the mutant never "
+            "lets it finish"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT_S, 1.0)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 async def _connect(server: PostgresEndpoint) -> asyncpg.Connection:
