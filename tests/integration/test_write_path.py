@@ -8,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from service import store
 from service.dead_letter import MemoryDeadLetterSink
 from service.domain import Reason
 from service.pipeline import BatchProcessor
@@ -169,7 +170,19 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     sink = MemoryDeadLetterSink()
     zombie, owner = _processor(engine, sink), _processor(engine, sink)
 
-    reports = await asyncio.gather(zombie.process(records[:150]), owner.process(records[50:]))
+    # The zombie must reach the partition's row lock first (the owner, first, would find the
+    # position at 0 and be rewound): both queue behind a held lock, in that order. The row is
+    # committed first, so both wait for that lock, not for a row being inserted.
+    sessions = async_sessionmaker(engine)
+    async with sessions() as creator, creator.begin():
+        await store.lock_positions(creator, "g", {("t", 0)})
+    async with sessions() as blocker, blocker.begin():
+        assert await store.lock_positions(blocker, "g", {("t", 0)}) == {("t", 0): 0}
+        first = asyncio.create_task(zombie.process(records[:150]))
+        await asyncio.sleep(0.5)
+        second = asyncio.create_task(owner.process(records[50:]))
+        await asyncio.sleep(0.5)
+    reports = await asyncio.gather(first, second)
 
     assert sum(r.applied for r in reports) == 201
     # The later batch drops the 100 overlapping records by the stored offset (redelivered),
