@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from uuid import UUID
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -236,16 +238,21 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
 
 
 async def test_records_of_a_revoked_partition_are_abandoned_not_written(
-    engine: AsyncEngine,
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     processor = _processor(engine, MemoryDeadLetterSink())
     owned = _records([record(upsert(1, 1, quantity=1))], partition=0)
-    revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=1)
+    revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=2)
+    revoked += _records([record(upsert(3, 1, quantity=1))], partition=1)
 
-    report = await processor.process(owned + revoked, still_owned=lambda t, p: p == 0)
+    with caplog.at_level(logging.INFO, "service.pipeline"):
+        report = await processor.process(owned + revoked, still_owned=lambda t, p: p == 0)
 
-    assert (report.applied, report.abandoned) == (1, 2)
+    assert (report.applied, report.abandoned) == (1, 3)
     assert set(await table(engine)) == {1}
+    (line,) = [r for r in caplog.records if r.name == "service.pipeline"]
+    assert line.getMessage() == "abandoning records of revoked partitions [('t', 1), ('t', 2)]"
+    assert line.partitions == ["t[1]", "t[2]"]  # type: ignore[attr-defined]
     async with engine.connect() as connection:
         positions = dict(
             (
