@@ -6,6 +6,7 @@ and tests/integration for it)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from service.decoding import Unusable
 from service.domain import Reason
 from service.metrics import Metrics
 from service.pipeline import BatchProcessor, BatchReport
-from service.records import SimpleRecord
+from service.records import SimpleRecord, partition_runs
 from service.retry import Backoff
 
 
@@ -127,13 +128,21 @@ async def test_a_committed_batch_is_counted_timed_and_told_to_the_listeners(
     processor.on_commit.append(told.append)
     before = time.time()
 
-    with caplog.at_level(logging.WARNING, "service.retry"):
+    with (
+        caplog.at_level(logging.WARNING, "service.retry"),
+        caplog.at_level(logging.DEBUG, "service.pipeline"),
+    ):
         returned = await processor.write(_records(*range(9)), [None] * 9)
 
     assert returned is report and told == [report] and len(attempts) == 2
     assert processor._rewound == {("t", 3): 40}  # the next batch may accept that gap
-    (retried,) = [r.getMessage() for r in caplog.records]
+    retried, committed = (r.getMessage() for r in caplog.records)
     assert retried.startswith("batch of 9 records failed (attempt 1, transient: ")
+    assert re.fullmatch(
+        r"batch committed in \d+\.\d{3}s: \{'applied': 2, 'stale': 0, 'duplicate': 1, "
+        r"'redelivered': 3, 'abandoned': 0, 'dead_lettered': 3\}",
+        committed,
+    )
     m = processor.metrics
     assert _sample(m, "inventory_sink_batch_retries_total") == 1
     assert _sample(m, "inventory_sink_batches_total") == 1
@@ -210,3 +219,35 @@ async def test_a_refused_record_is_found_by_bisection_logged_and_dead_lettered(
         f"the database refused t[3]@12: {first_line}\nDETAIL: the row; dead-lettering it"
     )
     assert (line.topic, line.partition, line.offset) == ("t", 3, 12)  # type: ignore[attr-defined]
+
+
+async def test_the_gap_guard_says_where_it_seeks_back_and_which_gap_it_accepts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    processor = _processor()
+    records = [SimpleRecord("t", 3, o, b"1", b"{}") for o in (46, 47)]
+    runs = partition_runs(records)
+    with caplog.at_level(logging.INFO, "service.pipeline"):
+        first = BatchReport()
+        await processor._guard_gaps(records, runs, {("t", 3): 40}, first)
+        processor._rewound.update(first.rewind)
+        again = BatchReport()
+        positions = {("t", 3): 40}
+        await processor._guard_gaps(records, runs, positions, again)
+
+    assert (first.rewind, first.fence, first.abandoned) == ({("t", 3): 40}, {("t", 3): 46}, 2)
+    assert (again.rewind, again.abandoned, positions) == ({}, 0, {("t", 3): 40})
+    seek, accepted = (r for r in caplog.records if r.name == "service.pipeline")
+    assert (seek.levelno, seek.getMessage()) == (
+        logging.WARNING,
+        "t[3]: batch starts at offset 46 but the database is at 40; seeking back so no record "
+        "is skipped",
+    )
+    assert (accepted.levelno, accepted.getMessage()) == (
+        logging.INFO,
+        "t[3]: offsets 40..45 are not in the log (retention, compaction or transaction "
+        "markers); continuing at 46",
+    )
+    for line in (seek, accepted):
+        fields = (line.topic, line.partition, line.offset, line.stored_offset)  # type: ignore[attr-defined]
+        assert fields == ("t", 3, 46, 40)
