@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import Settings
+from tests.support import mutation_db
 from tests.support.cli import service_env
 from tests.support.services import PostgresEndpoint, kafka_endpoint, postgres_endpoint
 
@@ -35,6 +36,16 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if collection_path == ROOT / "tests" / "containers":
         return not any("tests/containers" in str(arg) for arg in config.args)
     return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """scripts/mutation: a test that hangs under a mutant fails within seconds."""
+    if not mutation_db.ENABLED:
+        yield
+        return
+    with mutation_db.time_limit(item.nodeid):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -92,16 +103,25 @@ def alembic(pg: PostgresEndpoint, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def _migrate(endpoint: PostgresEndpoint) -> None:
+    result = alembic(endpoint, "upgrade", "head")
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="session")
-def pg(pg_server: PostgresEndpoint) -> PostgresEndpoint:
+def pg(pg_server: PostgresEndpoint) -> Iterator[PostgresEndpoint]:
     """A fresh database for this test session, migrated to head."""
+    if mutation_db.ENABLED:  # scripts/mutation: a copy of a database migrated once
+        endpoint = asyncio.run(mutation_db.clone(pg_server, TEST_DATABASE, _migrate))
+        yield endpoint
+        asyncio.run(mutation_db.drop(pg_server, endpoint.database))
+        return
     asyncio.run(_recreate_database(pg_server, TEST_DATABASE))
     endpoint = PostgresEndpoint(
         pg_server.host, pg_server.port, pg_server.user, pg_server.password, TEST_DATABASE
     )
-    result = alembic(endpoint, "upgrade", "head")
-    assert result.returncode == 0, result.stderr
-    return endpoint
+    _migrate(endpoint)
+    yield endpoint
 
 
 @pytest.fixture

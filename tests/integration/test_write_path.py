@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from uuid import UUID
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from service import store
 from service.domain import Reason
 from service.pipeline import WritePath
 from service.retry import Backoff
@@ -226,7 +229,19 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     sink = MemoryDeadLetterSink()
     zombie, owner = _processor(engine, sink), _processor(engine, sink)
 
-    reports = await asyncio.gather(process(zombie, records[:150]), process(owner, records[50:]))
+    # The zombie must reach the partition's row lock first (the owner, first, would find the
+    # position at 0 and be rewound): both queue behind a held lock, in that order. The row is
+    # committed first, so both wait for that lock, not for a row being inserted.
+    sessions = async_sessionmaker(engine)
+    async with sessions() as creator, creator.begin():
+        await store.lock_positions(creator, "g", {("t", 0)})
+    async with sessions() as blocker, blocker.begin():
+        assert await store.lock_positions(blocker, "g", {("t", 0)}) == {("t", 0): 0}
+        first = asyncio.create_task(process(zombie, records[:150]))
+        await asyncio.sleep(0.5)
+        second = asyncio.create_task(process(owner, records[50:]))
+        await asyncio.sleep(0.5)
+    reports = await asyncio.gather(first, second)
 
     assert sum(r.applied for r in reports) == 201
     # The later batch drops the 100 overlapping records by the stored offset (redelivered),
@@ -280,16 +295,21 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
 
 
 async def test_records_of_a_revoked_partition_are_abandoned_not_written(
-    engine: AsyncEngine,
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     write_path = _processor(engine, MemoryDeadLetterSink())
     owned = _records([record(upsert(1, 1, quantity=1))], partition=0)
-    revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=1)
+    revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=2)
+    revoked += _records([record(upsert(3, 1, quantity=1))], partition=1)
 
-    report = await process(write_path, owned + revoked, still_owned=lambda t, p: p == 0)
+    with caplog.at_level(logging.INFO, "service.pipeline"):
+        report = await process(write_path, owned + revoked, still_owned=lambda t, p: p == 0)
 
-    assert (report.applied, report.abandoned) == (1, 2)
+    assert (report.applied, report.abandoned) == (1, 3)
     assert set(await table(engine)) == {1}
+    (line,) = [r for r in caplog.records if r.name == "service.pipeline"]
+    assert line.getMessage() == "abandoning records of revoked partitions [('t', 1), ('t', 2)]"
+    assert line.partitions == ["t[1]", "t[2]"]  # type: ignore[attr-defined]
     async with engine.connect() as connection:
         positions = dict(
             (

@@ -37,5 +37,24 @@ def test_a_message_that_is_not_utf8_clean_is_still_a_header() -> None:
 
 
 def test_original_headers_refuses_what_is_not_a_dead_letter() -> None:
-    with pytest.raises(ValueError, match="not a dead letter"):
+    with pytest.raises(
+        ValueError,
+        match=r"^not a dead letter of this sink: its last headers are not error\.\*$",
+    ):
         original_headers([("error.reason", b"x")])
+
+
+def test_header_names_are_sent_as_utf8_with_undecodable_bytes_replaced() -> None:
+    """A name that was not UTF-8 arrives with surrogate escapes (lenient_fetch.py): each
+    invalid byte becomes U+FFFD; valid non-ASCII names pass unchanged."""
+    headers: list[tuple[str, bytes | None]] = [
+        ("caf\u00e9", b"1"),
+        ("x-\udcff\udcfe-\u00e9", b"2"),
+        ("plain", None),
+    ]
+    letter = DeadLetter(SimpleRecord("t", 0, 0, None, None, headers), Reason.INVALID_JSON, "m")
+    assert letter.headers()[:3] == [
+        ("caf\u00e9", b"1"),
+        ("x-\ufffd\ufffd-\u00e9", b"2"),
+        ("plain", None),
+    ]

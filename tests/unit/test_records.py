@@ -55,3 +55,22 @@ def test_first_offsets_are_each_partitions_lowest_offset() -> None:
     assert first_offsets(batch) == {("a", 0): 5, ("a", 1): 3}
     assert first_offsets(batch, partition_runs(batch)) == first_offsets(batch)
     assert first_offsets([]) == {}
+
+
+def test_a_later_run_of_a_partition_does_not_move_its_first_offset() -> None:
+    """Offsets rise within a partition, so its later runs start higher: the first run's
+    first offset is the partition's first."""
+    batch = [
+        SimpleRecord("a", 0, 5, None, b"{}"),
+        SimpleRecord("a", 1, 3, None, b"{}"),
+        SimpleRecord("a", 0, 6, None, b"{}"),
+        SimpleRecord("b", 0, 1, None, b"{}"),
+        SimpleRecord("a", 1, 4, None, b"{}"),
+    ]
+    assert first_offsets(batch) == {("a", 0): 5, ("a", 1): 3, ("b", 0): 1}
+
+
+def test_a_batch_of_one_record_is_one_run() -> None:
+    (only,) = _batch([("t", 4)])
+    assert partition_runs([only]) == [Run(("t", 4), 0, 1)]
+    assert first_offsets([only]) == {("t", 4): 0}

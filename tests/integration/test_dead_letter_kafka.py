@@ -1,0 +1,174 @@
+"""KafkaDeadLetterSink on the real broker: each letter is read back from its DLQ topic and
+compared byte for byte with the record it stands for (key, value, every original header in
+order, then the sink's five), whose partition and offset come from the producer's send
+result, never from a range."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from service.config import Settings
+from service.dead_letter import (
+    DLQ_MAX_MESSAGE_BYTES,
+    LOGGED_MESSAGE_CHARS,
+    MAX_MESSAGE_CHARS,
+    DeadLetter,
+    KafkaDeadLetterSink,
+)
+from service.domain import Reason
+from service.topics import ensure_topics
+from tests.support.kafka import read_topic
+from tests.support.write_path import SimpleRecord
+
+Headers = list[tuple[str, bytes | None]]
+
+# key, value, headers: what a producer upstream sent, headers that look like the sink's own
+# and duplicates included; None is a tombstone value or a header without a value.
+ORIGINALS: list[tuple[bytes | None, bytes | None, Headers]] = [
+    (
+        b"7",
+        b'{"not": "an event"}',
+        [
+            ("trace", b"\xff\x00\xfe"),
+            ("dup", b"1"),
+            ("dup", b"2"),
+            ("x-null", None),
+            ("error.reason", b"forged"),
+            ("original.offset", b"999"),
+        ],
+    ),
+    (None, b"{not json", []),
+    (b"7", None, [("tenant", b"acme")]),
+    (b"8", b"", [("trace", b"")]),
+]
+# One reason and message per original: a long one (cut at MAX_MESSAGE_CHARS in the header,
+# at LOGGED_MESSAGE_CHARS in the log) and one that is not ASCII.
+LETTERS = [
+    (Reason.INVALID_EVENT, "price: must be > 0 " + "x" * (MAX_MESSAGE_CHARS + 50)),
+    (Reason.INVALID_JSON, "Expecting property name enclosed in double quotes"),
+    (Reason.UNKNOWN_PRODUCT, "product 7 does not exist — publish its upsert first"),
+    (Reason.UNSTORABLE, "the database refused this event"),
+]
+
+
+def _expected_headers(
+    original: Headers, reason: Reason, message: str, source: ConsumerRecord
+) -> Headers:
+    return [
+        *original,
+        ("error.reason", reason.value.encode()),
+        ("error.message", message[:MAX_MESSAGE_CHARS].encode()),
+        ("original.topic", source.topic.encode()),
+        ("original.partition", str(source.partition).encode()),
+        ("original.offset", str(source.offset).encode()),
+    ]
+
+
+async def _publish(
+    kafka: str, topic: str, records: list[tuple[bytes | None, bytes | None, Headers]]
+) -> list[tuple[int, int]]:
+    """Publish in order; each record's (partition, offset) as the broker acknowledged it."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, key=key, value=value, headers=headers)
+            for key, value, headers in records
+        ]
+        return [(ack.partition, ack.offset) for ack in await asyncio.gather(*sent)]
+    finally:
+        await producer.stop()
+
+
+async def _read_originals(
+    kafka: str, topic: str, positions: list[tuple[int, int]]
+) -> list[ConsumerRecord]:
+    """The published records as a consumer receives them, in publishing order."""
+    received = {(r.partition, r.offset): r for r in await read_topic(kafka, topic, len(positions))}
+    assert set(received) == set(positions)
+    return [received[position] for position in positions]
+
+
+async def test_letters_carry_the_original_bytes_and_exact_headers(
+    settings: Settings, kafka: str, names: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    await ensure_topics(settings)
+    positions = await _publish(kafka, names["topic"], ORIGINALS)
+    sources = await _read_originals(kafka, names["topic"], positions)
+    for source, (key, value, headers) in zip(sources, ORIGINALS, strict=True):
+        assert (source.key, source.value, list(source.headers)) == (key, value, headers)
+
+    sink = KafkaDeadLetterSink(kafka, names["dlq"], "dlq-test")
+    await sink.start()
+    try:
+        with caplog.at_level(logging.WARNING, "service.dead_letter"):
+            letters = [
+                DeadLetter(source, reason, message)
+                for source, (reason, message) in zip(sources, LETTERS, strict=True)
+            ]
+            await sink.send(letters)
+    finally:
+        await sink.stop()
+
+    read = await read_topic(kafka, names["dlq"], len(letters))
+    assert len(read) == len(letters)
+    by_origin = {
+        (dict(r.headers)["original.partition"], dict(r.headers)["original.offset"]): r for r in read
+    }
+    for source, (key, value, headers), (reason, message) in zip(
+        sources, ORIGINALS, LETTERS, strict=True
+    ):
+        letter = by_origin.pop((str(source.partition).encode(), str(source.offset).encode()))
+        assert letter.topic == names["dlq"]
+        assert (letter.key, letter.value) == (key, value)
+        assert list(letter.headers) == _expected_headers(headers, reason, message, source)
+    assert not by_origin
+    # The two letters keyed b"7" share a DLQ partition, in the order they were sent.
+    sevens = [r for r in read if r.key == b"7"]
+    assert [dict(r.headers)["original.offset"] for r in sevens] == [
+        str(sources[0].offset).encode(),
+        str(sources[2].offset).encode(),
+    ]
+
+    lines = [r for r in caplog.records if r.name == "service.dead_letter"]
+    assert [r.getMessage() for r in lines] == [
+        f"dead-lettered {names['topic']}[{s.partition}]@{s.offset} as {reason.value}: "
+        f"{message[:LOGGED_MESSAGE_CHARS]}"
+        for s, (reason, message) in zip(sources, LETTERS, strict=True)
+    ]
+    assert [r.levelno for r in lines] == [logging.WARNING] * len(letters)
+    assert [
+        (r.topic, r.partition, r.offset, r.reason)  # type: ignore[attr-defined]
+        for r in lines
+    ] == [
+        (s.topic, s.partition, s.offset, reason.value)
+        for s, (reason, _) in zip(sources, LETTERS, strict=True)
+    ]
+
+
+async def test_a_letter_just_under_the_dlq_limit_is_published(
+    settings: Settings, kafka: str, names: dict[str, str]
+) -> None:
+    """A record near the input topic's limit grows by the error headers: the DLQ topic and
+    the sink's producer take letters up to DLQ_MAX_MESSAGE_BYTES (4 MiB), far over the
+    producer's default 1 MiB."""
+    await ensure_topics(settings)
+    big = b"v" * (DLQ_MAX_MESSAGE_BYTES - 16 * 1024)
+    ((partition, offset),) = await _publish(kafka, names["topic"], [(b"5", b"{}", [])])
+    record = SimpleRecord(names["topic"], partition, offset, b"5", big, [("trace", b"t")])
+
+    sink = KafkaDeadLetterSink(kafka, names["dlq"], "dlq-test")
+    await sink.start()
+    try:
+        await sink.send([DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large")])
+    finally:
+        await sink.stop()
+
+    (letter,) = await read_topic(kafka, names["dlq"], 1)
+    assert (letter.key, len(letter.value), letter.value == big) == (b"5", len(big), True)
+    assert next(iter(letter.headers)) == ("trace", b"t")
+    assert dict(letter.headers)["original.offset"] == str(offset).encode()
