@@ -19,7 +19,7 @@ from testbed.oracle import diff, expected_outcome, table
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
 
-def _processor(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> WritePath:
+def _write_path(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> WritePath:
     return WritePath(async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1))
 
 
@@ -31,7 +31,7 @@ def _records(
 
 async def test_a_redelivered_batch_changes_nothing(engine: AsyncEngine) -> None:
     sink = MemoryDeadLetterSink()
-    write_path = _processor(engine, sink)
+    write_path = _write_path(engine, sink)
     batch = _records([record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")])
 
     first = await process(write_path, batch)
@@ -49,7 +49,7 @@ async def test_a_redelivered_batch_changes_nothing(engine: AsyncEngine) -> None:
 
 
 async def test_an_upstream_retry_at_another_offset_is_applied_once(engine: AsyncEngine) -> None:
-    write_path = _processor(engine, MemoryDeadLetterSink())
+    write_path = _write_path(engine, MemoryDeadLetterSink())
     retried = record(adjust(1, -1))
     await process(write_path, _records([record(upsert(1, 1, quantity=5)), retried]))
     report = await process(write_path, _records([retried], start=2))
@@ -63,7 +63,7 @@ async def test_the_same_event_on_two_partitions_at_once_is_applied_once(
     """An upstream retry that lands on another partition, handled by another consumer at the
     same moment: the second claim of the event id waits for the first transaction and then
     sees it as a duplicate (a read-then-insert check would apply it twice)."""
-    first = _processor(engine, MemoryDeadLetterSink(), group="g")
+    first = _write_path(engine, MemoryDeadLetterSink(), group="g")
     await process(first, _records([record(upsert(1, 1, quantity=10))], partition=5))
     retried = record(adjust(1, -3))
     blocker = await engine.connect()
@@ -93,7 +93,7 @@ async def test_a_rejected_event_is_not_claimed_so_its_replay_applies_once(
     record published again (a replayed dead letter) applies, and a second replay is a
     duplicate."""
     sink = MemoryDeadLetterSink()
-    write_path = _processor(engine, sink)
+    write_path = _write_path(engine, sink)
     body = adjust(3, 4)
     early = await process(write_path, _records([record(body), record(upsert(4, 1))]))
     assert [letter.reason for letter in sink.letters] == [Reason.UNKNOWN_PRODUCT]
@@ -114,7 +114,7 @@ async def test_an_id_rejected_then_applied_in_one_batch_stays_claimed(
     engine: AsyncEngine,
 ) -> None:
     sink = MemoryDeadLetterSink()
-    write_path = _processor(engine, sink)
+    write_path = _write_path(engine, sink)
     body = adjust(5, 2)
     rejected_twice = adjust(6, 1)
     pairs = [record(body), record(upsert(5, 1, quantity=1)), record(body), record(body)]
@@ -140,7 +140,7 @@ async def test_a_claim_given_back_by_a_concurrent_rejection_lets_the_waiting_bat
     """Two consumers hold the same event at once. The first claims it, then rejects it and
     gives the claim back; the second, whose claim waited for the first transaction, must
     then decide the event itself (here: apply it), not take it for a duplicate."""
-    write_path = _processor(engine, MemoryDeadLetterSink())
+    write_path = _write_path(engine, MemoryDeadLetterSink())
     await process(
         write_path, _records([record(upsert(1, 1, quantity=1)), record(upsert(2, 1))], partition=5)
     )
@@ -171,7 +171,7 @@ async def test_a_product_written_from_two_partitions_at_once_keeps_both_changes(
     """After the partition count changed, one product's events sit in two partitions that two
     consumers write at the same moment. Products are read without row locks: the later write
     finds the row changed since it read it, and its batch is retried on the new state."""
-    write_path = _processor(engine, MemoryDeadLetterSink())
+    write_path = _write_path(engine, MemoryDeadLetterSink())
     await process(write_path, _records([record(upsert(1, 1, quantity=0))], partition=5))
     blocker = await engine.connect()
     await blocker.begin()
@@ -195,7 +195,7 @@ async def test_a_new_product_inserted_from_two_partitions_at_once_keeps_both_cha
     """Both consumers find the product absent: the second insert waits for the first
     transaction, finds the row there, and its batch is retried on it (an upsert without a
     quantity keeps the stored one; the older version becomes stale) instead of overwriting it."""
-    write_path = _processor(engine, MemoryDeadLetterSink())
+    write_path = _write_path(engine, MemoryDeadLetterSink())
     await process(write_path, _records([record(upsert(2, 1))], partition=5))
     blocker = await engine.connect()
     await blocker.begin()
@@ -227,7 +227,7 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     pairs = [record(upsert(1, 1, quantity=0))] + [record(adjust(1, 1)) for _ in range(200)]
     records = _records(pairs)
     sink = MemoryDeadLetterSink()
-    zombie, owner = _processor(engine, sink), _processor(engine, sink)
+    zombie, owner = _write_path(engine, sink), _write_path(engine, sink)
 
     # The zombie must reach the partition's row lock first (the owner, first, would find the
     # position at 0 and be rewound): both queue behind a held lock, in that order. The row is
@@ -297,7 +297,7 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
 async def test_records_of_a_revoked_partition_are_abandoned_not_written(
     engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_path = _processor(engine, MemoryDeadLetterSink())
+    write_path = _write_path(engine, MemoryDeadLetterSink())
     owned = _records([record(upsert(1, 1, quantity=1))], partition=0)
     revoked = _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=2)
     revoked += _records([record(upsert(3, 1, quantity=1))], partition=1)
@@ -345,7 +345,7 @@ async def test_a_batch_starting_past_the_stored_position_is_rewound_once(
     """Records 0..4 never reached the handler: nothing is written and the consumer is sent
     back to offset 0. If the log really has nothing there (retention), the same batch comes
     again and is accepted."""
-    write_path = _processor(engine, MemoryDeadLetterSink())
+    write_path = _write_path(engine, MemoryDeadLetterSink())
     await process(write_path, _records([record(upsert(9, 1, quantity=1))]))  # stored: 1
     late = _records([record(adjust(9, 1))], start=5)
 
@@ -369,7 +369,7 @@ async def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_appli
         )
     try:
         sink = MemoryDeadLetterSink()
-        write_path = _processor(engine, sink)
+        write_path = _write_path(engine, sink)
         pairs = [record(upsert(p, 1, quantity=1)) for p in (1, 2, 666, 3, 4, 5, 6)]
         report = await asyncio.wait_for(process(write_path, _records(pairs)), timeout=30)
     finally:

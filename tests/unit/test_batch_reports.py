@@ -30,7 +30,7 @@ def _records(*offsets: int) -> list[SimpleRecord]:
     return [SimpleRecord("t", 3, o, b"1", b"{}") for o in offsets]
 
 
-def _processor() -> WritePath:
+def _write_path() -> WritePath:
     return WritePath(
         None,  # type: ignore[arg-type]
         MemoryDeadLetterSink(),
@@ -106,7 +106,7 @@ def test_counts_by_fate_as_the_metrics_label_them() -> None:
 async def test_a_committed_batch_is_counted_timed_and_told_to_the_listeners(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    write_path = _processor()
+    write_path = _write_path()
     report = BatchReport(
         records=9,
         applied=2,
@@ -166,7 +166,7 @@ async def test_a_committed_batch_is_counted_timed_and_told_to_the_listeners(
 
 
 async def test_an_empty_batch_commits_nothing_and_counts_nothing() -> None:
-    write_path = _processor()
+    write_path = _write_path()
     told: list[BatchReport] = []
     write_path.on_commit.append(told.append)
     assert await write_path.write([], []) == BatchReport()
@@ -178,7 +178,7 @@ async def test_a_refused_record_is_found_by_bisection_logged_and_dead_lettered(
 ) -> None:
     """The database refuses any part holding offset 12; the other parts commit, in order,
     each still asking the same ownership check."""
-    write_path = _processor()
+    write_path = _write_path()
     first_line = "value too long for type character varying(200): " + "v" * 300
     refusal = asyncpg.exceptions.DataError(f"{first_line}\nDETAIL: the row")
     commits: list[list[int]] = []
@@ -224,7 +224,7 @@ async def test_a_refused_record_is_found_by_bisection_logged_and_dead_lettered(
 async def test_the_gap_guard_says_where_it_seeks_back_and_which_gap_it_accepts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    write_path = _processor()
+    write_path = _write_path()
     records = [SimpleRecord("t", 3, o, b"1", b"{}") for o in (46, 47)]
     runs = partition_runs(records)
     with caplog.at_level(logging.INFO, "service.pipeline"):
