@@ -30,6 +30,11 @@ _TRANSIENT_PG = (
 )
 
 
+class UnstorableRow(ValueError):
+    """A value of the batch cannot be put into a statement at all (the database never saw
+    it): like a refusal by the database, retrying cannot help."""
+
+
 class Conflict(Exception):
     """Another transaction changed a row this one read before writing it (a product in two
     partitions written at once, after the partition count changed): run the batch again."""
@@ -62,7 +67,7 @@ def is_permanent(error: BaseException) -> bool:
     for _ in range(5):
         if seen is None:
             return False
-        if isinstance(seen, (*_PERMANENT_PG, UnicodeEncodeError)):
+        if isinstance(seen, (*_PERMANENT_PG, UnicodeEncodeError, UnstorableRow)):
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False

@@ -10,7 +10,7 @@ table and column it names here, with PostgreSQL's own parser (pglast, libpg_quer
   module-level `text()` constant, so a rewritten or added statement is checked as it lands;
 - a table must be one of the models' (or a catalog table, or `alembic_version`);
 - `table.column` / `alias.column` must name a column of that table, alias, CTE or
-  function alias (`unnest(...) AS t(topic, partition)`);
+  function alias (`unnest(...) AS t(topic, partition)`, `json_to_recordset(...) AS t(id bigint)`);
 - an unqualified column must be a column of some relation the statement reads or writes,
   a CTE's or alias's column, or an output name of the statement;
 - INSERT column lists, UPDATE SET targets, ON CONFLICT targets and `EXCLUDED.column` must be
@@ -224,7 +224,11 @@ class _Checker:
             if node.alias is None:
                 self.output_names.update(function_names)
             else:
-                colnames = _names(node.alias.colnames)
+                # `unnest(...) AS t(a, b)` names them; `json_to_recordset(...) AS t(a int, ...)`
+                # defines them
+                colnames = _names(node.alias.colnames) or [
+                    column.colname for column in node.coldeflist or ()
+                ]
                 self.relations[node.alias.aliasname] = frozenset(colnames or [node.alias.aliasname])
         elif isinstance(node, pg.RangeSubselect) and node.alias is not None:
             names = _names(node.alias.colnames) or _outputs(node.subquery)

@@ -1,14 +1,20 @@
-"""store.load_products builds each ProductState by column name, not by column position."""
+"""store.load_products builds each ProductState by column name, not by column position;
+store.save_products sends the rows as JSON objects named for the statement's columns."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from service import store
 from service.domain import ProductState
+from service.retry import UnstorableRow, is_permanent
 
 
 class _Rows:
@@ -49,3 +55,63 @@ async def test_a_select_in_another_column_order_gives_the_same_states() -> None:
     }
     assert versions == {1: 901, 3: 902}  # each row's xmin, for the compare-and-set write
     assert session.params == [{"ids": [1, 3]}]
+
+
+class _Written:
+    rowcount = 2
+
+
+class _WritingSession:
+    def __init__(self) -> None:
+        self.params: list[dict[str, Any]] = []
+
+    async def execute(self, statement: Any, params: dict[str, Any]) -> _Written:
+        self.params.append(params)
+        return _Written()
+
+
+async def test_saved_rows_go_as_json_objects_named_for_the_recordset_columns() -> None:
+    deleted = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    kept = ProductState(7, 'Grinder "Pro" \u00e9\U0001f600', "two\nlines", Decimal("1E+2"), 0, 9)
+    gone = ProductState(8, "Filters", None, Decimal("3.20"), 2_147_483_647, 2**63 - 1, deleted)
+    session = _WritingSession()
+
+    await store.save_products(session, [gone, kept], {7: 4_000_000_000, 8: 12})  # type: ignore[arg-type]
+
+    (params,) = session.params
+    rows = json.loads(params["rows"])
+    assert rows == [
+        {
+            "id": 7,
+            "name": 'Grinder "Pro" \u00e9\U0001f600',
+            "description": "two\nlines",
+            "price": "1E+2",
+            "quantity": 0,
+            "version": 9,
+            "deleted_at": None,
+            "read_xmin": 4_000_000_000,
+        },
+        {
+            "id": 8,
+            "name": "Filters",
+            "description": None,
+            "price": "3.20",
+            "quantity": 2_147_483_647,
+            "version": 2**63 - 1,
+            "deleted_at": "2026-01-02T03:04:05.678901+05:30",
+            "read_xmin": 12,
+        },
+    ]
+    # every key is a column the UPDATE's json_to_recordset defines, and the reverse
+    defined = re.search(r"AS t\((.*?)\)\s*WHERE", str(store._UPDATE_PRODUCTS), re.S)
+    assert defined is not None
+    assert {part.split()[0] for part in defined.group(1).split(",")} == set(rows[0])
+
+
+async def test_a_value_json_cannot_carry_is_a_permanent_refusal_not_a_retry() -> None:
+    odd = ProductState(1, "x", None, object(), 0, 1)  # type: ignore[arg-type]
+
+    with pytest.raises(UnstorableRow) as caught:
+        await store.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
+
+    assert is_permanent(caught.value)
