@@ -251,13 +251,26 @@ async def save_products(
     # Inserts first: a conflicting insert waits for the other transaction's commit before this
     # transaction has overwritten anything (both sort by id, so the waits cannot cycle).
     if inserts:
-        rows = _json_rows(p._asdict() for p in inserts)
+        rows = _json_rows(_row(p) for p in inserts)
         result = await session.execute(_INSERT_PRODUCTS, {"rows": rows})
         _check(result, len(inserts), "inserted")
     if updates:
-        rows = _json_rows(p._asdict() | {"read_xmin": read[p.id]} for p in updates)
+        rows = _json_rows(_row(p) | {"read_xmin": read[p.id]} for p in updates)
         result = await session.execute(_UPDATE_PRODUCTS, {"rows": rows})
         _check(result, len(updates), "changed")
+
+
+def _row(product: ProductState) -> dict[str, object]:
+    """The product's columns by name (a literal dict: a third of `_asdict()`'s cost)."""
+    return {
+        "id": product.id,
+        "name": product.name,
+        "description": product.description,
+        "price": product.price,
+        "quantity": product.quantity,
+        "version": product.version,
+        "deleted_at": product.deleted_at,
+    }
 
 
 def _json_rows(rows: Iterable[dict[str, object]]) -> str:

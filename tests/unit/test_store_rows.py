@@ -115,3 +115,9 @@ async def test_a_value_json_cannot_carry_is_a_permanent_refusal_not_a_retry() ->
         await store.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
 
     assert is_permanent(caught.value)
+
+
+def test_a_row_holds_every_field_of_the_state_by_its_name() -> None:
+    state = ProductState(5, "Mug", "blue", Decimal("7.50"), 3, 4, datetime(2026, 1, 1, tzinfo=UTC))
+
+    assert store._row(state) == state._asdict()
