@@ -4,8 +4,9 @@
 
 A FastStream subscriber (not batch, FastStream's default acknowledgement) validates each
 record with `parse_event`, and per record opens an AsyncSession on the service's own engine,
-records the event id in processed_events (a duplicate ends there), reads the product row,
-applies `apply_event`, inserts or updates the row, and commits. Unusable records are skipped
+records a `stock.adjusted` event's id in processed_events (a duplicate ends there; upserts
+and deletes are idempotent by version and keep no id, as in the service), reads the product
+row, applies `apply_event`, inserts or updates the row, and commits. Unusable records are skipped
 (no dead-letter topic). Settings come from the environment, as for the service.
 
 It stops after `--target` records or `--time-limit` seconds after its first record, and
@@ -31,13 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import load_settings
 from service.contract import InvalidEvent, InvalidJson, parse_event
 from service.db import make_engine, make_session_factory
-from service.domain import Applied, ProductState, apply_event
+from service.domain import Applied, ProductState, Rejected, apply_event, needs_claim
 from service.logs import configure_logging
 from service.records import Record
 
 MARK = text(
     "INSERT INTO processed_events (event_id) VALUES (:id) ON CONFLICT DO NOTHING RETURNING event_id"
 )
+UNMARK = text("DELETE FROM processed_events WHERE event_id = :id")  # a rejected claim
 READ = text(
     "SELECT id, name, description, price, quantity, version, deleted_at "
     "FROM products WHERE id = :id FOR UPDATE"
@@ -82,13 +84,16 @@ class NaiveSink:
             self.fates["invalid"] += 1
         else:
             async with self.sessions() as session, session.begin():
-                marked = (await session.execute(MARK, {"id": event.event_id})).first()
-                if marked is None:
+                claim = needs_claim(event)
+                marked = not claim or (await session.execute(MARK, {"id": event.event_id})).first()
+                if not marked:
                     self.fates["duplicate"] += 1
                 else:
                     row = (await session.execute(READ, {"id": event.product_id})).first()
                     current = ProductState(**row._mapping) if row is not None else None
                     outcome = apply_event(current, event)
+                    if claim and isinstance(outcome, Rejected):
+                        await session.execute(UNMARK, {"id": event.event_id})
                     if isinstance(outcome, Applied):
                         p = outcome.product
                         await session.execute(

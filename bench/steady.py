@@ -1,6 +1,10 @@
 """Steady mode: a paced publisher offers R events/s while the service runs; a poller sees
-each event's id committed in processed_events and the latency is that moment minus the
-event's send time (both on this process's monotonic clock)."""
+each `stock.adjusted` event's id committed in processed_events and the latency is that moment
+minus the event's send time (both on this process's monotonic clock).
+
+Only adjustments leave their id there (upserts and deletes are idempotent by their version
+and are not claimed), so the latency is measured on the adjustments: most of the stream,
+committed in the same batches as the other events."""
 
 from __future__ import annotations
 
@@ -47,12 +51,14 @@ class SteadySpec:
 
 
 def tracked_ids(pairs: list[tuple[bytes, bytes]]) -> list[str | None]:
-    """Per record, the event id whose commit it causes (None: unusable, rejected, or a
-    duplicate id), as the independent model decides. Only applied and stale events leave
-    their id in processed_events."""
+    """Per record, the event id whose commit it causes (None: no id of its own in
+    processed_events: an upsert or delete, unusable, rejected, or a duplicate), as the
+    independent model decides. Only applied `stock.adjusted` events leave their id there."""
     fates = model.expect(pairs).fates
     return [
-        str(json.loads(value)["event_id"]) if fate in (model.APPLIED, model.STALE) else None
+        str(json.loads(value)["event_id"])
+        if fate == model.APPLIED and json.loads(value)["event_type"] == model.ADJUST
+        else None
         for (_, value), fate in zip(pairs, fates, strict=True)
     ]
 

@@ -161,10 +161,24 @@ def _adjust(current: ProductState | None, event: StockAdjusted) -> Outcome:
     )
 
 
+def needs_claim(event: Event) -> bool:
+    """True if the event's id must be recorded (claimed) for the event to apply only once.
+
+    Only `stock.adjusted`: a delta applied twice counts twice, and nothing in the product
+    tells a repeat from a new delta. `product.upserted` and `product.deleted` carry a version
+    and apply only if it is greater than the stored one; stored versions never go back (rows
+    are never removed, adjustments keep the version). So a repeat of a versioned event (an
+    upstream retry, a replayed dead letter) is `Stale` by its version alone, however late it
+    comes, even after its id would have left the claims' retention window.
+    """
+    return event.event_type == "stock.adjusted"
+
+
 @dataclass(slots=True)
 class FoldResult:
     """What a batch did: the final state of every product it changed, and each event's
-    outcome (the ids it processed are those of its applied and stale events: claims.kept_ids)."""
+    outcome (the ids it processed are those of its applied `stock.adjusted` events:
+    claims.kept_ids)."""
 
     changed: dict[int, ProductState] = field(default_factory=dict)
     outcomes: list[Outcome | None] = field(default_factory=list)  # None: duplicate event_id
@@ -177,11 +191,14 @@ def fold(
 ) -> FoldResult:
     """Apply `events` in order over `states`.
 
-    An event whose `event_id` is in `already_processed`, or was applied or stale earlier in
-    the same batch, is a duplicate: it changes nothing and its outcome is None. A rejected
-    event does not make its id processed, so a later event with that id (an upstream retry,
-    or a dead letter replayed once its cause is fixed) is decided afresh, whether it comes
-    in the same batch or a later one.
+    An event that needs a claim (`needs_claim`: a `stock.adjusted`) whose `event_id` is in
+    `already_processed`, or was applied earlier in the same batch, is a duplicate: it changes
+    nothing and its outcome is None. A rejected event does not make its id processed, so a
+    later event with that id (an upstream retry, or a dead letter replayed once its cause is
+    fixed) is decided afresh, whether it comes in the same batch or a later one. Versioned
+    events are decided by their version alone, never by their id: a repeat is `Stale`, the
+    same whether it comes in the same batch or a later one, so the outcome never depends on
+    where a batch ends.
     """
     result = FoldResult()
     current = dict(states)
@@ -190,13 +207,14 @@ def fold(
     seen: set[UUID] = set(already_processed)
     for event in events:
         event_id = event.event_id
-        if event_id in seen:
+        claimed = needs_claim(event)
+        if claimed and event_id in seen:
             outcomes.append(None)
             continue
         outcome = apply_event(current.get(event.product_id), event)
         if type(outcome) is Applied:
             current[event.product_id] = changed[event.product_id] = outcome.product
-        if type(outcome) is not Rejected:
+        if claimed and type(outcome) is not Rejected:
             seen.add(event_id)
         outcomes.append(outcome)
     return result

@@ -19,7 +19,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import store
-from service.claims import claims_to_release
+from service.claims import claimed_ids, claims_to_release
 from service.dead_letter import DeadLetter, DeadLetterSink
 from service.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
@@ -217,7 +217,7 @@ class WritePath:
             report.redelivered = len(records) - len(fresh) - report.abandoned
 
             events = [item for item in items if not isinstance(item, Unusable)]
-            already = await store.claim_events(session, [e.event_id for e in events])
+            already = await store.claim_events(session, claimed_ids(events))
             states, read = await store.load_products(session, {e.product_id for e in events})
             result = fold(states, events, already)
 

@@ -7,9 +7,10 @@ to KAFKA_TOPIC with their original key, value and headers, plus `replayed.from`,
 idempotent producer with acks from all replicas. Keys are kept, so each record goes to its
 product's partition, after that product's newer events.
 
-A replayed event is applied exactly once: the write path keeps only the event ids of applied
-or stale events (claims.py), so a letter rejected earlier applies when replayed after its
-cause is fixed, and replaying it again is a duplicate.
+A replayed event is applied exactly once: an upsert or delete by its version (a repeat is
+stale), an adjustment by its id: the write path keeps only the ids of applied adjustments
+(claims.py), so a letter rejected earlier applies when replayed after its cause is fixed, and
+replaying it again is a duplicate (or stale).
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ async def _publish(
                     f"{published} of {total} letters; the first not confirmed is "
                     f"{dlq}[{letter.partition}]@{letter.offset}. Fix the cause, then run again "
                     f"(add --offsets dlq --partition {letter.partition} --from-offset "
-                    f"{letter.offset} to resume there; letters already applied are duplicates "
-                    "and change nothing)"
+                    f"{letter.offset} to resume there; letters already applied are duplicates or "
+                    "stale and change nothing)"
                 ) from error
             published += 1
         pending.clear()

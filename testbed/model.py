@@ -2,8 +2,9 @@
 
 It reads records ("Event contract (v1)": which record is an event, which goes to the
 dead-letter topic and why) and folds events over products ("product.upserted",
-"product.deleted", "stock.adjusted", and "How exactly-once holds": an event id is applied
-once, a rejected event keeps no claim). It imports nothing from `service`: the fault suite
+"product.deleted", "stock.adjusted", and "How exactly-once holds": a `stock.adjusted` event
+id is applied once and a rejected one keeps no claim; upserts and deletes are decided by their
+version alone, so a repeat of one is stale). It imports nothing from `service`: the fault suite
 and the write-path tests compare the service with this model, so a bug in the service's
 own domain code cannot also move the expectation.
 
@@ -243,17 +244,22 @@ def _event(document: Any) -> Event:
 
 @dataclass
 class Model:
-    """The table and the claimed event ids after the events it was given, in order."""
+    """The table and the claimed event ids after the events it was given, in order.
+
+    Only `stock.adjusted` ids are claimed (README, "event_id"): a delta repeated would count
+    twice, while a repeated upsert or delete carries a version that is no longer greater
+    than the stored one, so it is stale, in whichever batch and however late it comes.
+    """
 
     products: dict[int, Product] = field(default_factory=dict)
     claimed: set[uuid.UUID] = field(default_factory=set)
 
     def apply(self, event: Event) -> str:
         """Apply one event: its fate (applied, stale, duplicate) or its dead-letter reason."""
-        if event.event_id in self.claimed:
+        if event.kind == ADJUST and event.event_id in self.claimed:
             return DUPLICATE
         fate = self._decide(event)
-        if fate in (APPLIED, STALE):
+        if event.kind == ADJUST and fate == APPLIED:
             self.claimed.add(event.event_id)
         return fate
 
@@ -306,7 +312,7 @@ def _parts(item: Sequence[Any]) -> tuple[bytes | None, bytes | None, Headers, st
 @dataclass
 class Expected:
     products: dict[int, Product]
-    processed_ids: set[uuid.UUID]
+    processed_ids: set[uuid.UUID]  # the ids of the applied stock.adjusted events
     # Per input record, in order: its fate, or the reason it is dead-lettered.
     fates: list[str]
 

@@ -23,7 +23,7 @@ __all__ = ["Expected", "Product", "diff", "expected_outcome", "table"]
 class Expected:
     products: dict[int, Product]
     dead_letter_values: Counter[tuple[bytes, str]]  # (value, reason) -> count
-    processed_ids: set[UUID]
+    processed_ids: set[UUID]  # ids of applied stock.adjusted events: processed_events' rows
     # Per input record: its fate (applied, stale, duplicate) or its dead-letter reason.
     fates: list[str]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from decimal import Decimal
 from uuid import UUID
 
 import pytest
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from service import store
 from service.domain import Reason
 from service.pipeline import WritePath
+from service.retention import purge_once
 from service.retry import Backoff
-from testbed.events import LabelledSpec, adjust, generate_records, record, upsert
+from testbed.events import BASE_TIME, LabelledSpec, adjust, delete, generate_records, record, upsert
+from testbed.model import Product
 from testbed.oracle import diff, expected_outcome, table
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
@@ -97,8 +100,7 @@ async def test_a_rejected_event_is_not_claimed_so_its_replay_applies_once(
     body = adjust(3, 4)
     early = await process(write_path, _records([record(body), record(upsert(4, 1))]))
     assert [letter.reason for letter in sink.letters] == [Reason.UNKNOWN_PRODUCT]
-    claimed = await _claimed(engine)
-    assert UUID(body["event_id"]) not in claimed and len(claimed) == 1
+    assert await _claimed(engine) == set()  # the rejected delta gave its claim back
 
     await process(write_path, _records([record(upsert(3, 1, quantity=10))], start=2))
     replay = await process(write_path, _records([record(body)], start=3))
@@ -106,7 +108,7 @@ async def test_a_rejected_event_is_not_claimed_so_its_replay_applies_once(
 
     assert (early.applied, replay.applied, again.applied, again.duplicates) == (1, 1, 0, 1)
     assert (await table(engine))[3].quantity == 14
-    assert UUID(body["event_id"]) in await _claimed(engine)
+    assert await _claimed(engine) == {UUID(body["event_id"])}
     assert len(sink.letters) == 1
 
 
@@ -132,6 +134,88 @@ async def test_an_id_rejected_then_applied_in_one_batch_stays_claimed(
     claimed = await _claimed(engine)
     assert UUID(body["event_id"]) in claimed
     assert UUID(rejected_twice["event_id"]) not in claimed
+
+
+async def test_only_stock_adjustments_claim_their_ids(engine: AsyncEngine) -> None:
+    """Upserts and deletes are idempotent by their version, so the batch records only the
+    adjustments' ids: an applied delta keeps its claim, a rejected delta and a rejected
+    delete (unknown product) leave none, and no upsert or delete ever has one."""
+    sink = MemoryDeadLetterSink()
+    delta, unknown_delta, unknown_delete = adjust(1, 2), adjust(8, 1), delete(9, 1)
+    pairs = [record(upsert(1, 1, quantity=5)), record(delta), record(upsert(2, 1))]
+    pairs += [record(delete(2, 2)), record(unknown_delta), record(unknown_delete)]
+
+    report = await process(_write_path(engine, sink), _records(pairs))
+
+    assert (report.applied, report.stale, report.duplicates) == (4, 0, 0)
+    assert [letter.record.offset for letter in sink.letters] == [4, 5]
+    assert await _claimed(engine) == {UUID(delta["event_id"])}
+
+
+async def test_a_repeated_upsert_or_delete_changes_the_table_once_without_a_claim(
+    engine: AsyncEngine,
+) -> None:
+    """A repeated upsert or delete (an upstream retry at another offset, on another partition,
+    in the same batch, or long after its first copy, when no claim could remember it) is
+    stale by its version: the table is the one the first copies made."""
+    sink = MemoryDeadLetterSink()
+    write_path = _write_path(engine, sink)
+    create, bump = record(upsert(1, 1, quantity=5)), record(upsert(1, 2, name="v2", quantity=50))
+    remove = record(delete(2, 2))
+    first = [create, record(upsert(2, 1, quantity=3)), remove, bump, record(adjust(1, -1))]
+    await process(write_path, _records(first))
+    expected = {
+        1: Product(1, "v2", None, Decimal("9.99"), 49, 2),
+        2: Product(2, "thing", None, Decimal("9.99"), 3, 2, BASE_TIME),
+    }
+    assert await table(engine) == expected
+
+    again = await process(write_path, _records([bump, create, remove], start=5))
+    elsewhere = await process(write_path, _records([remove, bump, create], partition=1))
+    in_one_batch = [record(adjust(1, 1)), create, bump, create, remove, remove]
+    same_batch = await process(write_path, _records(in_one_batch, start=8))
+    assert await table(engine) == expected | {1: expected[1]._replace(quantity=50)}
+
+    assert await purge_once(async_sessionmaker(engine), retention_s=0) == 2
+    assert await _claimed(engine) == set()
+    purged = await process(write_path, _records([create, bump, remove], start=14))
+
+    reports = (again, elsewhere, same_batch, purged)
+    assert [(r.applied, r.stale, r.duplicates) for r in reports] == [
+        (0, 3, 0),
+        (0, 3, 0),
+        (1, 5, 0),
+        (0, 3, 0),
+    ]
+    assert await table(engine) == expected | {1: expected[1]._replace(quantity=50)}
+    assert sink.letters == []
+
+
+async def test_the_same_upsert_on_two_partitions_at_once_changes_the_table_once(
+    engine: AsyncEngine,
+) -> None:
+    """Without a claim to wait on, two consumers can hold the same upsert at once (after the
+    partition count changed): the later write finds the row changed since it read it, its
+    batch is retried, and the copy is then stale; the delta after the first copy stays."""
+    write_path = _write_path(engine, MemoryDeadLetterSink())
+    await process(write_path, _records([record(upsert(1, 1, quantity=0))], partition=5))
+    retried = record(upsert(1, 2, quantity=10))
+    blocker = await engine.connect()
+    await blocker.begin()
+    await blocker.execute(text("SELECT 1 FROM products WHERE id = 1 FOR UPDATE"))
+    a = asyncio.create_task(
+        process(write_path, _records([retried, record(adjust(1, 3))], partition=0))
+    )
+    b = asyncio.create_task(process(write_path, _records([retried], partition=1)))
+    await asyncio.sleep(0.5)  # both read version 1 and wait to write it
+    await blocker.rollback()
+    await blocker.close()
+    reports = await asyncio.gather(a, b)
+
+    stored = (await table(engine))[1]
+    assert (stored.version, stored.quantity) == (2, 13)
+    assert (sum(r.applied for r in reports), sum(r.stale for r in reports)) == (2, 1)
+    assert sum(r.duplicates for r in reports) == 0
 
 
 async def test_a_claim_given_back_by_a_concurrent_rejection_lets_the_waiting_batch_apply(
@@ -323,8 +407,6 @@ async def test_records_of_a_revoked_partition_are_abandoned_not_written(
 
 
 async def test_processed_ids_older_than_the_retention_are_forgotten(engine: AsyncEngine) -> None:
-    from service.retention import purge_once
-
     async with engine.begin() as connection:
         await connection.execute(
             text(

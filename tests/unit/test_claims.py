@@ -1,4 +1,5 @@
-"""Which claimed event ids a batch gives back: the ids the fold only rejected."""
+"""Which event ids a batch claims (only stock.adjusted ones), and which claims it gives back:
+the ids the fold only rejected."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from service.claims import claims_to_release, kept_ids
+from service.claims import claimed_ids, claims_to_release, kept_ids
 from service.contract import parse_event
-from service.domain import Event, ProductState, fold
-from testbed.events import adjust, upsert
+from service.domain import Event, ProductState, Stale, fold
+from testbed.events import adjust, delete, upsert
 
 
 def ev(body: dict[str, Any]) -> Event:
@@ -58,10 +59,32 @@ def test_ids_claimed_before_the_batch_are_never_released() -> None:
     assert claims_to_release([done], [None], {done.event_id}) == []
 
 
-def test_stale_events_keep_their_claims() -> None:
+def test_only_stock_adjustments_are_claimed_in_batch_order() -> None:
+    """Upserts and deletes are idempotent by their version: claiming them again would cost
+    an index insert per event in processed_events and add nothing."""
+    first, second = ev(adjust(1, 2)), ev(adjust(2, -1, version=4))
+    events = [ev(upsert(1, 1)), first, ev(delete(1, 2)), second, first]
+    assert claimed_ids(events) == [first.event_id, second.event_id, first.event_id]
+    assert claimed_ids([ev(upsert(1, 1)), ev(delete(1, 2))]) == []
+
+
+def test_a_rejected_delete_was_never_claimed_so_is_never_released() -> None:
+    """Deleting an unknown product is rejected; its id was not claimed by this batch (so it
+    is not among the duplicates the claim returned either). A row with that id in
+    processed_events is another batch's claim, and releasing it would let that event
+    apply a second time."""
+    unknown = ev(delete(9, 2))
+    assert decide({}, [unknown], set()) == []
+    assert decide({}, [unknown, ev(upsert(9, 1)), unknown], set()) == []
+
+
+def test_stale_upserts_keep_no_claim_and_rejections_are_released() -> None:
     current = ProductState(1, "x", None, Decimal("1"), 3, 5)
     stale = ev(upsert(1, 2))
     insufficient = ev(adjust(1, -10))
+    result = fold({1: current}, [stale, insufficient])
+    assert result.outcomes[0] == Stale(5)
+    assert kept_ids([stale, insufficient], result.outcomes) == []
     assert decide({1: current}, [stale, insufficient], set()) == [insufficient.event_id]
 
 
@@ -71,7 +94,7 @@ def test_released_ids_are_sorted() -> None:
     assert released == sorted(e.event_id for e in bad)
 
 
-def test_kept_ids_are_those_of_applied_and_stale_events_once_each_in_order() -> None:
+def test_kept_ids_are_those_of_applied_adjustments_once_each_in_order() -> None:
     stale = ev(upsert(1, 1))
     bad = ev(adjust(2, 1))
     good = ev(adjust(1, 1))
@@ -80,4 +103,4 @@ def test_kept_ids_are_those_of_applied_and_stale_events_once_each_in_order() -> 
 
     result = fold({1: current}, events)
 
-    assert kept_ids(events, result.outcomes) == [stale.event_id, good.event_id]
+    assert kept_ids(events, result.outcomes) == [good.event_id]

@@ -32,6 +32,7 @@ from service.domain import (
     Stale,
     apply_event,
     fold,
+    needs_claim,
 )
 
 # --------------------------------------------------------------------------------------
@@ -380,7 +381,7 @@ def test_fold_applies_events_in_order_and_returns_final_states() -> None:
             version=2,
         )
     }
-    assert kept_ids(events, result.outcomes) == [event.event_id for event in events]
+    assert kept_ids(events, result.outcomes) == [events[1].event_id, events[2].event_id]
 
 
 def test_fold_uses_states_produced_earlier_in_the_batch() -> None:
@@ -417,14 +418,46 @@ def test_fold_duplicate_event_id_in_batch_is_ignored() -> None:
     assert kept_ids(events, result.outcomes) == [first.event_id]
 
 
-def test_fold_duplicate_id_with_different_content_is_still_a_duplicate() -> None:
+def test_fold_duplicate_adjustment_id_with_different_content_is_still_a_duplicate() -> None:
     event_id = new_id()
-    events = [adjust(1, 5, event_id=event_id), upsert(1, 9, name="Other", event_id=event_id)]
+    events = [adjust(1, 5, event_id=event_id), adjust(1, 7, event_id=event_id)]
 
     result = fold({1: product(quantity=10)}, events)
 
     assert result.outcomes[1] is None
     assert result.changed == {1: product(quantity=15)}
+    assert kept_ids(events, result.outcomes) == [event_id]
+
+
+def test_only_stock_adjustments_need_a_claim() -> None:
+    assert needs_claim(adjust(1, 1))
+    assert needs_claim(adjust(1, 1, version=3))  # a version given is ignored, not a guard
+    assert not needs_claim(upsert(1, 1))
+    assert not needs_claim(delete(1, 2))
+
+
+def test_fold_decides_versioned_events_by_version_not_by_id() -> None:
+    """An upsert or delete repeated in the same batch, or whose id is already processed, is
+    stale by its version (as it would be in a later batch, where its id is not claimed); an
+    upsert that shares an adjustment's id is its own event and applies by its version."""
+    event_id = new_id()
+    again = upsert(1, 2, quantity=50)
+    gone = delete(1, 3)
+    events = [
+        adjust(1, 5, event_id=event_id),
+        upsert(1, 9, name="Other", event_id=event_id),
+        again,
+        again,
+        gone,
+        gone,
+    ]
+
+    result = fold({1: product(quantity=10)}, events, frozenset({again.event_id, gone.event_id}))
+
+    assert applied(result.outcomes[0]).quantity == 15
+    assert applied(result.outcomes[1]).name == "Other"
+    assert result.outcomes[2:] == [Stale(9)] * 4
+    assert result.changed == {1: product(quantity=15, version=9, name="Other", description=None)}
     assert kept_ids(events, result.outcomes) == [event_id]
 
 
@@ -441,7 +474,7 @@ def test_fold_decides_a_rejected_event_afresh_when_its_id_comes_again() -> None:
     assert applied(result.outcomes[2]).quantity == 1
     assert result.outcomes[3] is None
     assert result.changed[1].quantity == 1
-    assert kept_ids(events, result.outcomes) == [events[1].event_id, event_id]
+    assert kept_ids(events, result.outcomes) == [event_id]
 
 
 def test_fold_rejects_each_copy_of_an_event_while_its_cause_remains() -> None:
@@ -473,12 +506,12 @@ def test_fold_skips_already_processed_events() -> None:
 def test_fold_with_only_already_processed_events_changes_nothing() -> None:
     events = [upsert(1, 1), adjust(1, 2), delete(1, 2)]
 
-    result = fold({}, events, {event.event_id for event in events})
+    result = fold({1: product(version=2)}, events, {event.event_id for event in events})
 
-    assert result == FoldResult(changed={}, outcomes=[None, None, None])
+    assert result == FoldResult(changed={}, outcomes=[Stale(2), None, Stale(2)])
 
 
-def test_fold_kept_ids_are_the_applied_and_stale_events_once_each() -> None:
+def test_fold_kept_ids_are_the_applied_adjustments_once_each() -> None:
     stale = upsert(1, 1)
     bad = adjust(2, 1)
     good = adjust(1, 1)
@@ -490,8 +523,8 @@ def test_fold_kept_ids_are_the_applied_and_stale_events_once_each() -> None:
     rejected(result.outcomes[1], Reason.UNKNOWN_PRODUCT)
     applied(result.outcomes[2])
     rejected(result.outcomes[3], Reason.UNKNOWN_PRODUCT)
-    assert result.outcomes[4:] == [None, None]
-    assert kept_ids(events, result.outcomes) == [stale.event_id, good.event_id]
+    assert result.outcomes[4:] == [Stale(3), None]
+    assert kept_ids(events, result.outcomes) == [good.event_id]
 
 
 def test_fold_changed_holds_only_products_actually_changed() -> None:
@@ -522,7 +555,7 @@ def test_fold_accepts_any_iterable_of_events() -> None:
     result = fold({}, (event for event in events))
 
     assert result.changed[1].quantity == 3
-    assert kept_ids(events, result.outcomes) == [event.event_id for event in events]
+    assert kept_ids(events, result.outcomes) == [events[1].event_id]
 
 
 def test_fold_stale_upsert_after_delete_leaves_the_product_deleted() -> None:
@@ -742,18 +775,22 @@ def test_property_refolding_with_processed_ids_decides_only_never_processed_ids_
     scenario: tuple[dict[int, ProductState], list[Event], frozenset[UUID]],
 ) -> None:
     """Folding the batch again (a replay of all of it) changes nothing through the events
-    that were applied or stale: only ids that were never processed are decided again."""
+    that were applied or stale: adjustments whose ids were processed are duplicates, and
+    upserts and deletes that were applied or stale are stale by their version (their ids are
+    never claimed); only the rest is decided again."""
     states, events, done = scenario
     first = fold(states, events, done)
     processed = done | set(kept_ids(events, first.outcomes))
-    never = [event for event in events if event.event_id not in processed]
+    never = [e for e in events if not (needs_claim(e) and e.event_id in processed)]
 
     second = fold({**states, **first.changed}, events, processed)
     alone = fold({**states, **first.changed}, never)
 
-    for event, outcome in zip(events, second.outcomes, strict=True):
-        if event.event_id in processed:
+    for event, before, outcome in zip(events, first.outcomes, second.outcomes, strict=True):
+        if needs_claim(event) and event.event_id in processed:
             assert outcome is None
+        if not needs_claim(event) and isinstance(before, Applied | Stale):
+            assert isinstance(outcome, Stale)
     assert [o for o in second.outcomes if o is not None] == [
         o for o in alone.outcomes if o is not None
     ]
@@ -776,11 +813,12 @@ def test_property_outcomes_match_apply_event_and_duplicates_are_none(
     seen: set[UUID] = set()
     expected_ids: list[UUID] = []
     for event, outcome in zip(events, result.outcomes, strict=True):
-        if event.event_id in done or event.event_id in seen:
+        claimed = isinstance(event, StockAdjusted)
+        if claimed and (event.event_id in done or event.event_id in seen):
             assert outcome is None
             continue
         assert outcome == apply_event(current.get(event.product_id), event)
-        if not isinstance(outcome, Rejected):  # a rejected id stays unprocessed
+        if claimed and not isinstance(outcome, Rejected):  # a rejected id stays unprocessed
             seen.add(event.event_id)
             expected_ids.append(event.event_id)
         if isinstance(outcome, Applied):

@@ -7,6 +7,7 @@ records that differ and what each side decided.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import uuid
@@ -29,16 +30,28 @@ MAX_QUANTITY = 2**31 - 1
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def service_fates(records: Sequence[Rec], limit: int) -> tuple[list[str], dict[int, Any], set]:  # type: ignore[type-arg]
+def service_fates(
+    records: Sequence[Rec], limit: int, cuts: Sequence[int] = ()
+) -> tuple[list[str], dict[int, Any], set]:  # type: ignore[type-arg]
     """Each record's fate (or dead-letter reason), the changed products and processed ids,
-    as the service decides them in one batch."""
+    as the service decides them in one batch, or in batches that end at `cuts` (indexes
+    into the records): each batch folds over the states the earlier ones left, with their
+    kept ids as `already`, as the write path does."""
     decoded = [
         decode(SimpleRecord("t", 0, i, r.key, r.value, r.headers), limit)
         for i, r in enumerate(records)
     ]
-    events = [item for item in decoded if not isinstance(item, Unusable)]
-    result = fold({}, events)
-    outcomes = iter(result.outcomes)
+    states: dict[int, Any] = {}
+    processed: set[uuid.UUID] = set()
+    all_outcomes: list[Any] = []
+    bounds = [0, *sorted(set(cuts)), len(decoded)]
+    for start, stop in itertools.pairwise(bounds):
+        events = [item for item in decoded[start:stop] if not isinstance(item, Unusable)]
+        result = fold(states, events, frozenset(processed))
+        states.update(result.changed)
+        processed.update(kept_ids(events, result.outcomes))
+        all_outcomes.extend(result.outcomes)
+    outcomes = iter(all_outcomes)
     fates = []
     for item in decoded:
         if isinstance(item, Unusable):
@@ -54,12 +67,16 @@ def service_fates(records: Sequence[Rec], limit: int) -> tuple[list[str], dict[i
         else:
             assert isinstance(outcome, Applied)
             fates.append(model.APPLIED)
-    products = {pid: tuple(p) for pid, p in result.changed.items()}
-    return fates, products, set(kept_ids(events, result.outcomes))
+    products = {pid: tuple(p) for pid, p in states.items()}
+    return fates, products, processed
 
 
-def assert_agree(records: Sequence[Rec], limit: int = model.DEFAULT_MAX_RECORD_BYTES) -> None:
-    fates, products, processed = service_fates(records, limit)
+def assert_agree(
+    records: Sequence[Rec], limit: int = model.DEFAULT_MAX_RECORD_BYTES, cuts: Sequence[int] = ()
+) -> None:
+    """The service (in one batch, or in the batches `cuts` make) and the model, which knows
+    nothing of batches, decide every record, every product and the processed ids alike."""
+    fates, products, processed = service_fates(records, limit, cuts)
     expected = model.expect([r[:3] for r in records], limit)
     differing = [
         f"record {i}: service {ours}, model {theirs}: {records[i].value!r:.160}"
@@ -128,9 +145,18 @@ EXAMPLES = int(os.environ.get("MODEL_AGREEMENT_EXAMPLES", "1000"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stream=streams, limit=st.sampled_from([model.DEFAULT_MAX_RECORD_BYTES, 200, 260]))
-def test_model_and_service_agree_on_generated_streams(stream: list[Rec], limit: int) -> None:
+@given(
+    stream=streams,
+    limit=st.sampled_from([model.DEFAULT_MAX_RECORD_BYTES, 200, 260]),
+    cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=6),
+)
+def test_model_and_service_agree_on_generated_streams(
+    stream: list[Rec], limit: int, cuts: list[int]
+) -> None:
+    """In one batch and split into batches anywhere: only stock.adjusted ids are claimed, so
+    a repeated upsert or delete is stale wherever the batches end, never a duplicate."""
     assert_agree(stream, limit)
+    assert_agree(stream, limit, [cut for cut in cuts if cut <= len(stream)])
 
 
 def test_model_and_service_agree_on_the_fault_suites_labelled_streams() -> None:
@@ -139,6 +165,7 @@ def test_model_and_service_agree_on_the_fault_suites_labelled_streams() -> None:
         records = generate_records(spec)
         model.expect(records, 4096)  # raises if a label and the model disagree
         assert_agree(records, 4096)
+        assert_agree(records, 4096, range(250, len(records), 250))
 
 
 def test_model_and_service_agree_on_the_hostile_flood() -> None:

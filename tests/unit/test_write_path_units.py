@@ -248,6 +248,8 @@ class FakeStore:
         self.positions = dict(positions)
         self.log: list[tuple[str, int]] = []
         self.claimed: set[UUID] = set()
+        self.claims: list[list[UUID]] = []  # the ids of each claim_events call
+        self.releases: list[list[UUID]] = []
         self.transaction = 0
 
     async def lock_positions(self, session: Any, group: str, tps: set[Any]) -> dict[Any, int]:
@@ -256,6 +258,7 @@ class FakeStore:
 
     async def claim_events(self, session: Any, ids: Sequence[UUID]) -> set[UUID]:
         self.log.append(("claim", self.transaction))
+        self.claims.append(list(ids))
         already = self.claimed.intersection(ids)
         self.claimed.update(ids)
         return already
@@ -267,6 +270,7 @@ class FakeStore:
 
     async def release_events(self, session: Any, ids: Sequence[UUID]) -> None:
         self.log.append(("release", self.transaction))
+        self.releases.append(list(ids))
 
     async def save_products(
         self, session: Any, products: list[ProductState], read: dict[int, int]
@@ -328,6 +332,32 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     # Offset 0 was below the stored position: skipped without a claim or a letter.
     assert (report.redelivered, report.applied, report.next_offsets) == (1, 1, {("t", 0): 4})
     assert [letter.record.offset for letter in sink.letters] == [2, 3]
+
+
+def _fake_store(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeStore, WritePath]:
+    store = FakeStore({})
+    for name in ("lock_positions", "claim_events", "load_products", "release_events"):
+        monkeypatch.setattr(pipeline.store, name, getattr(store, name))
+    monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
+    monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
+    write_path = WritePath(store.session, MemoryDeadLetterSink(), "g", Backoff(0.001, 0.01))  # type: ignore[arg-type]
+    return store, write_path
+
+
+async def test_only_the_ids_of_stock_adjustments_are_claimed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Upserts and deletes are idempotent by their version: their ids are never claimed, and
+    a rejected delete (unknown product) gives nothing back, as it claimed nothing."""
+    store, write_path = _fake_store(monkeypatch)
+    bodies = [upsert(1, 1, quantity=3), adjust(1, 2), delete(1, 2), delete(9, 1), adjust(8, 1)]
+    batch = [SimpleRecord("t", 0, i, *record(b)) for i, b in enumerate(bodies)]
+
+    report = await process(write_path, batch)
+
+    assert store.claims == [[UUID(bodies[1]["event_id"]), UUID(bodies[4]["event_id"])]]
+    assert store.releases == [[UUID(bodies[4]["event_id"])]]  # the unknown product's delta
+    assert (report.applied, sum(report.dead_lettered.values())) == (3, 2)
 
 
 # -- what a person reads in error.message (mutation testing found these unasserted) -------
