@@ -1,7 +1,8 @@
 """The write path: one batch of records becomes one PostgreSQL transaction.
 
-decode -> lock positions -> drop redelivered records -> claim event ids (finding duplicates) ->
-read states (no row locks) -> fold (pure) -> release the claims of rejected events -> write
+decode -> lock positions -> drop redelivered records -> claim the ids of stock adjustments
+(finding duplicates; versioned events need none) -> read states (no row locks) -> fold (pure)
+-> release the claims of rejected adjustments -> write
 states (only if unchanged since read, else retry) and positions -> dead-letter the unusable ->
 commit.
 """
@@ -224,7 +225,7 @@ class WritePath:
             fates = Counter(map(type, result.outcomes))
             report.applied, report.stale = fates[Applied], fates[Stale]
             report.duplicates = fates[type(None)]
-            if fates[Rejected]:  # only applied and stale events keep their ids claimed
+            if fates[Rejected]:  # a rejected adjustment's claim is given back (claims.py)
                 await store.release_events(
                     session,
                     claims_to_release(events, result.outcomes, already),

@@ -58,10 +58,10 @@ _ADVANCE_POSITIONS = text(
     """
 )
 
-# Records the batch's claimed event ids (claims.claimed_ids: its stock.adjusted events') and
-# returns those recorded before (by an earlier batch or a
-# concurrent transaction, whose commit the insert waits for): the duplicates. One statement
-# and one index probe per id; the result is usually empty. The ids are inserted in key order,
+# Records the batch's claimed event ids (claims.claimed_ids: its stock adjustments') and
+# returns those recorded before (by an earlier batch or a concurrent transaction, whose commit
+# the insert waits for): the duplicates. One statement and one index probe per id; the result
+# is usually empty. The ids are inserted in key order,
 # so the inserts walk the primary key's pages in order (random UUIDs otherwise scatter them)
 # and two transactions claiming the same ids wait for each other in one order, never in a
 # cycle. Sorted here rather than in Python: 5,000 UUIDs cost the consumer ~10 ms to sort.
