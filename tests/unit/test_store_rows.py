@@ -14,7 +14,7 @@ import pytest
 
 from service import store
 from service.domain import ProductState
-from service.retry import UnstorableRow, is_permanent
+from service.retry import Conflict, UnstorableRow, is_permanent
 
 
 class _Rows:
@@ -121,3 +121,41 @@ def test_a_row_holds_every_field_of_the_state_by_its_name() -> None:
     state = ProductState(5, "Mug", "blue", Decimal("7.50"), 3, 4, datetime(2026, 1, 1, tzinfo=UTC))
 
     assert store._row(state) == state._asdict()
+
+
+class _Counted:
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+
+class _RacedSession:
+    """Writes `rowcount` rows whatever it is asked: the rest were raced by another transaction."""
+
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+    async def execute(self, statement: Any, params: dict[str, Any]) -> _Counted:
+        return _Counted(self.rowcount)
+
+
+@pytest.mark.parametrize(("read", "what"), [({}, "inserted"), ({1: 7, 2: 7, 3: 7}, "changed")])
+async def test_a_raced_write_is_a_conflict_that_says_how_many_rows_and_why(
+    read: dict[int, int], what: str
+) -> None:
+    states = [ProductState(i, "x", None, Decimal("1.00"), 0, 1) for i in (1, 2, 3)]
+
+    with pytest.raises(Conflict) as caught:
+        await store.save_products(_RacedSession(1), states, read)  # type: ignore[arg-type]
+
+    assert str(caught.value) == (
+        f"2 of 3 products were {what} by another transaction since this batch read them "
+        "(a product in two partitions); retrying the batch"
+    )
+    assert not is_permanent(caught.value)
+
+
+async def test_the_refusal_of_a_value_json_cannot_carry_names_the_value() -> None:
+    odd = ProductState(1, "x", None, object(), 0, 1)  # type: ignore[arg-type]
+
+    with pytest.raises(UnstorableRow, match="Unable to serialize unknown type: <class 'object'>"):
+        await store.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
