@@ -68,14 +68,7 @@ def kafka() -> Iterator[str]:
 
 async def _recreate_database(server: PostgresEndpoint, name: str) -> None:
     try:
-        connection = await asyncpg.connect(
-            host=server.host,
-            port=server.port,
-            user=server.user,
-            password=server.password,
-            database=server.database,
-            timeout=10,
-        )
+        connection = await server.connect()
     except (OSError, asyncpg.PostgresError) as error:
         pytest.fail(
             f"PostgreSQL at {server.host}:{server.port} is not reachable as {server.user!r} "

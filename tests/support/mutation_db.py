@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-import asyncpg
-
 from tests.support.services import PostgresEndpoint, postgres_endpoint
 
 ENABLED = os.environ.get("TEST_POSTGRES_CLONE") == "1"
@@ -65,23 +63,12 @@ def time_limit(what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-async def _connect(server: PostgresEndpoint) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=server.host,
-        port=server.port,
-        user=server.user,
-        password=server.password,
-        database=server.database,
-        timeout=10,
-    )
-
-
 async def clone(
     server: PostgresEndpoint, base: str, migrate: Callable[[PostgresEndpoint], None]
 ) -> PostgresEndpoint:
     """A fresh copy of the migrated template (built first if missing), named for this process."""
     template, name = template_name(base), clone_name(base)
-    connection = await _connect(server)
+    connection = await server.connect()
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", _LOCK)
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", template)
@@ -104,7 +91,7 @@ async def clone(
 
 
 async def drop(server: PostgresEndpoint, name: str) -> None:
-    connection = await _connect(server)
+    connection = await server.connect()
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -113,7 +100,7 @@ async def drop(server: PostgresEndpoint, name: str) -> None:
 
 async def drop_all(server: PostgresEndpoint, base: str) -> list[str]:
     """Drop the template and every copy of it; returns their names."""
-    connection = await _connect(server)
+    connection = await server.connect()
     try:
         prefix = template_name(base)
         names = [

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 HOW_TO = (
     "integration tests need a real PostgreSQL and a real Kafka broker. Start them with "
     "`scripts/local-stack up` and run the tests with `scripts/test` (it exports "
@@ -47,6 +49,17 @@ class PostgresEndpoint:
         return (
             f"{driver}://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
             f"@{self.host}:{self.port}/{database or self.database}"
+        )
+
+    async def connect(self, timeout: float = 10) -> asyncpg.Connection:
+        """A plain asyncpg connection to the endpoint's database."""
+        return await asyncpg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            timeout=timeout,
         )
 
 
