@@ -55,12 +55,15 @@ def tracked_ids(pairs: list[tuple[bytes, bytes]]) -> list[str | None]:
     processed_events: an upsert or delete, unusable, rejected, or a duplicate), as the
     independent model decides. Only applied `stock.adjusted` events leave their id there."""
     fates = model.expect(pairs).fates
-    return [
-        str(json.loads(value)["event_id"])
-        if fate == model.APPLIED and json.loads(value)["event_type"] == model.ADJUST
-        else None
-        for (_, value), fate in zip(pairs, fates, strict=True)
-    ]
+    tracked: list[str | None] = []
+    for (_, value), fate in zip(pairs, fates, strict=True):
+        event_id = None
+        if fate == model.APPLIED:  # parsed once, only for the events that may be tracked
+            event = json.loads(value)
+            if event["event_type"] == model.ADJUST:
+                event_id = str(event["event_id"])
+        tracked.append(event_id)
+    return tracked
 
 
 class RowPoller:
