@@ -18,8 +18,6 @@ from uuid import UUID
 
 from service.domain import Event, Outcome, Rejected, needs_claim
 
-__all__ = ["claimed_ids", "claims_to_release", "kept_ids", "needs_claim"]
-
 
 def claimed_ids(events: Sequence[Event]) -> list[UUID]:
     """The ids the batch claims, in batch order: those of its events that need a claim."""
