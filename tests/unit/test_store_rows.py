@@ -108,13 +108,15 @@ async def test_saved_rows_go_as_json_objects_named_for_the_recordset_columns() -
     assert {part.split()[0] for part in defined.group(1).split(",")} == set(rows[0])
 
 
-async def test_a_value_json_cannot_carry_is_a_permanent_refusal_not_a_retry() -> None:
+async def test_a_value_json_cannot_carry_is_a_permanent_refusal_that_names_it() -> None:
     odd = ProductState(1, "x", None, object(), 0, 1)  # type: ignore[arg-type]
 
-    with pytest.raises(UnstorableRow) as caught:
+    with pytest.raises(
+        UnstorableRow, match="Unable to serialize unknown type: <class 'object'>"
+    ) as caught:
         await store.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
 
-    assert is_permanent(caught.value)
+    assert is_permanent(caught.value)  # isolated and dead-lettered, never retried
 
 
 def test_a_row_holds_every_field_of_the_state_by_its_name() -> None:
@@ -152,10 +154,3 @@ async def test_a_raced_write_is_a_conflict_that_says_how_many_rows_and_why(
         "(a product in two partitions); retrying the batch"
     )
     assert not is_permanent(caught.value)
-
-
-async def test_the_refusal_of_a_value_json_cannot_carry_names_the_value() -> None:
-    odd = ProductState(1, "x", None, object(), 0, 1)  # type: ignore[arg-type]
-
-    with pytest.raises(UnstorableRow, match="Unable to serialize unknown type: <class 'object'>"):
-        await store.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
