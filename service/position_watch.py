@@ -45,6 +45,18 @@ Recheck = Callable[[Collection[TopicAndPartition]], None]
 Held = Callable[[TopicAndPartition], bool]
 
 
+class WatchMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rollbacks = Counter(
+            "inventory_sink_position_rollbacks_total",
+            "Times a partition's stored position was found behind what this consumer had "
+            "committed (committed transactions lost, e.g. by a database failover); its "
+            "records are read again from the stored position.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+
+
 class PositionWatch:
     def __init__(
         self,
@@ -64,14 +76,7 @@ class PositionWatch:
         self._held = held
         self._lock = asyncio.Lock()  # one look at a time (the loop and readiness)
         self._wake = asyncio.Event()
-        self.rollbacks = Counter(
-            "inventory_sink_position_rollbacks_total",
-            "Times a partition's stored position was found behind what this consumer had "
-            "committed (committed transactions lost, e.g. by a database failover); its "
-            "records are read again from the stored position.",
-            ["topic", "partition"],
-            registry=registry,
-        )
+        self.metrics = WatchMetrics(registry)
 
     def wake(self) -> None:
         """Look now (a batch committed after failed attempts: the database may have changed)."""
@@ -145,7 +150,7 @@ class PositionWatch:
             },
         )
         for topic, partition in lost:
-            self.rollbacks.labels(topic, str(partition)).inc()
+            self.metrics.rollbacks.labels(topic, str(partition)).inc()
         self._recheck(set(lost))
 
 

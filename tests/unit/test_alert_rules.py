@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from service.health_metrics import HealthMetrics
 from service.metrics import Metrics
 from service.partition_guard import PositionMetrics
+from service.position_watch import WatchMetrics
 from service.progress import ProgressTracker
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
@@ -37,6 +38,7 @@ def served_metric_names() -> set[str]:
     Metrics(registry)
     HealthMetrics(registry, ProgressTracker())
     PositionMetrics(registry)
+    WatchMetrics(registry)
     names = set()
     for family in registry.collect():
         suffixes = {
