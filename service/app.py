@@ -30,10 +30,10 @@ from service.metrics import Metrics
 from service.overlap import OverlappedWriter
 from service.partition_guard import PartitionGuard
 from service.pipeline import WritePath
+from service.position_watch import PositionWatch
 from service.positions import OnAheadOfLog, OnRecordsLost
 from service.probes import (
     Lifecycle,
-    ProgressMonitor,
     consumer_of,
     consumer_task_check,
     database_check,
@@ -169,14 +169,30 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         async with sessions() as session:
             return await store.read_positions(session, settings.kafka_group_id, topics)
 
-    handler = BatchHandler(OverlappedWriter(write_path))
+    writer = OverlappedWriter(write_path)
+    handler = BatchHandler(writer)
     broker = build_broker(settings, handler, read_positions, guard)
-
-    # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its
-    # job and does it. Add checks with `readiness.register(name, check)` (see service/health.py).
-    progress = ProgressTracker()
-    write_path.on_commit.append(lambda report: progress.committed(report.next_offsets))
     subscriber = broker.subscribers[0]
+
+    # The database is the only source of positions: lag, stalls and lost commits are all
+    # measured from what PostgreSQL holds (service/position_watch.py).
+    progress = ProgressTracker()
+    watch = PositionWatch(
+        progress,
+        consumer_of(subscriber),
+        read_positions,
+        guard.recheck,
+        guard.holds,
+        metrics.registry,
+        settings.progress_check_interval_s,
+    )
+    write_path.on_commit.append(lambda report: progress.committed(report.next_offsets))
+    write_path.on_recovery.append(watch.wake)
+    guard.on_resume.append(progress.resumed)
+    guard.on_resume.append(lambda tp, _offset: writer.forget(tp))
+
+    # Health: liveness = the consume loop runs; readiness = it can do its job and does it.
+    # Add checks with `readiness.register(name, check)` (see service/health.py).
     lifecycle = Lifecycle()
     liveness = Probe("live")
     liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle))
@@ -184,8 +200,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     readiness.register("kafka", kafka_check(broker, settings))
     readiness.register("database", database_check(engine, settings))
     readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
-    monitor = ProgressMonitor(progress, consumer_of(subscriber), read_positions)
-    readiness.register("progress", monitor.stall_check(settings.stall_timeout_s))
+    readiness.register("progress", watch.stall_check(settings.stall_timeout_s))
     readiness.register("stopped_partitions", guard.stopped.problem)
     ready = probe_route(readiness)
 
@@ -203,6 +218,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                         sessions, retention_s, settings.processed_event_cleanup_interval_s
                     ),
                     guard.run(),  # stored positions vs the log, while the consumer runs
+                    watch.run(),  # lag, stalls and lost commits, from the stored positions
                 ):
                     yield
             finally:

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=1024 * 1024, ge=1)
     # Health probes (issue 8, item 5: a stuck consumer must not look healthy)
     stall_timeout_s: float = Field(default=120.0, gt=0)
+    progress_check_interval_s: float = Field(default=5.0, gt=0)
     schema_check_interval_s: float = Field(default=30.0, gt=0)
     # Stored positions vs Kafka's log (issue 8, item 1; see service/positions.py)
     on_position_ahead_of_log: Literal["stop", "restart-from-log-start"] = "stop"

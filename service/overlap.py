@@ -58,6 +58,14 @@ class OverlappedWriter:
             return None
         return await task
 
+    def forget(self, tp: TopicAndPartition) -> None:
+        """The partition was sought to its stored position from outside the write path (a
+        resume after a check): what this writer and the write path remember of its earlier
+        rewinds no longer describes what the consumer fetches. Forgetting is always safe: a
+        batch past the stored position is then rewound again, never taken for a gap."""
+        self._fence.pop(tp, None)
+        self.write_path.forget_rewind(tp)
+
     def _apply_rewinds(self, task: asyncio.Task[BatchReport]) -> None:
         if task.cancelled() or task.exception() is not None:
             return

@@ -133,6 +133,9 @@ class PartitionGuard:
         self._pending: set[TopicAndPartition] = set()  # paused, waiting for a check
         self._lost_counted: dict[TopicAndPartition, tuple[int, int]] = {}
         self._wake = asyncio.Event()
+        # Told of every partition resumed after a check, with its stored position; must not
+        # raise.
+        self.on_resume: list[Callable[[TopicAndPartition, int], None]] = []
 
     def attach(self, consumer: Callable[[], Any]) -> None:
         """Where to find the running AIOKafkaConsumer (None before it starts)."""
@@ -155,6 +158,17 @@ class PartitionGuard:
             if tp in self.stopped:
                 self.stopped.discard(tp)
                 self.metrics.stopped.labels(tp[0], str(tp[1])).set(0)
+
+    def recheck(self, tps: Iterable[TopicAndPartition]) -> None:
+        """Pause these partitions and check them again as on assignment: their stored
+        positions moved under the consumer (service/position_watch.py)."""
+        consumer = self._consumer()
+        tps = set(tps)
+        if consumer is None or not tps:
+            return
+        _pause(consumer, tps)
+        self._pending |= tps
+        self._wake.set()
 
     # -- the write path (service/pipeline.py) -------------------------------------------
 
@@ -349,6 +363,8 @@ class PartitionGuard:
         ktp = TopicPartition(*tp)
         if ktp in consumer.assignment():  # not revoked while we looked
             consumer.seek(ktp, decision.offset)
+            for listener in self.on_resume:
+                listener(tp, decision.offset)
             consumer.resume(ktp)
 
     def _report_move(

@@ -114,8 +114,11 @@ class WritePath:
         self.backoff = backoff
         self.metrics = metrics or Metrics()
         self._rewound: dict[tuple[str, int], int] = {}
-        # Told of every committed batch (progress tracking, issue 8 item 5); must not raise.
+        # Told of every committed batch (progress tracking); must not raise.
         self.on_commit: list[Callable[[BatchReport], None]] = []
+        # Told when a batch committed after failed attempts: the database may have been
+        # replaced meanwhile (a failover), so positions are worth reading again; must not raise.
+        self.on_recovery: list[Callable[[], None]] = []
 
     async def decode(self, records: Sequence[Record]) -> list[Event | Unusable]:
         """Validate every record (pure CPU), yielding to the event loop between chunks so a
@@ -146,17 +149,32 @@ class WritePath:
         if not records:
             return BatchReport()
         started = time.perf_counter()
+        failures = 0
+
+        def failed(_error: BaseException) -> None:
+            nonlocal failures
+            failures += 1
+            self.metrics.retries.inc()
+
         report = await retry_forever(
             lambda: self._commit_isolating(records, decoded, still_owned),
             self.backoff,
             what=f"batch of {len(records)} records",
-            on_retry=lambda _error: self.metrics.retries.inc(),
+            on_retry=failed,
         )
         self._rewound.update(report.rewind)
         self._observe(report, time.perf_counter() - started)
         for listener in self.on_commit:
             listener(report)
+        if failures:
+            for recovered in self.on_recovery:
+                recovered()
         return report
+
+    def forget_rewind(self, tp: TopicAndPartition) -> None:
+        """Forget that `tp` was sought back to its stored position: a batch that starts past
+        the position is then rewound again rather than taken for a gap in the log."""
+        self._rewound.pop(tp, None)
 
     async def _commit_isolating(
         self,

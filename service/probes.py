@@ -10,16 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from service.health import Check, Problem
-from service.progress import PartitionProgress, ProgressTracker, stall_problem
-from service.rebalance import PositionReader
-from service.records import TopicAndPartition
 from service.schema_check import SchemaNotReady, require_current_schema
 
 log = logging.getLogger("service.probes")
@@ -107,64 +104,6 @@ def consumer_task_check(subscriber: Any, lifecycle: Lifecycle) -> Check:
 def consumer_of(subscriber: Any) -> Callable[[], AIOKafkaConsumer | None]:
     """The aiokafka consumer of a FastStream Kafka subscriber (None until it has started)."""
     return lambda: getattr(subscriber, "consumer", None)
-
-
-class ProgressMonitor:
-    """Feeds the tracker what it cannot see itself: the assignment, the log's offsets and,
-    for partitions no batch has committed yet, the positions stored in PostgreSQL."""
-
-    def __init__(
-        self,
-        tracker: ProgressTracker,
-        consumer: Callable[[], AIOKafkaConsumer | None],
-        read_positions: PositionReader,
-    ) -> None:
-        self.tracker = tracker
-        self._consumer = consumer
-        self._read_positions = read_positions
-
-    async def refresh(self) -> tuple[PartitionProgress, ...]:
-        consumer = self._consumer()
-        assigned: set[TopicAndPartition] = set()
-        if consumer is not None:
-            assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        if not assigned or consumer is None:
-            return self.tracker.observe((), {}, {})
-        starts, ends = await _log_offsets(consumer, sorted(assigned))
-        unknown = self.tracker.unknown(assigned)
-        if unknown:
-            try:
-                stored = await self._read_positions({topic for topic, _ in unknown})
-            except Exception as error:
-                log.debug("progress: cannot read stored positions: %s", error)
-            else:
-                self.tracker.seed({tp: o for tp, o in stored.items() if tp in unknown})
-        return self.tracker.observe(assigned, starts, ends)
-
-    def stall_check(self, timeout_s: float) -> Check:
-        async def progress() -> Problem:
-            return stall_problem(await self.refresh(), timeout_s)
-
-        return progress
-
-
-async def _log_offsets(
-    consumer: AIOKafkaConsumer, partitions: list[TopicAndPartition]
-) -> tuple[dict[TopicAndPartition, int], dict[TopicAndPartition, int]]:
-    """Each partition's log start and end; if the broker does not answer, the end offsets
-    the last fetches saw (no starts)."""
-    tps = [TopicPartition(*tp) for tp in partitions]
-    try:
-        ends = await asyncio.wait_for(consumer.end_offsets(tps), KAFKA_TIMEOUT_S)
-        starts = await asyncio.wait_for(consumer.beginning_offsets(tps), KAFKA_TIMEOUT_S)
-    except Exception as error:
-        log.debug("progress: cannot list offsets (%s); using the last fetched ones", error)
-        seen = {(tp.topic, tp.partition): consumer.highwater(tp) for tp in tps}
-        return {}, {tp: end for tp, end in seen.items() if end is not None}
-    return (
-        {(tp.topic, tp.partition): offset for tp, offset in starts.items()},
-        {(tp.topic, tp.partition): offset for tp, offset in ends.items()},
-    )
 
 
 def _brief(error: BaseException) -> str:

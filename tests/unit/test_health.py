@@ -189,7 +189,9 @@ async def test_metrics_show_readiness_and_each_partitions_progress_at_scrape_tim
 
     def observe() -> None:
         tracker.committed({("events", 0): 5, ("events", 1): 9})
-        tracker.observe([("events", 0), ("events", 1)], {}, {("events", 0): 12, ("events", 1): 9})
+        tracker.observe(
+            [("events", 0), ("events", 1)], {}, {}, {("events", 0): 12, ("events", 1): 9}
+        )
 
     readiness.register("observe", lambda: observe())  # stands in for the progress monitor
     status, body = await call(scrape_route(readiness, make_asgi_app(registry)), "/metrics")

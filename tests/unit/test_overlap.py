@@ -67,3 +67,20 @@ async def test_a_rewind_seeks_at_once_and_drops_what_was_fetched_before_the_seek
     await writer.submit(batch(3, 4))
     await writer.drain()
     assert write_path.written == [[5, 6], [0, 1, 2], [3, 4]]
+
+
+async def test_a_partition_resumed_from_outside_forgets_its_fence_and_rewind() -> None:
+    """Revoked before its refetch came, the partition is resumed later at a stored position
+    past the fence (another owner moved it on): with the fence kept, every batch of it would
+    be dropped as fetched before the seek, for ever."""
+    write_path = FakeProcessor(rewind_at={5})
+    forgotten: list[tuple[str, int]] = []
+    write_path.forget_rewind = forgotten.append  # type: ignore[attr-defined]
+    writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
+    await writer.submit(batch(5, 6), seek=lambda tp, offset: None)
+    await writer.drain()
+    writer.forget(("t", 0))
+    assert forgotten == [("t", 0)]
+    await writer.submit(batch(40, 41))  # resumed at 40 by the partition guard
+    await writer.drain()
+    assert write_path.written == [[5, 6], [40, 41]]
