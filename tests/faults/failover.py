@@ -150,6 +150,7 @@ def lost_commits(scale: FailoverScale, pair: ReplicatedPostgres, restart: bool =
         group, topic = h.settings.kafka_group_id, h.settings.kafka_topic
         before = await asyncio.to_thread(pair.positions, pair.primary, group, topic)
         await asyncio.to_thread(pair.crash_primary)
+        commits = await asyncio.to_thread(pair.commits_not_streamed)
         with contextlib.ExitStack() as stack:
             if restart:
                 await _restart_while_down(h, service, stack)
@@ -161,8 +162,12 @@ def lost_commits(scale: FailoverScale, pair: ReplicatedPostgres, restart: bool =
                 f"the promoted replica lost no commits on partitions {kept} (old primary "
                 f"{before}, replica {after}): the WAL stream was not cut"
             )
+            assert commits > 0, "the old primary's WAL holds no commit the replica lacks"
             lost = sum(before.values()) - sum(after.values())
-            print(f"{name}: the promoted replica is {lost} records behind the old primary")
+            print(
+                f"{name}: the promoted replica is {lost} records behind the old primary, "
+                f"which committed {commits} transactions it never streamed"
+            )
             pair.repoint()
             h.fault_done(sum(after.values()), recovered_past=len(pairs) - 1)
             await h.publish(after_failover)

@@ -227,6 +227,21 @@ class ReplicatedPostgres:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
 
+    def commits_not_streamed(self) -> int:
+        """COMMIT records in the old primary's WAL past what the replica replayed (pg_waldump):
+        the transactions a failover to the replica loses. Call before the promotion."""
+        replayed = self.replica.value("SELECT pg_last_wal_replay_lsn()")
+        done = subprocess.run(
+            as_owner([str(self.bindir / "pg_waldump"), "-p", str(self.primary.data / "pg_wal"),
+                      "-s", replayed, "-r", "Transaction"]),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        # It reads up to the end of the WAL, where it stops on the first invalid record
+        # (exit status 1): only a dump that read nothing is a failure.
+        if done.returncode != 0 and not done.stdout:
+            raise RuntimeError(f"pg_waldump from {replayed} failed:\n{done.stderr}")
+        return sum(1 for line in done.stdout.splitlines() if "desc: COMMIT" in line)
+
     def promote(self, timeout: float = 60.0) -> None:
         self.replica.run("pg_ctl", "promote", "-w", "-t", str(int(timeout)), "-D",
                          str(self.replica.data), timeout=timeout + 10)  # fmt: skip
