@@ -56,16 +56,21 @@ async def publish(bootstrap: str, topic: str, records: Sequence[Sequence[Any]]) 
     await publish_acked(bootstrap, topic, records)
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the default (murmur2) partitioner places a keyed record on."""
+    everything = list(range(partitions))
+    return int(DefaultPartitioner()(key, everything, everything))
+
+
 def split_by_partition(pairs: Pairs, partitions: int) -> list[list[tuple[bytes, bytes]]]:
     """The records of each partition, in stream order, as the default (murmur2) partitioner
     places them by key: each product's events stay in order on one partition."""
-    everything = list(range(partitions))
     cache: dict[bytes, int] = {}
-    out: list[list[tuple[bytes, bytes]]] = [[] for _ in everything]
+    out: list[list[tuple[bytes, bytes]]] = [[] for _ in range(partitions)]
     for pair in pairs:
         partition = cache.get(pair[0])
         if partition is None:
-            partition = cache[pair[0]] = DefaultPartitioner()(pair[0], everything, everything)
+            partition = cache[pair[0]] = partition_of(pair[0], partitions)
         out[partition].append(pair)
     return out
 

@@ -1,8 +1,12 @@
 """The fault scenarios at full size (1M events per scenario, 20 kills, ...).
 
     scripts/local-stack up && eval "$(scripts/local-stack env)"
-    .venv/bin/python -m tests.faults.full                      # all five
+    .venv/bin/python -m tests.faults.full                      # all eight
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
+    .venv/bin/python -m tests.faults.full --only failover,failover-restart,switchover
+
+The failover scenarios run on a primary and replica of their own (tests/faults/failover.py),
+not on the local stack's PostgreSQL.
 
 Prints per scenario: events, kills or restarts, lost, doubled, dead-lettered, time to
 recover; exits 1 if anything was lost, doubled or differs from the oracle.
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -20,8 +25,9 @@ import uuid
 from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
-from tests.faults import scenarios
+from tests.faults import failover, scenarios
 from tests.faults.harness import StackControl, run_scenario
+from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
 from tests.support.services import PostgresEndpoint
 
 DATABASE = f"{TEST_DATABASE}_faults"
@@ -37,9 +43,22 @@ def build(name: str, scale: scenarios.Scale, stack: StackControl) -> scenarios.S
     }[name]()
 
 
+def build_failover(
+    name: str, scale: failover.FailoverScale, pair: ReplicatedPostgres
+) -> scenarios.Scenario:
+    return {
+        "failover": lambda: failover.lost_commits(scale, pair),
+        "failover-restart": lambda: failover.lost_commits(scale, pair, restart=True),
+        "switchover": lambda: failover.switchover(scale, pair),
+    }[name]()
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sigkill,postgres,kafka,rebalance,flood")
+    parser.add_argument(
+        "--only",
+        default="sigkill,postgres,kafka,rebalance,flood,failover,failover-restart,switchover",
+    )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()
     if not os.environ.get("POSTGRES_HOST") or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -62,31 +81,45 @@ async def main() -> int:
         print(result.stderr, file=sys.stderr)
         return 1
     scale = dataclasses.replace(scenarios.FULL, events=args.events)
+    failover_scale = dataclasses.replace(failover.FULL, events=args.events)
     stack = StackControl((pg.host, pg.port), os.environ["KAFKA_BOOTSTRAP_SERVERS"])
     outcomes = []
     log_root = Path(tempfile.mkdtemp(prefix="faults-full-"))
     for name in args.only.split(","):
-        scenario = build(name, scale, stack)
-        suffix = uuid.uuid4().hex[:8]
-        names = {
-            "topic": f"faults.{name}.{suffix}",
-            "dlq": f"faults.{name}.{suffix}.dlq",
-            "group": f"faults-{name}-{suffix}",
-        }
-        settings = make_settings(
-            pg,
-            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-            names,
-            kafka_topic_partitions=scenario.partitions,
-            batch_max_records=2000,
-            **scenario.settings,
-        )
         log_dir = log_root / name
         log_dir.mkdir()
-        print(f"{name}: {len(scenario.pairs)} records ...", file=sys.stderr, flush=True)
-        outcome = await run_scenario(
-            name, settings, pg.url(), log_dir, scenario.pairs, scenario.drive, scale.catch_up_s
-        )
+        with contextlib.ExitStack() as servers:
+            endpoint, catch_up_s = pg, scale.catch_up_s
+            if name in ("failover", "failover-restart", "switchover"):
+                pair = servers.enter_context(replicated_postgres(log_dir))
+                scenario = build_failover(name, failover_scale, pair)
+                endpoint, catch_up_s = pair.endpoint, failover_scale.catch_up_s
+            else:
+                scenario = build(name, scale, stack)
+            suffix = uuid.uuid4().hex[:8]
+            names = {
+                "topic": f"faults.{name}.{suffix}",
+                "dlq": f"faults.{name}.{suffix}.dlq",
+                "group": f"faults-{name}-{suffix}",
+            }
+            settings = make_settings(
+                endpoint,
+                os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+                names,
+                kafka_topic_partitions=scenario.partitions,
+                batch_max_records=2000,
+                **scenario.settings,
+            )
+            print(f"{name}: {len(scenario.pairs)} records ...", file=sys.stderr, flush=True)
+            outcome = await run_scenario(
+                name,
+                settings,
+                endpoint.url(),
+                log_dir,
+                scenario.pairs,
+                scenario.drive,
+                catch_up_s,
+            )
         outcomes.append(outcome)
         print(outcome.line(), flush=True)
         for problem in outcome.problems[:10]:

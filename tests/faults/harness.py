@@ -140,6 +140,7 @@ class Harness:
         self.progress: list[tuple[float, int]] = []
         self.fault_times: list[float] = []
         self.fault_positions: list[int] = []  # the stored position when each fault hit
+        self.fault_targets: list[int] = []  # the stored position past which each recovered
         self.rng = random.Random(1234)
         # (partition, offset) of each published record, from the broker's acknowledgement.
         self.positions: list[tuple[int, int]] = []
@@ -155,10 +156,12 @@ class Harness:
         for process in self.consumers:
             process.kill()
 
-    def fault_done(self, stored: int) -> None:
-        """Record a fault injected at stored position `stored` (from `wait_in_flight`)."""
+    def fault_done(self, stored: int, recovered_past: int | None = None) -> None:
+        """Record a fault injected at stored position `stored` (from `wait_in_flight`). It has
+        recovered once the stored position moves past `recovered_past` (default: `stored`)."""
         self.fault_times.append(time.monotonic())
         self.fault_positions.append(stored)
+        self.fault_targets.append(stored if recovered_past is None else recovered_past)
 
     async def wait_in_flight(
         self, timeout: float = 120.0, published: asyncio.Task[None] | None = None
@@ -241,6 +244,25 @@ class Harness:
             )
         return int(value or 0)
 
+    async def stored_by_partition(self) -> dict[int, int]:
+        """partition -> stored next offset."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT partition, next_offset FROM consumer_offsets "
+                    "WHERE group_id = :g AND topic = :t"
+                ),
+                {"g": self.settings.kafka_group_id, "t": self.settings.kafka_topic},
+            )
+            return {int(row.partition): int(row.next_offset) for row in rows}
+
+    def published_ends(self) -> dict[int, int]:
+        """partition -> the offset after the last record published to it."""
+        ends: dict[int, int] = {}
+        for partition, offset in self.positions:
+            ends[partition] = max(ends.get(partition, 0), offset + 1)
+        return ends
+
     async def watch_progress(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # the database may be restarting
@@ -248,21 +270,22 @@ class Harness:
             await asyncio.sleep(0.1)
 
     def recovery_times(self) -> list[float]:
-        """Per fault: seconds until the stored position moved past where the fault hit."""
+        """Per fault: seconds until the stored position moved past its target (by default
+        where the fault hit)."""
         times = []
-        for at, stored in zip(self.fault_times, self.fault_positions, strict=True):
-            moved = next((t for t, p in self.progress if t > at and p > stored), None)
+        for at, target in zip(self.fault_times, self.fault_targets, strict=True):
+            moved = next((t for t, p in self.progress if t > at and p > target), None)
             if moved is not None:
                 times.append(moved - at)
         return times
 
     def faults_without_progress(self) -> list[str]:
         return [
-            f"fault {n} (at stored position {stored}) was not followed by progress"
-            for n, (at, stored) in enumerate(
-                zip(self.fault_times, self.fault_positions, strict=True), 1
+            f"fault {n} (at stored position {stored}) was not followed by progress past {target}"
+            for n, (at, stored, target) in enumerate(
+                zip(self.fault_times, self.fault_positions, self.fault_targets, strict=True), 1
             )
-            if not any(t > at and p > stored for t, p in self.progress)
+            if not any(t > at and p > target for t, p in self.progress)
         ]
 
     async def wait_caught_up(self, timeout: float) -> None:

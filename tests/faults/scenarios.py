@@ -7,10 +7,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from testbed.events import LabelledSpec, generate_records
+from tests.conftest import make_settings
 from tests.faults import bad_inputs
-from tests.faults.harness import Harness, Pair, StackControl
+from tests.faults.harness import Harness, Pair, StackControl, run_scenario
+from tests.support.services import PostgresEndpoint
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,26 @@ class Scenario:
 
 # Records over this size are dead-lettered unparsed: the streams carry a few just over it.
 MAX_RECORD_BYTES = 16_384
+
+
+async def run_checked(
+    scenario: Scenario,
+    pg: PostgresEndpoint,
+    kafka: str,
+    names: dict[str, str],
+    log_dir: Path,
+    catch_up_s: float,
+) -> None:
+    """Run `scenario` at CI size against `pg` and `kafka`; fail unless the outcome equals the
+    oracle's and no problem was seen."""
+    settings = make_settings(
+        pg, kafka, names, kafka_topic_partitions=scenario.partitions, **scenario.settings
+    )
+    outcome = await run_scenario(
+        scenario.name, settings, pg.url(), log_dir, scenario.pairs, scenario.drive, catch_up_s
+    )
+    print(outcome.line())
+    assert outcome.ok and not outcome.problems, outcome.line() + "\n" + "\n".join(outcome.problems)
 
 
 def stream(scale: Scale, seed: int) -> list[Pair]:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
-from tests.conftest import make_settings
 from tests.faults import scenarios
-from tests.faults.harness import StackControl, run_scenario
+from tests.faults.harness import StackControl
 from tests.support.services import PostgresEndpoint
 
 SCALE = scenarios.CI
@@ -24,20 +22,7 @@ async def _run(
     names: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    settings: Settings = make_settings(
-        pg, kafka, names, kafka_topic_partitions=scenario.partitions, **scenario.settings
-    )
-    outcome = await run_scenario(
-        scenario.name,
-        settings,
-        pg.url(),
-        tmp_path,
-        scenario.pairs,
-        scenario.drive,
-        SCALE.catch_up_s,
-    )
-    print(outcome.line())
-    assert outcome.ok and not outcome.problems, outcome.line() + "\n" + "\n".join(outcome.problems)
+    await scenarios.run_checked(scenario, pg, kafka, names, tmp_path, SCALE.catch_up_s)
 
 
 @pytest.fixture

@@ -49,15 +49,39 @@ class Cluster:
     host: str = "127.0.0.1"
 
 
-def _as_owner(command: list[str]) -> list[str]:
+def as_owner(command: list[str]) -> list[str]:
+    """`command` as the user the server runs as (PostgreSQL refuses to run as root)."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def _hand_over(path: Path) -> None:
+def hand_over(path: Path) -> None:
     """Give the server's own files to the user it runs as."""
     if os.geteuid() == 0:
         record = pwd.getpwnam("postgres")
         os.chown(path, record.pw_uid, record.pw_gid)
+
+
+@contextlib.contextmanager
+def server_directory() -> Iterator[Path]:
+    """A temporary directory for data and sockets, removed at exit. Under the system's temp
+    directory, not pytest's (whose parent is private to root): the server user must reach it."""
+    with tempfile.TemporaryDirectory(prefix="test-postgres-") as tmp:
+        directory = Path(tmp)
+        os.chmod(directory, 0o755)
+        yield directory
+
+
+def init_data_dir(bindir: Path, data: Path) -> None:
+    """initdb `data` (created here) for the superuser `postgres`, trusted on every local login."""
+    data.mkdir()
+    hand_over(data)
+    initdb = subprocess.run(
+        as_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                  "--no-sync", "-E", "UTF8", "--locale=C"]),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if initdb.returncode != 0:
+        raise RuntimeError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
 
 
 @contextlib.contextmanager
@@ -75,11 +99,11 @@ def throwaway_postgres(
     TLS uses `server_cert`/`server_key`; client certificates are checked against `ca_cert`.
     """
     bindir = server_bindir()
-    with tempfile.TemporaryDirectory(prefix="test-postgres-") as tmp:
-        directory = Path(tmp)
-        os.chmod(directory, 0o755)  # the server user must reach its data and sockets
-        with _cluster(directory, bindir, server_cert, server_key, ca_cert, hba, timeout) as cluster:
-            yield cluster
+    with (
+        server_directory() as directory,
+        _cluster(directory, bindir, server_cert, server_key, ca_cert, hba, timeout) as cluster,
+    ):
+        yield cluster
 
 
 @contextlib.contextmanager
@@ -93,16 +117,9 @@ def _cluster(
     timeout: float,
 ) -> Iterator[Cluster]:
     data, sockets, log = directory / "pgdata", directory / "sockets", directory / "postgres.log"
-    for path in (data, sockets):
-        path.mkdir()
-        _hand_over(path)
-    initdb = subprocess.run(
-        _as_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                   "--no-sync", "-E", "UTF8", "--locale=C"]),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if initdb.returncode != 0:
-        raise RuntimeError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
+    sockets.mkdir()
+    hand_over(sockets)
+    init_data_dir(bindir, data)
     for source, name in (
         (server_cert, "server.crt"),
         (server_key, "server.key"),
@@ -111,7 +128,7 @@ def _cluster(
         target = data / name
         shutil.copyfile(source, target)
         os.chmod(target, 0o600)
-        _hand_over(target)
+        hand_over(target)
     (data / "pg_hba.conf").write_text("\n".join(["local all all trust", *hba]) + "\n")
     port = free_port()
     options = {
@@ -127,7 +144,7 @@ def _cluster(
         "max_connections": "40",
     }
     settings = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
-    command = _as_owner([str(bindir / "postgres"), "-D", str(data), *settings])
+    command = as_owner([str(bindir / "postgres"), "-D", str(data), *settings])
     ready = b"ready to accept connections"
     # SIGINT: PostgreSQL's fast shutdown.
     with serving(command, log, ready, "throwaway PostgreSQL", timeout=timeout, stop=signal.SIGINT):
