@@ -1,8 +1,10 @@
 """The fault scenarios at full size (1M events per scenario, 20 kills, ...).
 
     scripts/local-stack up && eval "$(scripts/local-stack env)"
-    .venv/bin/python -m tests.faults.full                      # all five
+    .venv/bin/python -m tests.faults.full                      # all six
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
+
+broker-kill starts a 3-node cluster of its own (tests/support/kafka_cluster.py) for its run.
 
 Prints per scenario: events, kills or restarts, lost, doubled, dead-lettered, time to
 recover; exits 1 if anything was lost, doubled or differs from the oracle.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -21,14 +24,18 @@ from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
 from tests.faults import scenarios
-from tests.faults.harness import StackControl, run_scenario
+from tests.faults.harness import Outcome, StackControl, run_scenario
+from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.support.services import PostgresEndpoint
 
 DATABASE = f"{TEST_DATABASE}_faults"
 
 
-def build(name: str, scale: scenarios.Scale, stack: StackControl) -> scenarios.Scenario:
+def build(
+    name: str, scale: scenarios.Scale, stack: StackControl, cluster: KafkaCluster | None
+) -> scenarios.Scenario:
     return {
+        "broker-kill": lambda: scenarios.broker_kills(scale, cluster),
         "sigkill": lambda: scenarios.kills(scale),
         "postgres": lambda: scenarios.postgres_restarts(scale, stack),
         "kafka": lambda: scenarios.kafka_restarts(scale, stack),
@@ -39,7 +46,7 @@ def build(name: str, scale: scenarios.Scale, stack: StackControl) -> scenarios.S
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="sigkill,postgres,kafka,rebalance,flood")
+    parser.add_argument("--only", default="sigkill,postgres,kafka,rebalance,flood,broker-kill")
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()
     if not os.environ.get("POSTGRES_HOST") or not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -66,33 +73,48 @@ async def main() -> int:
     outcomes = []
     log_root = Path(tempfile.mkdtemp(prefix="faults-full-"))
     for name in args.only.split(","):
-        scenario = build(name, scale, stack)
-        suffix = uuid.uuid4().hex[:8]
-        names = {
-            "topic": f"faults.{name}.{suffix}",
-            "dlq": f"faults.{name}.{suffix}.dlq",
-            "group": f"faults-{name}-{suffix}",
-        }
-        settings = make_settings(
-            pg,
-            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-            names,
-            kafka_topic_partitions=scenario.partitions,
-            batch_max_records=2000,
-            **scenario.settings,
-        )
         log_dir = log_root / name
         log_dir.mkdir()
-        print(f"{name}: {len(scenario.pairs)} records ...", file=sys.stderr, flush=True)
-        outcome = await run_scenario(
-            name, settings, pg.url(), log_dir, scenario.pairs, scenario.drive, scale.catch_up_s
-        )
+        with contextlib.ExitStack() as running:
+            cluster = None
+            if name == "broker-kill":
+                cluster = running.enter_context(kafka_cluster(log_dir / "kafka-cluster"))
+            outcome = await run_one(name, scale, stack, cluster, pg, log_dir)
         outcomes.append(outcome)
         print(outcome.line(), flush=True)
         for problem in outcome.problems[:10]:
             print(f"    {problem}", flush=True)
     print(f"(consumer logs in {log_root})")
     return 0 if all(o.ok and not o.problems for o in outcomes) else 1
+
+
+async def run_one(
+    name: str,
+    scale: scenarios.Scale,
+    stack: StackControl,
+    cluster: KafkaCluster | None,
+    pg: PostgresEndpoint,
+    log_dir: Path,
+) -> Outcome:
+    scenario = build(name, scale, stack, cluster)
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "topic": f"faults.{name}.{suffix}",
+        "dlq": f"faults.{name}.{suffix}.dlq",
+        "group": f"faults-{name}-{suffix}",
+    }
+    settings = make_settings(
+        pg,
+        cluster.bootstrap if cluster else os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        names,
+        kafka_topic_partitions=scenario.partitions,
+        batch_max_records=2000,
+        **scenario.settings,
+    )
+    print(f"{name}: {len(scenario.pairs)} records ...", file=sys.stderr, flush=True)
+    return await run_scenario(
+        name, settings, pg.url(), log_dir, scenario.pairs, scenario.drive, scale.catch_up_s
+    )
 
 
 if __name__ == "__main__":
