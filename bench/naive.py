@@ -139,7 +139,7 @@ async def run(topic: str, group: str, target: int, time_limit: float, idle_limit
     engine = make_engine(settings)
     sink = NaiveSink(make_session_factory(engine), target, time_limit)
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_brokers,
         client_id="inventory-bench-naive",
         logger=logging.getLogger("bench.naive"),
         log_level=logging.DEBUG,  # no per-message log lines at LOG_LEVEL=WARNING

@@ -52,7 +52,7 @@ def load_target(database: str = BENCH_DATABASE) -> Target:
     """Settings from the environment (or .env), pointed at `database`; loopback only."""
     base = load_settings()
     hosts = [base.postgres_host] + [
-        server.rsplit(":", 1)[0].strip("[]") for server in base.kafka_bootstrap_servers.split(",")
+        server.rsplit(":", 1)[0].strip("[]") for server in base.kafka_brokers
     ]
     remote = [host for host in hosts if host not in LOOPBACK]
     if remote:

@@ -66,7 +66,7 @@ def build_broker(
     """The broker with its one subscriber: batches of raw records go to `handler`."""
     lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_brokers,
         security=broker_security(settings),  # transport security (issue 8, item 4)
         client_id="inventory-sink",
         graceful_timeout=30.0,
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     sessions = make_session_factory(engine)
     metrics = Metrics()
     dead_letters = KafkaDeadLetterSink(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_brokers,
         settings.kafka_dlq_topic,
         "inventory-sink-dlq",
         client_kwargs(settings),  # transport security (issue 8, item 4)

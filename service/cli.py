@@ -75,7 +75,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> None:
         await ensure_topics(settings)
         await publish_pairs(
-            settings.kafka_bootstrap_servers,
+            settings.kafka_brokers,
             settings.kafka_topic,
             pairs,
             client_kwargs(settings),  # transport security (issue 8, item 4)

@@ -39,6 +39,35 @@ def _lower(value: Any) -> Any:
 OptionalFile = Annotated[FilePath | None, BeforeValidator(_unset_if_empty)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_unset_if_empty)]
 
+BROKER_LIST_EXAMPLE = "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+
+
+def parse_brokers(value: str) -> list[str]:
+    """KAFKA_BOOTSTRAP_SERVERS as the list of host:port every Kafka client is given.
+
+    Comma-separated, spaces around entries ignored. An empty entry, a missing host or a port
+    that is not 1-65535 is refused: the clients would otherwise try a host nobody meant.
+    """
+    entries = [entry.strip() for entry in value.split(",")]
+    for number, entry in enumerate(entries, 1):
+        where = f"entry {number} of {len(entries)}"
+        if not entry:
+            problem = f"{where} is empty"
+        else:
+            host, colon, port = entry.rpartition(":")
+            if not colon or not host.strip("[]"):
+                problem = f"{where} ({entry!r}) is not host:port"
+            elif not port.isdigit() or not 1 <= int(port) <= 65535:
+                problem = f"{where} ({entry!r}) has no port between 1 and 65535"
+            else:
+                continue
+        raise PydanticCustomError(
+            "broker_list",
+            "{problem}; give a comma-separated list of host:port, e.g. {example}",
+            {"problem": problem, "example": BROKER_LIST_EXAMPLE},
+        )
+    return entries
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -57,6 +86,7 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(default=5, ge=1)
 
     # Kafka
+    # Read it through `kafka_brokers`: FastStream takes a string as one host.
     kafka_bootstrap_servers: str = Field(min_length=1)
     kafka_topic: str = Field(default="inventory.product-events", min_length=1)
     kafka_dlq_topic: str = Field(default="inventory.product-events.dlq", min_length=1)
@@ -97,6 +127,16 @@ class Settings(BaseSettings):
     # empty): migrations use POSTGRES_USER/POSTGRES_PASSWORD, as before.
     postgres_migration_user: str | None = None
     postgres_migration_password: SecretStr | None = Field(default=None, validate_default=True)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _broker_list(cls, value: str) -> str:
+        return ",".join(parse_brokers(value))
+
+    @property
+    def kafka_brokers(self) -> list[str]:
+        """KAFKA_BOOTSTRAP_SERVERS as a list of host:port: what every Kafka client is given."""
+        return parse_brokers(self.kafka_bootstrap_servers)
 
     @field_validator("postgres_migration_password")
     @classmethod

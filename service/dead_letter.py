@@ -78,7 +78,7 @@ class KafkaDeadLetterSink:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: list[str],
         topic: str,
         client_id: str,
         security: Mapping[str, Any] | None = None,

@@ -5,7 +5,7 @@ admin client; `broker_security(settings)` the same for FastStream's KafkaBroker.
 client the service makes takes one of them, so that none connects in plain text by
 accident:
 
-    AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
+    AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers,
                      **client_kwargs(settings))
 """
 

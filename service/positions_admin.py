@@ -38,16 +38,14 @@ class PartitionPosition:
 async def read_report(settings: Settings) -> list[PartitionPosition]:
     """Every partition of KAFKA_TOPIC: stored position, log bounds and status."""
     topic = settings.kafka_topic
-    partitions = await partitions_of(
-        settings.kafka_bootstrap_servers, topic, client_kwargs(settings)
-    )
+    partitions = await partitions_of(settings.kafka_brokers, topic, client_kwargs(settings))
     if not partitions:
         raise RuntimeError(
-            f"topic {topic!r} does not exist on {settings.kafka_bootstrap_servers}; "
+            f"topic {topic!r} does not exist on {', '.join(settings.kafka_brokers)}; "
             "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS"
         )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka_brokers,
         enable_auto_commit=False,
         **client_kwargs(settings),
     )
@@ -100,9 +98,7 @@ async def print_report(settings: Settings) -> bool:
 
 async def group_members(settings: Settings) -> int:
     """How many consumers are in KAFKA_GROUP_ID now."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, **client_kwargs(settings)
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers, **client_kwargs(settings))
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])

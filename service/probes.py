@@ -28,8 +28,8 @@ def kafka_check(broker: KafkaBroker, settings: Settings) -> Check:
         if await broker.ping(timeout=KAFKA_TIMEOUT_S):
             return None
         return (
-            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} within "
-            f"{KAFKA_TIMEOUT_S:g}s; check KAFKA_BOOTSTRAP_SERVERS and that the brokers run"
+            f"cannot reach Kafka at {', '.join(settings.kafka_brokers)} (no broker answered "
+            f"within {KAFKA_TIMEOUT_S:g}s); check KAFKA_BOOTSTRAP_SERVERS and that the brokers run"
         )
 
     return kafka

@@ -29,7 +29,7 @@ def read_jsonl(path: Path | None) -> list[tuple[bytes, bytes]]:
 
 
 async def publish_pairs(
-    bootstrap_servers: str,
+    bootstrap_servers: list[str],
     topic: str,
     pairs: Sequence[tuple[bytes | None, bytes]],
     security: Mapping[str, Any] | None = None,

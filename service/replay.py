@@ -49,7 +49,7 @@ class ReplayError(RuntimeError):
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
     """What every Kafka client of the replay connects with (one place for security options)."""
     return {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "bootstrap_servers": settings.kafka_brokers,
         "client_id": "inventory-sink-replay",
         **client_kwargs(settings),
     }

@@ -45,11 +45,9 @@ async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
     from service.db import make_session_factory
 
     security = client_kwargs(settings)
-    partitions = await partitions_of(
-        settings.kafka_bootstrap_servers, settings.kafka_topic, security
-    )
+    partitions = await partitions_of(settings.kafka_brokers, settings.kafka_topic, security)
     tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, **security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers, **security)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}
@@ -93,15 +91,13 @@ async def print_dead_letters(settings: Settings, count_only: bool, last: int) ->
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     security = client_kwargs(settings)
-    partitions = await partitions_of(
-        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, security
-    )
+    partitions = await partitions_of(settings.kafka_brokers, settings.kafka_dlq_topic, security)
     tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
     if not tps:
         print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")
         return
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, **security
+        bootstrap_servers=settings.kafka_brokers, enable_auto_commit=False, **security
     )
     await consumer.start()
     try:

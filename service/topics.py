@@ -31,7 +31,7 @@ async def ensure_topics(settings: Settings) -> None:
         ),
     ]
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka_brokers,
         client_id="inventory-sink-admin",
         **client_kwargs(settings),
     )
@@ -59,7 +59,7 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 async def partitions_of(
-    bootstrap_servers: str, topic: str, security: Mapping[str, Any] | None = None
+    bootstrap_servers: list[str], topic: str, security: Mapping[str, Any] | None = None
 ) -> list[int]:
     """The topic's partition numbers, or [] if it does not exist.
 

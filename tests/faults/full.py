@@ -1,12 +1,13 @@
 """The fault scenarios at full size (1M events per scenario, 20 kills, ...).
 
     scripts/local-stack up && eval "$(scripts/local-stack env)"
-    .venv/bin/python -m tests.faults.full                      # all eight
+    .venv/bin/python -m tests.faults.full                      # all nine
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
     .venv/bin/python -m tests.faults.full --only failover,failover-restart,switchover
 
 The failover scenarios run on a primary and replica of their own (tests/faults/failover.py),
-not on the local stack's PostgreSQL.
+not on the local stack's PostgreSQL. broker-kill starts a 3-node Kafka cluster of its own
+(tests/support/kafka_cluster.py) for its run.
 
 Prints per scenario: events, kills or restarts, lost, doubled, dead-lettered, time to
 recover; exits 1 if anything was lost, doubled or differs from the oracle.
@@ -27,14 +28,18 @@ from pathlib import Path
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
 from tests.faults import failover, scenarios
 from tests.faults.harness import StackControl, run_scenario
+from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
 from tests.support.services import PostgresEndpoint
 
 DATABASE = f"{TEST_DATABASE}_faults"
 
 
-def build(name: str, scale: scenarios.Scale, stack: StackControl) -> scenarios.Scenario:
+def build(
+    name: str, scale: scenarios.Scale, stack: StackControl, cluster: KafkaCluster | None
+) -> scenarios.Scenario:
     return {
+        "broker-kill": lambda: scenarios.broker_kills(scale, cluster),
         "sigkill": lambda: scenarios.kills(scale),
         "postgres": lambda: scenarios.postgres_restarts(scale, stack),
         "kafka": lambda: scenarios.kafka_restarts(scale, stack),
@@ -57,7 +62,8 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        default="sigkill,postgres,kafka,rebalance,flood,failover,failover-restart,switchover",
+        default="sigkill,postgres,kafka,rebalance,flood,broker-kill,failover,failover-restart,"
+        "switchover",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()
@@ -90,12 +96,17 @@ async def main() -> int:
         log_dir.mkdir()
         with contextlib.ExitStack() as servers:
             endpoint, catch_up_s = pg, scale.catch_up_s
+            bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
             if name in ("failover", "failover-restart", "switchover"):
                 pair = servers.enter_context(replicated_postgres(log_dir))
                 scenario = build_failover(name, failover_scale, pair)
                 endpoint, catch_up_s = pair.endpoint, failover_scale.catch_up_s
             else:
-                scenario = build(name, scale, stack)
+                cluster = None
+                if name == "broker-kill":
+                    cluster = servers.enter_context(kafka_cluster(log_dir / "kafka-cluster"))
+                    bootstrap = cluster.bootstrap
+                scenario = build(name, scale, stack, cluster)
             suffix = uuid.uuid4().hex[:8]
             names = {
                 "topic": f"faults.{name}.{suffix}",
@@ -104,7 +115,7 @@ async def main() -> int:
             }
             settings = make_settings(
                 endpoint,
-                os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+                bootstrap,
                 names,
                 kafka_topic_partitions=scenario.partitions,
                 batch_max_records=2000,

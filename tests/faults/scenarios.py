@@ -1,4 +1,4 @@
-"""The five fault scenarios, at any scale."""
+"""The six fault scenarios, at any scale."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from testbed.events import LabelledSpec, generate_records
 from tests.conftest import make_settings
 from tests.faults import bad_inputs
 from tests.faults.harness import Harness, Pair, StackControl, run_scenario
+from tests.support.kafka_cluster import KafkaCluster, busiest_leader
 from tests.support.services import PostgresEndpoint
 
 
@@ -26,6 +27,7 @@ class Scale:
     publish_s: float
     flood: int
     catch_up_s: float
+    broker_kills: int
 
 
 CI = Scale(
@@ -37,6 +39,7 @@ CI = Scale(
     publish_s=25.0,
     flood=400,
     catch_up_s=240.0,
+    broker_kills=2,
 )
 FULL = Scale(
     events=1_000_000,
@@ -47,6 +50,7 @@ FULL = Scale(
     publish_s=90.0,
     flood=5_000,
     catch_up_s=1800.0,
+    broker_kills=10,
 )
 
 Drive = Callable[[Harness], Awaitable[int]]
@@ -220,3 +224,55 @@ def flood(scale: Scale) -> Scenario:
 
     # The flood's own records near the broker's limit must reach the parser: default limit.
     return Scenario("flood", pairs, drive, settings={})
+
+
+# Longer than the brokers' session timeout (9 s): the controller fences the killed node and
+# moves the leadership of its partitions, as when a host is gone, not just slow.
+BROKER_DOWN_S = 12.0
+
+
+def broker_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
+    """One consumer on a 3-node cluster (replication factor 3, min.insync.replicas=2) given
+    the list of all three; under load, the node leading most of the input's partitions is
+    SIGKILLed and started again, `broker_kills` times. The consumer is never restarted."""
+    pairs = stream(scale, seed=606)
+    publish_s = 2 * scale.publish_s  # each kill keeps a node away for BROKER_DOWN_S
+
+    async def drive(h: Harness) -> int:
+        consumer = h.consumer()
+        publisher = asyncio.create_task(h.publish(pairs, publish_s))
+        end = time.monotonic() + publish_s
+        kills = 0
+        for remaining in range(scale.broker_kills, 0, -1):
+            # Every partition led and fully in sync before any fault: a second kill while a
+            # replica catches up could leave a partition below min.insync.replicas.
+            await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+            window = max(0.0, end - time.monotonic())
+            await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
+            stored = await h.wait_in_flight(published=publisher)
+            if stored is None:
+                break
+            victim, led = busiest_leader(cluster, h.settings.kafka_topic)
+            await asyncio.to_thread(cluster.kill, victim)
+            h.fault_done(stored)
+            kills += 1
+            print(f"broker-kill: node {victim} (leading partitions {led}) killed at {stored}")
+            await asyncio.sleep(BROKER_DOWN_S)
+            await asyncio.to_thread(cluster.start, victim)
+        await publisher
+        await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+        assert kills >= max(1, scale.broker_kills // 2), (
+            f"only {kills} of {scale.broker_kills} kills hit work"
+        )
+        # The service rode the failovers out by itself: the one process it started still runs.
+        assert h.consumers == [consumer] and consumer.starts == 1 and consumer.alive(), (
+            f"the consumer did not survive the broker kills:\n{consumer.tail()}"
+        )
+        return kills
+
+    return Scenario(
+        "broker-kill",
+        pairs,
+        drive,
+        settings={"kafka_replication_factor": 3, "max_record_bytes": MAX_RECORD_BYTES},
+    )

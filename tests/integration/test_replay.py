@@ -120,7 +120,7 @@ async def test_a_rejected_adjustment_replayed_after_its_fix_applies_exactly_once
 
 async def _dead_letter(settings: Settings, records: list[tuple[SimpleRecord, Reason]]) -> None:
     """Write letters exactly as the consumer does, with the real sink."""
-    sink = KafkaDeadLetterSink(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, "t")
+    sink = KafkaDeadLetterSink(settings.kafka_brokers, settings.kafka_dlq_topic, "t")
     await sink.start()
     try:
         await sink.send([DeadLetter(r, reason, f"because {reason}") for r, reason in records])

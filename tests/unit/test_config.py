@@ -83,3 +83,54 @@ def test_the_cli_prints_the_line_and_exits_2(
     err = capsys.readouterr().err
     assert "POSTGRES_USER is not set" in err
     assert "KAFKA_BOOTSTRAP_SERVERS is not set" in err
+
+
+@pytest.mark.parametrize(
+    ("given", "brokers"),
+    [
+        ("127.0.0.1:9092", ["127.0.0.1:9092"]),
+        (
+            "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094",
+            ["127.0.0.1:29092", "127.0.0.1:29093", "127.0.0.1:29094"],
+        ),
+        (" kafka-1:9092 , kafka-2:9092 ", ["kafka-1:9092", "kafka-2:9092"]),
+        ("[::1]:9092,kafka:9093", ["[::1]:9092", "kafka:9093"]),
+    ],
+)
+def test_the_broker_list_is_parsed_into_host_port_entries(
+    monkeypatch: pytest.MonkeyPatch, given: str, brokers: list[str]
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", given)
+    settings = load_settings()
+    assert settings.kafka_brokers == brokers
+    # The variable itself is kept in one spelling: what child processes are handed.
+    assert settings.kafka_bootstrap_servers == ",".join(brokers)
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("127.0.0.1:9092,,127.0.0.1:9093", "entry 2 of 3 is empty"),
+        ("127.0.0.1:9092,", "entry 2 of 2 is empty"),
+        (" , ", "entry 1 of 2 is empty"),
+        ("127.0.0.1", "entry 1 of 1 ('127.0.0.1') is not host:port"),
+        ("127.0.0.1:9092,:9093", "entry 2 of 2 (':9093') is not host:port"),
+        ("kafka:http", "entry 1 of 1 ('kafka:http') has no port between 1 and 65535"),
+        ("kafka:70000", "entry 1 of 1 ('kafka:70000') has no port between 1 and 65535"),
+    ],
+)
+def test_a_malformed_broker_list_is_refused_in_one_line_with_an_example(
+    monkeypatch: pytest.MonkeyPatch, given: str, problem: str
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", given)
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert str(error.value).splitlines() == [
+        f"configuration error: KAFKA_BOOTSTRAP_SERVERS={given!r} is invalid: {problem}; give a "
+        "comma-separated list of host:port, e.g. kafka-1:9092,kafka-2:9092,kafka-3:9092; fix it "
+        "in the environment or in .env (see .env.example)"
+    ]

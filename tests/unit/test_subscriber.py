@@ -63,3 +63,11 @@ async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
         [(b"3", b"{broken")],
     ]
     assert json.loads(write_path.batches[0][0].value or b"")["product_id"] == 3
+
+
+def test_the_broker_and_its_consumer_are_given_every_broker_of_the_list() -> None:
+    # FastStream takes a string as one host name: "a:1,b:2" would be a host "a:1,b".
+    settings = SETTINGS.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1,127.0.0.1:2"})
+    broker = build_broker(settings, BatchHandler(RecordingProcessor()), _no_positions)
+    assert broker.specification.url == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert broker.config.builder.keywords["bootstrap_servers"] == ["127.0.0.1:1", "127.0.0.1:2"]

@@ -1,0 +1,110 @@
+"""KAFKA_BOOTSTRAP_SERVERS as a list of brokers: every Kafka client of the service is given
+the whole list, and a broker of it that does not answer is skipped.
+
+The dead broker is a free loopback port nobody listens on: connecting is refused at once,
+as for a broker host that is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.app import build_broker
+from service.batch_handler import BatchHandler
+from service.dead_letter import KafkaDeadLetterSink
+from service.kafka_security import client_kwargs
+from service.pipeline import BatchReport
+from service.probes import kafka_check
+from service.publisher import publish_pairs
+from service.status import partition_lag
+from service.topics import ensure_topics, partitions_of
+from testbed.events import StreamSpec, generate_stream
+from testbed.publish import publish
+from tests.conftest import make_settings
+from tests.integration.test_health import get_json, wait_for_status, wait_for_table
+from tests.support.brokers import free_port
+from tests.support.consumer import ConsumerProcess
+from tests.support.services import PostgresEndpoint
+
+
+@pytest.fixture
+def dead_broker() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+async def test_the_service_consumes_with_a_dead_broker_first_in_its_list(
+    pg: PostgresEndpoint,
+    kafka: str,
+    names: dict[str, str],
+    engine: AsyncEngine,
+    tmp_path: Path,
+    dead_broker: str,
+) -> None:
+    settings = make_settings(pg, f"{dead_broker},{kafka}", names, http_host="127.0.0.1")
+    await ensure_topics(settings)
+    pairs = generate_stream(StreamSpec(events=600, products=40, seed=7))
+    await publish(kafka, settings.kafka_topic, pairs)
+    consumer = ConsumerProcess(settings, tmp_path)
+    consumer.start()
+    try:
+        url = consumer.http_url()
+        await wait_for_table(engine, pairs, consumer)
+        body = await wait_for_status(f"{url}/health/ready", 200, consumer)
+        assert body["checks"]["kafka"] == {"ok": True}
+        status, live = await get_json(f"{url}/health/live")
+        assert status == 200, live
+    finally:
+        consumer.kill()
+    assert consumer.starts == 1
+
+
+class _Unused:
+    async def submit(self, *args: object, **kwargs: object) -> BatchReport:
+        raise AssertionError("nothing is consumed here")
+
+
+async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+    return {}
+
+
+async def test_every_client_skips_a_dead_first_broker(
+    pg: PostgresEndpoint,
+    kafka: str,
+    names: dict[str, str],
+    engine: AsyncEngine,
+    dead_broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aiokafka tries the list in a random order; here always in the given one, dead first.
+    monkeypatch.setattr("aiokafka.conn.random.shuffle", lambda hosts: None)
+    caplog.set_level(logging.ERROR, logger="aiokafka")
+    settings = make_settings(pg, f"{dead_broker},{kafka}", names)
+    security = client_kwargs(settings)
+
+    await ensure_topics(settings)  # the admin client
+    assert await partitions_of(settings.kafka_brokers, settings.kafka_topic, security) == [0, 1, 2]
+    pairs = generate_stream(StreamSpec(events=30, products=5, seed=3))
+    await publish_pairs(settings.kafka_brokers, settings.kafka_topic, pairs, security)
+    lag = await partition_lag(settings)  # the CLI's consumer (`lag`)
+    assert sum(missing for missing, _ in lag.values()) == len(pairs)
+
+    sink = KafkaDeadLetterSink(settings.kafka_brokers, settings.kafka_dlq_topic, "t", security)
+    await sink.start()
+    await sink.stop()
+
+    broker = build_broker(settings, BatchHandler(_Unused()), _no_positions)
+    await broker.connect()
+    try:
+        assert await kafka_check(broker, settings)() is None  # readiness
+    finally:
+        await broker.stop()
+
+    refused = [r for r in caplog.records if f'Unable connect to "{dead_broker}"' in r.getMessage()]
+    # admin (ensure_topics, partitions_of), producer, consumer, DLQ producer, FastStream's
+    # producer and admin: each tried the dead broker first, then went on.
+    assert len(refused) >= 6, [r.getMessage() for r in caplog.records]
