@@ -27,6 +27,9 @@ _TRANSIENT_PG = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.QueryCanceledError,
     asyncpg.exceptions.LockNotAvailableError,
+    # SQLSTATE 25006: the server is read-only (a replica not yet promoted during a failover,
+    # or default_transaction_read_only); it takes writes again once it is primary.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 
