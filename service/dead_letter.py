@@ -53,12 +53,12 @@ class DeadLetter:
         it was; each invalid byte becomes U+FFFD."""
         return [*self._original(), *self._sink(MAX_MESSAGE_CHARS)]
 
-    def form(self, budget: int) -> Form | None:
-        """The letter as it is if its batch fits `budget` bytes, else cut to fit (None if
-        even its smallest form does not)."""
+    def forms(self, *budgets: int) -> list[Form | None]:
+        """For each budget, the letter as it is if its batch fits that many bytes, else cut
+        to fit (None if even its smallest form does not)."""
         chars = min(len(self.message), MAX_MESSAGE_CHARS)
         record = self.record
-        return fit(record.key, record.value, self._original(), self._sink, chars, budget)
+        return fit(record.key, record.value, self._original(), self._sink, chars, budgets)
 
     def _original(self) -> list[Header]:
         return [(_sendable(name), value) for name, value in self.record.headers]
@@ -215,7 +215,7 @@ class KafkaDeadLetterSink:
         batch-mate may have been the cause), then cut to each budget in turn. None once one
         is accepted, else what the last refusal said."""
         tried: list[Form] = []
-        for form in [sent, *(letter.form(budget) for budget in budgets(DLQ_MAX_MESSAGE_BYTES))]:
+        for form in [sent, *letter.forms(*budgets(DLQ_MAX_MESSAGE_BYTES))]:
             if form is None or form in tried:
                 continue
             tried.append(form)
@@ -283,6 +283,6 @@ class KafkaDeadLetterSink:
 def _largest(letter: DeadLetter) -> Form:
     """The letter as it is, or cut to the most a letter may have (DLQ_MAX_MESSAGE_BYTES, far
     more than the sink's own headers need, so it always has a form)."""
-    form = letter.form(DLQ_MAX_MESSAGE_BYTES)
+    (form,) = letter.forms(DLQ_MAX_MESSAGE_BYTES)
     assert form is not None, "DLQ_MAX_MESSAGE_BYTES holds any letter's sink headers"
     return form

@@ -79,17 +79,36 @@ def fit(
     original: Sequence[Header],
     sink: Callable[[int], list[Header]],
     message_chars: int,
-    budget: int,
-) -> Form | None:
-    """The letter as it is if it fits `budget` bytes, else its largest cut form that does
-    (None if not even the sink's headers with an empty key and message fit).
+    budgets: Sequence[int],
+) -> list[Form | None]:
+    """For each budget (bytes), the letter as it is if it fits, else its largest cut form
+    that does (None if not even the sink's headers with an empty key and message fit).
 
     `original`: the record's headers (as sendable); `sink(n)`: the sink's five headers with
-    the error message cut to `n` characters; `message_chars`: the message's full length."""
+    the error message cut to `n` characters; `message_chars`: the message's full length.
+    The original value's SHA-256 is computed once, and only if a form is cut."""
     whole = _form(key, value, original, sink(message_chars), ())
-    if whole.size <= budget:
-        return whole
+    if all(whole.size <= budget for budget in budgets):
+        return [whole] * len(budgets)
     marks = _cut_headers(value)
+    return [
+        whole
+        if whole.size <= budget
+        else _cut(key, value, original, sink, message_chars, marks, budget)
+        for budget in budgets
+    ]
+
+
+def _cut(
+    key: bytes | None,
+    value: bytes | None,
+    original: Sequence[Header],
+    sink: Callable[[int], list[Header]],
+    message_chars: int,
+    marks: list[Header],
+    budget: int,
+) -> Form | None:
+    """The largest cut form of the letter that fits `budget`, or None."""
     value_size = len(value or b"")
 
     def form(k: bytes | None, kept_value: int, kept: Sequence[Header], chars: int) -> Form:

@@ -10,6 +10,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service import letter_fit
 from service.dead_letter import (
     DLQ_MAX_MESSAGE_BYTES,
     ERROR_HEADERS,
@@ -97,7 +98,7 @@ def _check(letter: DeadLetter, form: Form | None, budget: int) -> None:
         assert form is not None and form.size == built(record.key, record.value, whole)
         return
     if form is None:  # only when not even an empty key and message fit
-        smallest = _letter(None if record.key is None else b"", None, [], "").form(1 << 40)
+        smallest = _letter(None if record.key is None else b"", None, [], "").forms(1 << 40)[0]
         assert smallest is not None and smallest.size + 150 > budget
         return
     hs = list(form.headers)
@@ -160,14 +161,14 @@ def test_every_form_fits_its_budget_and_keeps_all_it_can(
     key: bytes | None, value: bytes | None, hs: list[Header], message: str, budget: int
 ) -> None:
     letter = _letter(key, value, hs, message)
-    _check(letter, letter.form(budget), budget)
+    _check(letter, letter.forms(budget)[0], budget)
 
 
 @pytest.mark.parametrize("budget", budgets(DLQ_MAX_MESSAGE_BYTES))
 def test_a_record_that_inflated_to_6_mb_is_cut_to_each_budget(budget: int) -> None:
     value = bytes(6_000_000)
     letter = _letter(b"7", value, [("trace", b"t")], "record is 6000000 bytes, over ...")
-    form = letter.form(budget)
+    form = letter.forms(budget)[0]
     _check(letter, form, budget)
     assert form is not None and form.cut == ("value",)
     assert budget - 8 <= form.size <= budget  # as much of the value as fits (varint steps)
@@ -183,22 +184,42 @@ def test_headers_go_after_the_value_then_the_key_then_the_message() -> None:
         (4_000, ("value", "headers", "key")),
         (1_000, ("value", "headers", "key", "message")),
     ]:
-        form = letter.form(budget)
+        form = letter.forms(budget)[0]
         _check(letter, form, budget)
         assert form is not None and form.cut == cut, (budget, form.cut)
-    assert letter.form(100) is None  # not even the sink's headers fit
+    assert letter.forms(100)[0] is None  # not even the sink's headers fit
 
 
 def test_dropping_the_headers_can_leave_the_whole_value() -> None:
     letter = _letter(b"1", b"v" * 100, [("big", b"h" * 5000)], "bad")
-    form = letter.form(1000)
+    form = letter.forms(1000)[0]
     _check(letter, form, 1000)
     assert form is not None and form.cut == ("headers",) and form.value == b"v" * 100
 
 
 def test_a_letter_that_fits_is_exactly_the_records_bytes_and_headers() -> None:
     letter = _letter(b"1", b"{}", [("h", None)], "bad")
-    form = letter.form(DLQ_MAX_MESSAGE_BYTES)
+    form = letter.forms(DLQ_MAX_MESSAGE_BYTES)[0]
     assert form is not None and form.cut == ()
     assert (form.key, form.value, list(form.headers)) == (b"1", b"{}", letter.headers())
     assert not cut_letter(letter.headers())
+
+
+def test_forms_for_many_budgets_hash_the_value_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ladder of budgets a refused letter goes down (a value may be a gigabyte)."""
+    hashed: list[int] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes) -> hashlib._Hash:
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(letter_fit.hashlib, "sha256", counting)
+    letter = _letter(b"7", bytes(300_000), [("trace", b"t")], "too large")
+    ladder = budgets(DLQ_MAX_MESSAGE_BYTES)
+    forms = letter.forms(*ladder)
+    assert hashed == [300_000]
+    assert forms == [letter.forms(budget)[0] for budget in ladder]
+    assert [form.cut if form else None for form in forms] == [(), (), *[("value",)] * 5]
+    hashed.clear()
+    assert letter.forms(1 << 20)[0] is not None and hashed == []  # nothing cut: no hash

@@ -205,7 +205,7 @@ def test_dead_letters_without_an_action_still_lists_them() -> None:
 
 def test_a_cut_letter_says_what_was_cut_and_its_original_headers_come_back() -> None:
     record = SimpleRecord("events", 2, 9, b"7", bytes(5_000_000), (("trace", b"t"),))
-    form = DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large").form(1 << 20)
+    form = DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large").forms(1 << 20)[0]
     assert form is not None and form.cut == ("value",)
     published = SimpleRecord("events.dlq", 0, 30, form.key, form.value, form.headers)
     read = Letter.of(_Timed(published, 0))
