@@ -26,6 +26,7 @@ from service.health import Probe, every, probe_route, scrape_route
 from service.health_metrics import HealthMetrics
 from service.kafka_parser import RawBatchParser
 from service.kafka_security import broker_security, client_kwargs
+from service.letter_stops import LetterStops
 from service.metrics import Metrics
 from service.overlap import OverlappedWriter
 from service.partition_guard import PartitionGuard
@@ -140,12 +141,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     metrics = Metrics()
-    dead_letters = KafkaDeadLetterSink(
-        settings.kafka_brokers,
-        settings.kafka_dlq_topic,
-        "inventory-sink-dlq",
-        client_kwargs(settings),  # transport security (issue 8, item 4)
-    )
     # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
     guard = PartitionGuard(
         sessions,
@@ -155,6 +150,17 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         OnRecordsLost(settings.on_records_lost_to_retention),
         settings.position_check_interval_s,
     )
+    # Partitions whose dead letter the DLQ topic refuses in every form; held back like the
+    # guard's stopped partitions (the write path asks both through `letter_stops`).
+    letter_stops = LetterStops(guard)
+    dead_letters = KafkaDeadLetterSink(
+        settings.kafka_brokers,
+        settings.kafka_dlq_topic,
+        "inventory-sink-dlq",
+        client_kwargs(settings),  # transport security (issue 8, item 4)
+        metrics,
+        letter_stops,
+    )
     write_path = WritePath(
         sessions,
         dead_letters,
@@ -162,7 +168,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         metrics,
         max_record_bytes=settings.max_record_bytes,
-        guard=guard,
+        guard=letter_stops,
     )
 
     async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
@@ -182,7 +188,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         consumer_of(subscriber),
         read_positions,
         guard.recheck,
-        guard.holds,
+        letter_stops.holds,
         metrics.registry,
         settings.progress_check_interval_s,
     )
@@ -202,6 +208,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
     readiness.register("progress", watch.stall_check(settings.stall_timeout_s))
     readiness.register("stopped_partitions", guard.stopped.problem)
+    readiness.register("dead_letters", letter_stops.problem)
+    letter_stops.attach(consumer_of(subscriber))
     ready = probe_route(readiness)
 
     @asynccontextmanager

@@ -47,8 +47,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     runner = _event_loop_runner()
     options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
-    if settings.log_format == "json":
-        options["log_config"] = None  # uvicorn's own lines go through the JSON handler too
+    options["log_config"] = None  # uvicorn's own lines go through our handler too
     runner(app.run(run_extra_options=options))
     return 0
 

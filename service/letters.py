@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from service.dead_letter import ERROR_HEADERS, original_headers
+from service.dead_letter import ERROR_HEADERS, cut_letter, original_headers
 from service.records import Record
 
 REPLAYED_FROM = "replayed.from"  # "<dlq topic>/<partition>/<offset>" of the replayed letter
@@ -40,6 +40,7 @@ class Letter:
     original_topic: str | None
     original_partition: int | None
     original_offset: int | None
+    cut: str | None = None  # what was cut to fit the DLQ topic (letter_fit.py); None: nothing
 
     @classmethod
     def of(cls, record: DeadLetterRecord) -> Letter:
@@ -57,6 +58,7 @@ class Letter:
             original_topic=_text(sink.get("original.topic")),
             original_partition=_number(sink.get("original.partition")),
             original_offset=_number(sink.get("original.offset")),
+            cut=_text(record.headers[-3][1]) if cut_letter(record.headers) else None,
         )
 
     def replay_headers(self, dlq_topic: str) -> list[tuple[str, bytes | None]]:
@@ -76,10 +78,11 @@ class Letter:
             else "(no original.* headers)"
         )
         message = self.message if len(self.message) <= width else self.message[: width - 1] + "…"
+        cut = f" (cut: {self.cut})" if self.cut is not None else ""
         return (
             f"{dlq_topic}[{self.partition}]@{self.offset} "
             f"{self.timestamp.isoformat(timespec='seconds')} from {origin} "
-            f"{self.reason or '(no reason)'}: {message}"
+            f"{self.reason or '(no reason)'}{cut}: {message}"
         )
 
 

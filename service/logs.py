@@ -1,14 +1,20 @@
 """Logging: one line per record, to stderr, level from LOG_LEVEL, format from LOG_FORMAT.
 
-`text` is for people; `json` writes one JSON object per line (timestamp, level, logger,
-message, then every field passed with `extra=`), for log pipelines. Lines about a Kafka record
-carry its `topic`, `partition` and `offset` (see `record_fields`).
+`text` is for people: `time LEVEL logger: message`, with every control character of the line
+escaped (`one_line`); `json` writes one JSON object per line (timestamp, level, logger,
+message, then every field passed with `extra=`), for log pipelines. In both, the lines of
+FastStream, uvicorn, Python warnings and a crash go through the same handler. Lines about a
+Kafka record carry its `topic`, `partition` and `offset` (see `record_fields`).
+
+Messages quote what producers sent (a validation message repeats the bad value, a key, a
+header): a line break in one must never start a line that reads as another record.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from types import TracebackType
@@ -18,7 +24,7 @@ from service.records import Record
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that give their loggers handlers of their own (FastStream prints to stdout in
-# colour, uvicorn configures its own when it starts): in JSON mode their lines go through ours.
+# colour, uvicorn configures its own when it starts): their lines go through ours.
 LIBRARY_LOGGERS = ("faststream", "uvicorn", "uvicorn.error", "uvicorn.access")
 # Attributes every LogRecord has: anything else on a record came from `extra=` (except
 # uvicorn's `color_message`, the message again with terminal colour codes).
@@ -32,12 +38,11 @@ _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), No
 def configure_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler()  # stderr
     json_lines = log_format.lower() == "json"
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-    if json_lines:
-        _route_everything_through_the_root_logger()
+    _route_everything_through_the_root_logger()
 
 
 def _route_everything_through_the_root_logger() -> None:
@@ -70,6 +75,51 @@ def partition_fields(tp: tuple[str, int], offset: int | None = None) -> dict[str
     if offset is not None:
         fields["offset"] = offset
     return fields
+
+
+# What could end a line or rewrite it on a terminal: C0 and C1 controls (CR, LF, NEL, ESC,
+# ...), DEL, Unicode's line and paragraph separators, and lone surrogates (bytes that were not
+# UTF-8, kept by surrogateescape).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that could break or rewrite a log line escaped as Python
+    writes it in a literal (`\\n`, `\\x1b`, `\\u2028`); anything else is kept as it is."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message` (TEXT_FORMAT), always exactly one line, never raises.
+
+    The whole line is escaped by `one_line`, a traceback or stack included (its line breaks
+    become `\\n`): an exception's message quotes values from records as often as a log
+    message does (a validation error, a value the database refused), so a traceback kept on
+    lines of its own could forge a record as well, and one line per record keeps grep and
+    log shippers whole."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            record.message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line
+            record.message = f"{record.msg!r} % {record.args!r}"
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
+        return one_line(text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -21,6 +21,19 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.dead_letters_cut = Counter(
+            "inventory_sink_dead_letters_cut_total",
+            "Dead letters published cut to fit the dead-letter topic (value, then headers, key "
+            "and message), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.dead_letters_refused = Counter(
+            "inventory_sink_dead_letters_refused_total",
+            "Dead letters the dead-letter topic refused in every form: their partition is stopped.",
+            ["topic"],
+            registry=self.registry,
+        )
         self.batches = Counter(
             "inventory_sink_batches_total", "Batches committed.", registry=self.registry
         )

@@ -38,6 +38,11 @@ from service.replay_selection import (
     selection_from_args,
 )
 
+# A letter cut to fit the DLQ topic is not the original record: publishing it would be wrong.
+CUT_LETTER = (
+    "it was cut to fit the dead-letter topic; publish the original again from its source "
+    "(original.value.sha256 identifies it)"
+)
 PUBLISH_CHUNK = 500  # records sent before waiting for their acknowledgements
 STALL_SECONDS = 30.0  # reading the DLQ makes no progress this long: give up
 
@@ -100,6 +105,8 @@ async def replay(
                 selected += 1
                 if dry_run:
                     print(letter.describe(dlq), file=out)
+            elif letter.cut is not None and selection.matches(letter):
+                print(f"not replayable: {letter.describe(dlq)}; {CUT_LETTER}", file=out)
         if dry_run or not selected:
             verb = "would replay" if dry_run else "nothing to replay:"
             print(
@@ -152,7 +159,7 @@ async def _scan(
     selection: Selection,
 ) -> AsyncIterator[tuple[Letter, bool]]:
     """Every letter in `ranges` (partition by partition interleaved as fetched), and whether
-    the selection matches it."""
+    it is to be replayed: the selection matches it and it was not cut."""
     remaining = {TopicPartition(dlq, p): stop for p, (_, stop) in ranges.items()}
     if not remaining:
         return
@@ -167,7 +174,7 @@ async def _scan(
             for record in records:
                 if stop is not None and record.offset < stop:
                     letter = Letter.of(record)
-                    yield letter, selection.matches(letter)
+                    yield letter, letter.cut is None and selection.matches(letter)
         for tp in list(remaining):
             if await consumer.position(tp) >= remaining[tp]:
                 del remaining[tp]

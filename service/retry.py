@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 T = TypeVar("T")
@@ -27,6 +27,9 @@ _TRANSIENT_PG = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.QueryCanceledError,
     asyncpg.exceptions.LockNotAvailableError,
+    # SQLSTATE 25006: the server is read-only (a replica not yet promoted during a failover,
+    # or default_transaction_read_only); it takes writes again once it is primary.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 
@@ -40,16 +43,31 @@ class Conflict(Exception):
     partitions written at once, after the partition count changed): run the batch again."""
 
 
+class PartitionStopped(Exception):
+    """A partition of the batch was stopped while it was written (its dead letter cannot be
+    published in any form): run the batch again, which now holds that partition back."""
+
+
+def retriable_kafka_error(error: BaseException) -> bool:
+    """A Kafka error that may pass by itself (aiokafka's `retriable`: no leader yet, broker
+    unreachable, ...; and a timeout). Any other, retried as it is, fails the same way."""
+    return isinstance(error, KafkaError) and (
+        error.retriable or isinstance(error, KafkaTimeoutError)
+    )
+
+
 def is_transient(error: BaseException) -> bool:
     """True for failures of the surroundings (database, broker, network), not of the data."""
-    if isinstance(error, Conflict | OperationalError | InterfaceError):
+    if isinstance(error, Conflict | PartitionStopped | OperationalError | InterfaceError):
         return True
+    if isinstance(error, KafkaError):
+        return retriable_kafka_error(error)
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return True
         cause = error.orig.__cause__ if error.orig is not None else None
         return isinstance(cause, _TRANSIENT_PG) or isinstance(error.orig, _TRANSIENT_PG)
-    return isinstance(error, (*_TRANSIENT_PG, KafkaError, OSError, TimeoutError))
+    return isinstance(error, (*_TRANSIENT_PG, OSError, TimeoutError))
 
 
 _PERMANENT_PG = (

@@ -29,7 +29,7 @@ from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
 from tests.support.services import PostgresEndpoint
 
-READY_CHECKS = {"kafka", "database", "schema", "progress", "stopped_partitions"}
+READY_CHECKS = {"kafka", "database", "schema", "progress", "stopped_partitions", "dead_letters"}
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -183,6 +183,7 @@ async def test_a_stalled_consumer_with_lag_is_unready_but_live_until_it_moves_ag
             "database",
             "schema",
             "stopped_partitions",  # held back by a lock, not stopped
+            "dead_letters",
         }
         status, live = await get_json(f"{url}/health/live")
         assert status == 200, live

@@ -187,3 +187,28 @@ def test_the_command_refuses_to_run_without_a_selection(settings: Settings) -> N
 async def test_a_missing_dlq_topic_is_named_with_the_fix(settings: Settings) -> None:
     with pytest.raises(ReplayError, match=r"no dead-letter topic .*KAFKA_DLQ_TOPIC"):
         await replay(settings, Selection(everything=True))
+
+
+async def test_a_cut_letter_is_never_replayed(
+    settings: Settings, kafka: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its value is not the original record's (service/letter_fit.py): it is named, not
+    published."""
+    await ensure_topics(settings)
+    topic = settings.kafka_topic
+    await _dead_letter(
+        settings,
+        [
+            (SimpleRecord(topic, 0, 3, b"3", bytes(6_000_000), ()), Reason.RECORD_TOO_LARGE),
+            (SimpleRecord(topic, 0, 4, b"4", b'{"n": 4}', ()), Reason.UNKNOWN_PRODUCT),
+        ],
+    )
+    dry = await replay(settings, Selection(everything=True), dry_run=True)
+    listed = capsys.readouterr().out
+    assert (dry.read, dry.selected) == (2, 1)
+    assert f"not replayable: {settings.kafka_dlq_topic}[" in listed
+    assert f"from {topic}[0]@3 record_too_large (cut: value): " in listed
+    assert "publish the original again from its source" in listed
+    assert (await replay(settings, Selection(everything=True))).published == 1
+    (replayed,) = await read_topic(kafka, topic, 1)
+    assert (replayed.key, replayed.value) == (b"4", b'{"n": 4}')

@@ -1,16 +1,31 @@
-"""KafkaDeadLetterSink's producer settings and lifecycle, with a recording stand-in for
-aiokafka's producer (tests/integration/test_dead_letter_kafka.py sends real letters)."""
+"""KafkaDeadLetterSink's producer settings, lifecycle and refused letters, with a recording
+stand-in for aiokafka's producer (tests/integration/test_dead_letter_kafka.py sends real
+letters)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pytest
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotEnoughReplicasError,
+    TopicAuthorizationFailedError,
+)
 
 from service import dead_letter
 from service.dead_letter import DLQ_MAX_MESSAGE_BYTES, DeadLetter, KafkaDeadLetterSink
 from service.domain import Reason
+from service.letter_fit import batch_size
+from service.metrics import Metrics
+from service.retry import PartitionStopped, is_transient
 from tests.support.write_path import SimpleRecord
 
 
@@ -101,3 +116,177 @@ async def test_sending_before_start_or_after_stop_is_refused(
         await sink.send([letter])
     await sink.stop()  # a second stop is harmless
     assert len(producers) == 1
+
+
+class RefusingProducer(FakeProducer):
+    """Fails a send's acknowledgement with what `refuse(fields)` returns (None: accepted)."""
+
+    refuse: ClassVar[Callable[[dict[str, Any]], Exception | None]] = staticmethod(lambda _: None)
+
+    async def send(self, topic: str, **fields: Any) -> asyncio.Future[None]:
+        self.sent.append((topic, fields))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        error = RefusingProducer.refuse(fields)
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+        return done
+
+
+@dataclass
+class Stops:
+    stopped: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def stop(self, tp: tuple[str, int], reason: str) -> None:
+        self.stopped[tp] = reason
+
+
+@pytest.fixture
+def refusing(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
+    FakeProducer.made = []
+    monkeypatch.setattr(dead_letter, "AIOKafkaProducer", RefusingProducer)
+    return FakeProducer.made
+
+
+BUDGETS = [1 << 20, 256 << 10, 64 << 10]
+
+
+def _size(fields: dict[str, Any]) -> int:
+    return batch_size(fields["key"], fields["value"], fields["headers"])
+
+
+def _accepted(producers: list[FakeProducer]) -> list[dict[str, Any]]:
+    return [
+        fields
+        for producer in producers
+        for _, fields in producer.sent
+        if RefusingProducer.refuse(fields) is None
+    ]
+
+
+async def _sink(metrics: Metrics, stops: Stops) -> KafkaDeadLetterSink:
+    sink = KafkaDeadLetterSink("127.0.0.1:1", "dlq", "c", metrics=metrics, stops=stops)
+    await sink.start()
+    return sink
+
+
+def _count(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_letter_over_the_letter_limit_is_cut_before_it_is_sent(
+    refusing: list[FakeProducer], caplog: pytest.LogCaptureFixture
+) -> None:
+    RefusingProducer.refuse = staticmethod(lambda _: None)
+    metrics, stops = Metrics(), Stops()
+    sink = await _sink(metrics, stops)
+    value = bytes(6_000_000)
+    record = SimpleRecord("events", 1, 9, b"7", value, [("trace", b"t")])
+    with caplog.at_level(logging.WARNING, "service.dead_letter"):
+        await sink.send([DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large")])
+    ((_, fields),) = refusing[0].sent
+    assert len(refusing) == 1  # nothing was refused: no new producer
+    assert DLQ_MAX_MESSAGE_BYTES - 8 <= _size(fields) <= DLQ_MAX_MESSAGE_BYTES
+    marks = dict(fields["headers"])
+    assert marks["letter.cut"] == b"value"
+    assert marks["original.value.bytes"] == b"6000000"
+    assert marks["original.value.sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert marks["original.offset"] == b"9" and marks["original.partition"] == b"1"
+    assert _count(metrics, "inventory_sink_dead_letters_cut_total", reason="record_too_large") == 1
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("dead-lettered events[1]@9 as record_too_large, cut (value) to ")
+    assert f"over the {DLQ_MAX_MESSAGE_BYTES} bytes a letter may have" in line
+    assert hashlib.sha256(value).hexdigest() in line and "6000000 bytes" in line
+
+
+async def test_a_letter_the_broker_finds_too_large_is_cut_until_it_fits(
+    refusing: list[FakeProducer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The topic's max.message.bytes is 100 000 (smaller than the sink assumed): each
+    refusal starts a new producer (a fresh idempotent sequence) and tries a quarter."""
+    RefusingProducer.refuse = staticmethod(
+        lambda fields: MessageSizeTooLargeError() if _size(fields) > 100_000 else None
+    )
+    metrics, stops = Metrics(), Stops()
+    sink = await _sink(metrics, stops)
+    small = DeadLetter(SimpleRecord("events", 0, 1, b"1", b"{bad"), Reason.INVALID_JSON, "bad")
+    big_value = b"x" * 3_000_000
+    big = DeadLetter(
+        SimpleRecord("events", 0, 2, b"2", big_value), Reason.RECORD_TOO_LARGE, "too large"
+    )
+    with caplog.at_level(logging.WARNING, "service.dead_letter"):
+        await sink.send([small, big])
+    sizes = [_size(fields) for producer in refusing for _, fields in producer.sent]
+    # The small letter; the big one as it was (refused), alone again (refused), then cut to
+    # 1 MiB and 256 KiB (refused), and 64 KiB.
+    whole = batch_size(b"2", big_value, big.headers())
+    assert sizes[:3] == [batch_size(b"1", b"{bad", small.headers()), whole, whole]
+    assert len(sizes) == 3 + len(BUDGETS)
+    for size, budget in zip(sizes[3:], BUDGETS, strict=True):
+        assert budget - 8 <= size <= budget
+    assert len(refusing) == 1 + 4  # a new producer before each retry
+    accepted = _accepted(refusing)
+    assert [f["key"] for f in accepted] == [b"1", b"2"]
+    assert dict(accepted[1]["headers"])["letter.cut"] == b"value"
+    assert _count(metrics, "inventory_sink_dead_letters_cut_total", reason="record_too_large") == 1
+    assert not stops.stopped
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "refused it as it was (MessageSizeTooLargeError)" in lines[1]
+
+
+async def test_a_letter_refused_with_a_batch_mate_is_sent_again_as_it_was(
+    refusing: list[FakeProducer],
+) -> None:
+    tries: list[bytes] = []
+
+    def once(fields: dict[str, Any]) -> Exception | None:
+        tries.append(fields["key"])
+        return CorruptRecordException() if len(tries) == 1 else None
+
+    RefusingProducer.refuse = staticmethod(once)
+    metrics, stops = Metrics(), Stops()
+    sink = await _sink(metrics, stops)
+    letter = DeadLetter(SimpleRecord("events", 0, 1, b"1", b"{bad"), Reason.INVALID_JSON, "bad")
+    await sink.send([letter])
+    assert tries == [b"1", b"1"]
+    assert refusing[-1].sent[-1][1]["headers"] == letter.headers()  # not cut
+    assert _count(metrics, "inventory_sink_dead_letters_cut_total", reason="invalid_json") == 0
+
+
+async def test_a_letter_refused_in_every_form_stops_its_partition(
+    refusing: list[FakeProducer],
+) -> None:
+    RefusingProducer.refuse = staticmethod(
+        lambda fields: TopicAuthorizationFailedError("dlq") if fields["key"] == b"2" else None
+    )
+    metrics, stops = Metrics(), Stops()
+    sink = await _sink(metrics, stops)
+    letters = [
+        DeadLetter(SimpleRecord("events", p, 5, key, b"{bad"), Reason.INVALID_JSON, "bad")
+        for p, key in [(0, b"1"), (1, b"2")]
+    ]
+    with pytest.raises(PartitionStopped, match=r"stopped events\[1\]: the dead-letter topic dlq "):
+        await sink.send(letters)
+    assert is_transient(PartitionStopped("x"))  # the batch is written again without it
+    (reason,) = stops.stopped.values()
+    assert list(stops.stopped) == [("events", 1)]
+    assert "refused the letter of events[1]@5" in reason
+    assert "TopicAuthorizationFailedError" in reason and "ACLs (KAFKA_DLQ_TOPIC)" in reason
+    assert _count(metrics, "inventory_sink_dead_letters_refused_total", topic="events") == 1
+    # Sent as it was, then alone: every smaller budget gives the same small letter.
+    assert [f["key"] for p in refusing for _, f in p.sent] == [b"1", b"2", b"2"]
+
+
+async def test_a_retriable_error_is_raised_for_the_batch_to_be_retried(
+    refusing: list[FakeProducer],
+) -> None:
+    RefusingProducer.refuse = staticmethod(lambda _: NotEnoughReplicasError())
+    sink = await _sink(Metrics(), Stops())
+    letter = DeadLetter(SimpleRecord("events", 0, 1, b"1", b"{bad"), Reason.INVALID_JSON, "bad")
+    with pytest.raises(NotEnoughReplicasError):
+        await sink.send([letter])
+    assert len(refusing) == 1  # no new producer, no cut letter
+    assert is_transient(NotEnoughReplicasError()) and is_transient(KafkaTimeoutError())
+    assert not is_transient(MessageSizeTooLargeError())
+    assert not is_transient(TopicAuthorizationFailedError())

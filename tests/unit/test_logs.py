@@ -1,13 +1,17 @@
-"""LOG_FORMAT=json: one JSON object per line, with the record's fields."""
+"""Log lines: LOG_FORMAT=json (one JSON object each) and text (one escaped line each)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
+from typing import Any
 
-from service.logs import JsonFormatter, partition_fields, record_fields
+import pytest
+
+from service.logs import JsonFormatter, TextFormatter, one_line, partition_fields, record_fields
 from tests.support.write_path import SimpleRecord
 
 
@@ -95,4 +99,87 @@ raise RuntimeError("a crash")
     assert [line["message"] for line in lines[:2]] == ["from faststream", "from uvicorn"]
     assert "a warning" in lines[2]["message"]
     assert lines[3]["level"] == "CRITICAL" and "RuntimeError: a crash" in lines[3]["exception"]
+    assert len(lines) == 4
+
+
+# The documented text format: `time LEVEL logger: message`, one line.
+TEXT_LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: [^\n]*"
+)
+FORGED = "x\n2026-01-01 00:00:00,000 CRITICAL service.pipeline: FORGED"
+
+
+def _text(message: str, *args: object, exc_info: Any = None) -> str:
+    record = logging.getLogger("service.test").makeRecord(
+        "service.test", logging.WARNING, __file__, 1, message, args, exc_info
+    )
+    return TextFormatter().format(record)
+
+
+def test_a_text_line_cannot_be_broken_by_what_a_record_says() -> None:
+    line = _text("dead-lettered t[0]@1 as invalid_event: %s", FORGED)
+    assert TEXT_LINE.fullmatch(line), line
+    assert line.endswith(
+        r"invalid_event: x\n2026-01-01 00:00:00,000 CRITICAL service.pipeline: FORGED"
+    )
+    assert len(line.splitlines()) == 1
+
+
+@pytest.mark.parametrize("code", [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0xDCFF])
+def test_every_control_character_is_escaped(code: int) -> None:
+    line = _text("value %s", f"a{chr(code)}b")
+    assert TEXT_LINE.fullmatch(line), repr(line)
+    assert len(line.splitlines()) == 1 and line.isprintable(), repr(line)
+    escaped = {0x09: r"\t", 0x0A: r"\n", 0x0D: r"\r"}.get(code) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    )
+    assert line.endswith(f"value a{escaped}b")
+
+
+def test_printable_text_is_kept_as_it_is() -> None:
+    text = "é ü — 价格 \\n 'quoted' b'\\xff' 100%"
+    assert one_line(text) == text
+    assert _text("%s", text).endswith(f": {text}")
+
+
+def test_a_traceback_is_escaped_into_its_line_too() -> None:
+    try:
+        raise ValueError(FORGED)
+    except ValueError:
+        line = _text("failed", exc_info=sys.exc_info())
+    assert TEXT_LINE.fullmatch(line), line
+    assert r"failed\nTraceback (most recent call last):\n" in line
+    assert r"ValueError: x\n2026-01-01 00:00:00,000 CRITICAL" in line
+
+
+def test_a_bad_format_string_still_gives_one_line() -> None:
+    line = _text("bad format %d\n", "not a number")
+    assert TEXT_LINE.fullmatch(line), line
+    assert "bad format %d\\n" in line
+
+
+def test_text_mode_routes_library_loggers_warnings_and_crashes_through_one_line_each() -> None:
+    program = f"""
+import logging, warnings
+from service.logs import configure_logging
+configure_logging("INFO", "text")
+import faststream
+logging.getLogger("faststream").info("from faststream")
+logging.getLogger("uvicorn.error").info("from uvicorn")
+warnings.warn("a warning")
+raise RuntimeError({FORGED!r})
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert all(TEXT_LINE.fullmatch(line) for line in lines), result.stderr
+    assert [line.split(" ", 3)[3] for line in lines[:2]] == [
+        "faststream: from faststream",
+        "uvicorn.error: from uvicorn",
+    ]
+    assert " WARNING py.warnings: " in lines[2] and "a warning" in lines[2]
+    assert " CRITICAL service: uncaught RuntimeError: x\\n2026-01-01" in lines[3]
     assert len(lines) == 4

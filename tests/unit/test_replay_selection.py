@@ -201,3 +201,19 @@ def test_dead_letters_without_an_action_still_lists_them() -> None:
     args = build_parser().parse_args(["dead-letters", "--count"])
     assert (args.func.__name__, args.count, args.action) == ("_dead_letters", True, None)
     assert _args("--all").func.__name__ == "_replay_dead_letters"
+
+
+def test_a_cut_letter_says_what_was_cut_and_its_original_headers_come_back() -> None:
+    record = SimpleRecord("events", 2, 9, b"7", bytes(5_000_000), (("trace", b"t"),))
+    form = DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large").forms(1 << 20)[0]
+    assert form is not None and form.cut == ("value",)
+    published = SimpleRecord("events.dlq", 0, 30, form.key, form.value, form.headers)
+    read = Letter.of(_Timed(published, 0))
+    assert (read.cut, read.reason, read.original_offset) == ("value", "record_too_large", 9)
+    assert "record_too_large (cut: value): too large" in read.describe("events.dlq")
+    assert read.replay_headers("events.dlq") == [
+        ("trace", b"t"),
+        ("replayed.from", b"events.dlq/0/30"),
+    ]
+    plain = Letter.of(_Timed(SimpleRecord("d", 0, 1, b"7", b"x", record.headers), 0))
+    assert plain.cut is None
