@@ -6,6 +6,7 @@ Run it with `python -m service run`, or with FastStream's CLI:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -205,6 +206,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                     guard.run(),  # stored positions vs the log, while the consumer runs
                 ):
                     yield
+            except BaseException:
+                # The start failed (service/serving.py ends the process): FastStream's own
+                # shutdown of the broker was cut short, and would leave its producer open.
+                with contextlib.suppress(Exception):
+                    await broker.stop()
+                raise
             finally:
                 await dead_letters.stop()
         finally:
