@@ -40,6 +40,7 @@ from service.probes import (
     database_check,
     kafka_check,
     schema_check,
+    started_check,
 )
 from service.progress import ProgressTracker
 from service.rebalance import PositionReader, SeekToStoredPositions
@@ -173,15 +174,21 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     handler = BatchHandler(OverlappedWriter(write_path))
     broker = build_broker(settings, handler, read_positions, guard)
 
-    # Health (issue 8, item 5): liveness = the consume loop runs; readiness = it can do its
-    # job and does it. Add checks with `readiness.register(name, check)` (see service/health.py).
+    # Health (issue 8, item 5): started = the consumer has started; liveness = its consume
+    # loop runs (and a start does not hang); readiness = it has started, can do its job and
+    # does it. Add checks with `readiness.register(name, check)` (see service/health.py).
     progress = ProgressTracker()
     write_path.on_commit.append(lambda report: progress.committed(report.next_offsets))
     subscriber = broker.subscribers[0]
     lifecycle = Lifecycle()
     liveness = Probe("live")
-    liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle))
+    liveness.register(
+        "consumer_task", consumer_task_check(subscriber, lifecycle, settings.start_timeout_s)
+    )
+    startup = Probe("started")  # the startup probe: passes once the consumer has started
+    startup.register("started", started_check(lifecycle))
     readiness = Probe("ready", on_verdict=HealthMetrics(metrics.registry, progress).record)
+    readiness.register("started", started_check(lifecycle))
     readiness.register("kafka", kafka_check(broker, settings))
     readiness.register("database", database_check(engine, settings))
     readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
@@ -221,6 +228,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         ("/health", ready),  # the readiness probe, under its old name
         ("/health/ready", ready),
         ("/health/live", probe_route(liveness)),
+        ("/health/started", probe_route(startup)),
         ("/metrics", scrape_route(readiness, make_asgi_app(metrics.registry))),
     ]
     return build_app(broker, handler, lifecycle, lifespan, routes)

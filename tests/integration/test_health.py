@@ -29,7 +29,7 @@ from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
 from tests.support.services import PostgresEndpoint
 
-READY_CHECKS = {"kafka", "database", "schema", "progress", "stopped_partitions"}
+READY_CHECKS = {"started", "kafka", "database", "schema", "progress", "stopped_partitions"}
 
 
 def _get(url: str) -> tuple[int, str]:
