@@ -179,6 +179,7 @@ async def test_a_stalled_consumer_with_lag_is_unready_but_live_until_it_moves_ag
         assert "stalled with lag" in problem and names["topic"] in problem, problem
         assert "STALL_TIMEOUT_S=3" in problem
         assert {name for name, check in body["checks"].items() if check["ok"]} == {
+            "started",
             "kafka",
             "database",
             "schema",
