@@ -16,9 +16,11 @@ from service.config import Settings
 from service.topics import partitions_of
 from testbed.environment import settings_env
 from tests.conftest import make_settings
+from tests.support.brokers import free_port
 from tests.support.certs import make_ca
 from tests.support.cli import run_cli
 from tests.support.consumer import ROOT
+from tests.support.processes import serving
 from tests.support.secure_kafka import SecureBroker, secure_broker
 from tests.support.services import PostgresEndpoint
 
@@ -97,6 +99,32 @@ def test_kafka_refusing_the_consumer_ends_run_in_one_line(
     fields, _ = refusal_cases(secure, tmp_path)["PLAINTEXT against a TLS listener"]
     result = run_cli(make_settings(pg, secure.plaintext, names, **fields), "run", timeout=60)
     assert "is a TLS listener, but KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in error_line(result)
+
+
+def test_a_certificate_that_does_not_name_the_address_is_named_as_such(
+    pg: PostgresEndpoint, names: dict[str, str], tmp_path: Path
+) -> None:
+    """127.0.0.1 against a certificate naming only localhost (a TLS server made with openssl
+    stands in for the broker: the handshake fails before any Kafka request; -www keeps it
+    accepting, as it does not read stdin)."""
+    ca = make_ca(tmp_path / "pki")
+    server = ca.issue("server", "localhost", server=True, hosts=("localhost",))
+    port = free_port()
+    command = [
+        "openssl", "s_server", "-accept", f"127.0.0.1:{port}",
+        "-cert", str(server.cert), "-key", str(server.key), "-www",
+    ]  # fmt: skip
+    with serving(command, tmp_path / "s_server.log", b"ACCEPT", "TLS server", timeout=30):
+        fields = {
+            "kafka_bootstrap_servers": f"127.0.0.1:{port}",
+            "kafka_security_protocol": "SSL",
+            "kafka_ssl_ca_file": ca.cert,
+        }
+        result = run_cli(make_settings(pg, f"127.0.0.1:{port}", names, **fields), "run")
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = error_line(result)
+    assert "certificate is not valid for '127.0.0.1'" in line, line
+    assert "KAFKA_BOOTSTRAP_SERVERS names a host the certificate carries" in line, line
 
 
 def test_the_traceback_of_a_refused_start_is_logged_at_debug_only(
