@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +181,54 @@ async def test_a_subscriber_whose_start_fails_after_the_checks_ends_the_process(
     assert "Uvicorn running on" in result.stderr
     line = error_line(result)
     assert "KAFKA_GROUP_ID" in line and "GroupAuthorizationFailedError" in line, line
+
+
+# A subscriber whose start never ends (a group that never assigns, say).
+HANGING_SUBSCRIBER = """
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer
+
+async def hangs(self):
+    await asyncio.Event().wait()
+
+AIOKafkaConsumer.start = hangs
+from service.cli import main
+sys.exit(main(["run"]))
+"""
+
+
+def http_status(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_start_that_hangs_fails_liveness_after_start_timeout_s(
+    pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = settings_env(make_settings(pg, kafka, names, start_timeout_s=4.0))
+    env.update(HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
+    log = tmp_path / "hanging.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HANGING_SUBSCRIBER], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"Uvicorn running on" not in log.read_bytes():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        for path in ("/health/started", "/health/ready"):
+            status, body = http_status(port, path)
+            assert status == 503 and "the consumer has not started yet" in body, (path, body)
+        while (seen := http_status(port, "/health/live"))[0] == 200:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        status, body = seen
+        assert status == 503 and "START_TIMEOUT_S=4s" in body, body
+    finally:
+        process.kill()
+        process.wait(30)
