@@ -66,8 +66,10 @@ EXPOSE 8080
 
 # Readiness, not liveness: Docker has one health state (docker ps, depends_on), and a consumer
 # that is stuck (Kafka or PostgreSQL down, schema unusable, a partition stalled with lag) must
-# show as unhealthy. /health/ready answers 503 then (urlopen raises). Orchestrators with two
-# probes use /health/live for liveness and /health/ready for readiness (README, Operations).
+# show as unhealthy. /health/ready answers 503 then (urlopen raises), and until the consumer
+# has started; a start that fails ends the process (exit 1), which compose's restart policy
+# restarts. Orchestrators with more probes use /health/started for startup, /health/live for
+# liveness and /health/ready for readiness (README, Operations).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % (os.environ.get('HTTP_PORT') or '8080'), timeout=4)"]
 

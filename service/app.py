@@ -6,6 +6,7 @@ Run it with `python -m service run`, or with FastStream's CLI:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from service.probes import (
     database_check,
     kafka_check,
     schema_check,
+    started_check,
 )
 from service.progress import ProgressTracker
 from service.rebalance import PositionReader, SeekToStoredPositions
@@ -197,12 +199,18 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     guard.on_resume.append(progress.resumed)
     guard.on_resume.append(lambda tp, _offset: writer.forget(tp))
 
-    # Health: liveness = the consume loop runs; readiness = it can do its job and does it.
-    # Add checks with `readiness.register(name, check)` (see service/health.py).
+    # Health: started = the consumer has started; liveness = its consume loop runs (and a
+    # start does not hang); readiness = it has started, can do its job and does it. Add
+    # checks with `readiness.register(name, check)` (see service/health.py).
     lifecycle = Lifecycle()
     liveness = Probe("live")
-    liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle))
+    liveness.register(
+        "consumer_task", consumer_task_check(subscriber, lifecycle, settings.start_timeout_s)
+    )
+    startup = Probe("started")  # the startup probe: passes once the consumer has started
+    startup.register("started", started_check(lifecycle))
     readiness = Probe("ready", on_verdict=HealthMetrics(metrics.registry, progress).record)
+    readiness.register("started", started_check(lifecycle))
     readiness.register("kafka", kafka_check(broker, settings))
     readiness.register("database", database_check(engine, settings))
     readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
@@ -229,6 +237,12 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
                     watch.run(),  # lag, stalls and lost commits, from the stored positions
                 ):
                     yield
+            except BaseException:
+                # The start failed (service/serving.py ends the process): FastStream's own
+                # shutdown of the broker was cut short, and would leave its producer open.
+                with contextlib.suppress(Exception):
+                    await broker.stop()
+                raise
             finally:
                 await dead_letters.stop()
         finally:
@@ -238,6 +252,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         ("/health", ready),  # the readiness probe, under its old name
         ("/health/ready", ready),
         ("/health/live", probe_route(liveness)),
+        ("/health/started", probe_route(startup)),
         ("/metrics", scrape_route(readiness, make_asgi_app(metrics.registry))),
     ]
     return build_app(broker, handler, lifecycle, lifespan, routes)

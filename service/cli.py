@@ -39,6 +39,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import create_app
     from service.schema_check import check_before_start
+    from service.serving import serve
 
     check_before_start(settings)  # refuse an incompatible schema in one line (MIGRATIONS.md)
     app = create_app(settings)
@@ -48,7 +49,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     runner = _event_loop_runner()
     options: dict[str, Any] = {"host": settings.http_host, "port": settings.http_port}
     options["log_config"] = None  # uvicorn's own lines go through our handler too
-    runner(app.run(run_extra_options=options))
+    runner(serve(app, options))  # a start that fails raises StartFailed: one line, exit 1
     return 0
 
 
@@ -232,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         from service.errors import explain
 
-        message = explain(error)
+        message = explain(error, settings)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

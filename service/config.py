@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     stall_timeout_s: float = Field(default=120.0, gt=0)
     progress_check_interval_s: float = Field(default=5.0, gt=0)
     schema_check_interval_s: float = Field(default=30.0, gt=0)
+    start_timeout_s: float = Field(default=300.0, gt=0)
     # Stored positions vs Kafka's log (issue 8, item 1; see service/positions.py)
     on_position_ahead_of_log: Literal["stop", "restart-from-log-start"] = "stop"
     on_records_lost_to_retention: Literal["continue", "stop"] = "continue"

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaConnectionError
+import asyncio
+import logging
 
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
+
+from service.config import Settings
 from service.schema_check import SchemaNotReady
 from service.security_errors import explain_transport
+from service.serving import StartFailed
+
+log = logging.getLogger("service.errors")
 
 
-def explain(error: BaseException) -> str | None:
+def explain(error: BaseException, settings: Settings | None = None) -> str | None:
+    """One line for `error`, or None if it is not one a person can fix by a setting.
+
+    With `settings`, a Kafka client that could not bootstrap is explained by asking the broker
+    again (service/kafka_refusal.py): aiokafka keeps the reason only in its log."""
     chain: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and len(chain) < 10:
@@ -21,11 +36,26 @@ def explain(error: BaseException) -> str | None:
         if isinstance(item, SchemaNotReady):
             return str(item)
         if isinstance(item, KafkaConnectionError):
+            refusal = _kafka_refusal(settings) if settings is not None else None
+            if refusal is not None:
+                return refusal
             return (
                 f"cannot reach Kafka ({item}); check KAFKA_BOOTSTRAP_SERVERS and that the "
                 "broker runs (scripts/local-stack up); if the log above shows an authentication "
                 "or certificate error, check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, "
                 "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SSL_*"
+            )
+        if isinstance(item, GroupAuthorizationFailedError):
+            return (
+                f"Kafka refused the consumer group ({item}); grant the Kafka user "
+                "(KAFKA_SASL_USERNAME) Read on the group KAFKA_GROUP_ID names, or check "
+                "KAFKA_GROUP_ID"
+            )
+        if isinstance(item, TopicAuthorizationFailedError):
+            return (
+                f"Kafka refused access to a topic ({item}); grant the Kafka user "
+                "(KAFKA_SASL_USERNAME) Read on KAFKA_TOPIC and Write on KAFKA_DLQ_TOPIC, or "
+                "check those settings"
             )
         if isinstance(item, ConnectionRefusedError | OSError) and "connect" in str(item).lower():
             return (
@@ -45,4 +75,16 @@ def explain(error: BaseException) -> str | None:
                 "the owner of the database's tables (POSTGRES_MIGRATION_USER), the consumer as "
                 "the role migrate grants read/write (POSTGRES_USER); see MIGRATIONS.md, roles"
             )
+    if isinstance(error, StartFailed):
+        return str(error)  # nothing more specific: name the cause and where to read more
     return None
+
+
+def _kafka_refusal(settings: Settings) -> str | None:
+    from service.kafka_refusal import kafka_refusal
+
+    try:
+        return asyncio.run(kafka_refusal(settings))
+    except Exception as error:  # the diagnosis must not hide the error it explains
+        log.debug("could not ask Kafka why it refused", exc_info=error)
+        return None

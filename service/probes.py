@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -69,24 +70,56 @@ def schema_check(engine: AsyncEngine, require: SchemaRequirement = require_curre
 
 
 class Lifecycle:
-    """Whether the app has finished starting and not begun stopping."""
+    """Whether the app has finished starting (its subscriber has started: it joined the group
+    and has its first assignment) and not begun stopping, and how long it has been starting."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.serving = False
+        self.has_started = False
+        self._clock = clock
+        self._created = clock()
+
+    def starting_for(self) -> float | None:
+        """Seconds since the app was made, while it has not started yet; then None."""
+        return None if self.has_started else self._clock() - self._created
 
     async def started(self) -> None:
-        self.serving = True
+        self.serving = self.has_started = True
 
     async def stopping(self) -> None:
         self.serving = False
 
 
-def consumer_task_check(subscriber: Any, lifecycle: Lifecycle) -> Check:
+def started_check(lifecycle: Lifecycle) -> Check:
+    """The app has started (/health/started, the startup probe; and part of readiness)."""
+
+    def started() -> Problem:
+        waited = lifecycle.starting_for()
+        if waited is None:
+            return None
+        return (
+            f"the consumer has not started yet ({waited:.0f}s): it is connecting to Kafka and "
+            "joining the group KAFKA_GROUP_ID names; a start that fails ends the process with "
+            "an `error:` line, one that takes longer than START_TIMEOUT_S fails /health/live"
+        )
+
+    return started
+
+
+def consumer_task_check(subscriber: Any, lifecycle: Lifecycle, start_timeout_s: float) -> Check:
     """The FastStream subscriber still runs its consume loop (it restarts a loop that
-    raised; one that ended is gone for good)."""
+    raised; one that ended is gone for good), and a start does not last forever: a failed
+    start ends the process (service/serving.py), one that hangs fails this check."""
 
     def consumer_task() -> Problem:
         if not lifecycle.serving:
+            waited = lifecycle.starting_for()
+            if waited is not None and waited > start_timeout_s:
+                return (
+                    f"the consumer has not started within START_TIMEOUT_S={start_timeout_s:g}s "
+                    "(see the log for what it waits for: Kafka, the group's rebalance); restart "
+                    "the process"
+                )
             return None
         if not subscriber.running:
             return "the Kafka subscriber has stopped while the service runs; restart the process"

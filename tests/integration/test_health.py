@@ -29,7 +29,15 @@ from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
 from tests.support.services import PostgresEndpoint
 
-READY_CHECKS = {"kafka", "database", "schema", "progress", "stopped_partitions", "dead_letters"}
+READY_CHECKS = {
+    "started",
+    "kafka",
+    "database",
+    "schema",
+    "progress",
+    "stopped_partitions",
+    "dead_letters",
+}
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -179,6 +187,7 @@ async def test_a_stalled_consumer_with_lag_is_unready_but_live_until_it_moves_ag
         assert "stalled with lag" in problem and names["topic"] in problem, problem
         assert "STALL_TIMEOUT_S=3" in problem
         assert {name for name, check in body["checks"].items() if check["ok"]} == {
+            "started",
             "kafka",
             "database",
             "schema",

@@ -165,14 +165,27 @@ async def test_consumer_dead_letters_and_cli_over_a_secured_listener(
         consumer.kill()
 
 
+LOGIN = "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+
+
 @pytest.mark.parametrize(
-    ("mode", "change", "broker_says"),
+    ("mode", "change", "broker_says", "setting"),
     [
-        ("PLAIN", {"kafka_sasl_password": WRONG["kafka"]}, "Invalid username or password"),
-        ("SCRAM-SHA-256", {"kafka_sasl_password": WRONG["kafka"]}, "invalid credentials"),
-        ("SCRAM-SHA-512", {"kafka_sasl_username": "nobody"}, "invalid credentials"),
-        ("PLAIN", {"kafka_ssl_ca_file": "another CA"}, "CERTIFICATE_VERIFY_FAILED"),
-        ("SSL", {"kafka_ssl_cert_file": None, "kafka_ssl_key_file": None}, "closed"),
+        ("PLAIN", {"kafka_sasl_password": WRONG["kafka"]}, "Invalid username or password", LOGIN),
+        ("SCRAM-SHA-256", {"kafka_sasl_password": WRONG["kafka"]}, "invalid credentials", LOGIN),
+        ("SCRAM-SHA-512", {"kafka_sasl_username": "nobody"}, "invalid credentials", LOGIN),
+        (
+            "PLAIN",
+            {"kafka_ssl_ca_file": "another CA"},
+            "CERTIFICATE_VERIFY_FAILED",
+            "KAFKA_SSL_CA_FILE",
+        ),
+        (
+            "SSL",
+            {"kafka_ssl_cert_file": None, "kafka_ssl_key_file": None},
+            "closed",
+            "KAFKA_SSL_CERT_FILE",
+        ),
     ],
 )
 def test_refused_logins_fail_clearly(
@@ -182,6 +195,7 @@ def test_refused_logins_fail_clearly(
     mode: str,
     change: dict[str, object],
     broker_says: str,
+    setting: str,
     tmp_path: Path,
 ) -> None:
     fields = {**kafka_fields(secure, mode), **change}
@@ -194,8 +208,8 @@ def test_refused_logins_fail_clearly(
     assert result.returncode == 1
     assert broker_says in result.stderr  # aiokafka's log line gives the broker's reason
     error = last_line(result)
-    assert error.startswith("error: cannot reach Kafka ("), error
-    assert "KAFKA_SASL_PASSWORD" in error and "KAFKA_SSL_*" in error
+    assert error.startswith(f"error: Kafka at {fields['kafka_bootstrap_servers']}"), error
+    assert setting in error, error
     assert WRONG["kafka"] not in result.stdout + result.stderr
 
 
@@ -313,10 +327,12 @@ def test_no_secret_is_ever_printed(
         for command in commands:
             args = [command, "--sample"] if command == "publish" else [command]
             result = seen.cli(f"{label}: {command}", broken, *args)
-            if command == "run" and result.returncode == 3:
-                continue  # uvicorn reports a failed start-up itself (a traceback, exit 3)
             assert result.returncode == 1, (label, command, result.stderr[-2000:])
-            assert last_line(result).startswith("error: "), (label, command, result.stderr)
+            # At DEBUG, `run` also logs the traceback of its failed start.
+            error = (
+                result.stderr.strip().splitlines()[-1] if command == "run" else last_line(result)
+            )
+            assert error.startswith("error: "), (label, command, result.stderr)
 
     # Configuration errors, with every secret set in the environment.
     for label, env in {

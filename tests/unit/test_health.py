@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from service.health import Probe, Verdict, every, probe_route, scrape_route
 from service.health_metrics import HealthMetrics
-from service.probes import Lifecycle, consumer_task_check, schema_check
+from service.probes import Lifecycle, consumer_task_check, schema_check, started_check
 from service.progress import ProgressTracker
 from service.schema_check import SchemaNotReady
 
@@ -156,7 +156,7 @@ class FakeSubscriber:
 async def test_liveness_fails_once_the_consume_loop_has_ended() -> None:
     subscriber, lifecycle = FakeSubscriber(), Lifecycle()
     liveness = Probe("live")
-    liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle))
+    liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle, 300))
     assert (await liveness.evaluate()).ok  # still starting: nothing to judge yet
 
     await lifecycle.started()
@@ -174,6 +174,30 @@ async def test_liveness_fails_once_the_consume_loop_has_ended() -> None:
     assert "subscriber has stopped" in str((await liveness.evaluate()).problems["consumer_task"])
     await lifecycle.stopping()  # shutting down: a stopped subscriber is expected
     assert (await liveness.evaluate()).ok
+
+
+async def test_a_start_passes_the_startup_probe_once_and_fails_liveness_after_the_bound() -> None:
+    now = [100.0]
+    subscriber, lifecycle = FakeSubscriber(), Lifecycle(clock=lambda: now[0])
+    liveness, startup = Probe("live"), Probe("started")
+    liveness.register("consumer_task", consumer_task_check(subscriber, lifecycle, 300))
+    startup.register("started", started_check(lifecycle))
+    now[0] += 299
+    assert (await liveness.evaluate()).ok  # still within START_TIMEOUT_S
+    problem = (await startup.evaluate()).problems["started"]
+    assert problem is not None and problem.startswith("the consumer has not started yet (299s)")
+
+    now[0] += 2  # the start hangs: alive, but it can never become ready
+    problem = (await liveness.evaluate()).problems["consumer_task"]
+    assert problem is not None and "START_TIMEOUT_S=300s" in problem
+
+    await lifecycle.started()
+    subscriber.tasks.append(asyncio.create_task(asyncio.sleep(60)))
+    assert (await liveness.evaluate()).ok and (await startup.evaluate()).ok
+    await lifecycle.stopping()
+    now[0] += 1000
+    assert (await liveness.evaluate()).ok and (await startup.evaluate()).ok  # it did start
+    subscriber.tasks[0].cancel()
 
 
 async def test_metrics_show_readiness_and_each_partitions_progress_at_scrape_time() -> None:
