@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
 
 from service.schema_check import SchemaNotReady
 from service.security_errors import explain_transport
@@ -20,6 +25,8 @@ def explain(error: BaseException) -> str | None:
     for item in chain:
         if isinstance(item, SchemaNotReady):
             return str(item)
+        if message := _kafka_denied(item):
+            return message
         if isinstance(item, KafkaConnectionError):
             return (
                 f"cannot reach Kafka ({item}); check KAFKA_BOOTSTRAP_SERVERS and that the "
@@ -45,4 +52,28 @@ def explain(error: BaseException) -> str | None:
                 "the owner of the database's tables (POSTGRES_MIGRATION_USER), the consumer as "
                 "the role migrate grants read/write (POSTGRES_USER); see MIGRATIONS.md, roles"
             )
+    return None
+
+
+# Kafka's authorizer refused a request the command's own code does not name (the consumer's
+# group, a fetch, a produce): one line naming the ACL (README: Kafka ACLs).
+_WHO = "its user (KAFKA_SASL_USERNAME, or the client certificate's name)"
+
+
+def _kafka_denied(item: BaseException) -> str | None:
+    if isinstance(item, GroupAuthorizationFailedError):
+        return (
+            f"Kafka denied this client its consumer group ({item}); allow {_WHO} Read on "
+            "group KAFKA_GROUP_ID (README: Kafka ACLs)"
+        )
+    if isinstance(item, TopicAuthorizationFailedError):
+        return (
+            f"Kafka denied this client a topic ({item}); allow {_WHO} Read on the topics it "
+            "consumes and Write on those it publishes to (README: Kafka ACLs)"
+        )
+    if isinstance(item, ClusterAuthorizationFailedError):
+        return (
+            f"Kafka refused this client a producer id ({item}); allow {_WHO} Write on the "
+            "topic it publishes to (README: Kafka ACLs)"
+        )
     return None

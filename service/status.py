@@ -94,7 +94,7 @@ async def print_dead_letters(settings: Settings, count_only: bool, last: int) ->
 
     security = client_kwargs(settings)
     partitions = await partitions_of(
-        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, security
+        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, security, needs="Read"
     )
     tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
     if not tps:
