@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from service.config import Settings
 from service.sample import sample_events
 from service.security_errors import KafkaAccessDenied
 from testbed.oracle import diff, expected_outcome, table
@@ -76,7 +77,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
         yield secured
 
 
-def _settings(broker: SecureBroker, pg: PostgresEndpoint, user: str):  # type: ignore[no-untyped-def]
+def _settings(broker: SecureBroker, pg: PostgresEndpoint, user: str) -> Settings:
     names = {"topic": TOPIC, "dlq": DLQ, "group": GROUP}
     return make_settings(
         pg, broker.plaintext, names, **broker.settings("PLAIN", user, PASSWORDS[user])

@@ -131,8 +131,8 @@ def _cluster(
             ssl="on", ssl_cert_file="server.crt", ssl_key_file="server.key", ssl_ca_file="ca.crt"
         )
     options.update(settings)
-    settings = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
-    command = _as_owner([str(bindir / "postgres"), "-D", str(data), *settings])
+    arguments = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
+    command = _as_owner([str(bindir / "postgres"), "-D", str(data), *arguments])
     ready = b"ready to accept connections"
     # SIGINT: PostgreSQL's fast shutdown.
     with serving(command, log, ready, "throwaway PostgreSQL", timeout=timeout, stop=signal.SIGINT):

@@ -162,7 +162,7 @@ async def _add_acls(plaintext: str, acls: Mapping[str, list[Acl]]) -> None:
                 if code != 0:
                     raise RuntimeError(f"could not add ACL {rule} for {user}: {code} {message}")
         deadline = time.monotonic() + 30
-        describe = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)  # type: ignore[arg-type]
+        describe = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
         while True:
             response = await client.send(node, describe)
             count = sum(len(resource[-1]) for resource in response.resources)
