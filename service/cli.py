@@ -73,7 +73,9 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         pairs = read_jsonl(Path(args.file) if args.file != "-" else None)
 
     async def go() -> None:
-        await ensure_topics(settings)
+        await ensure_topics(
+            settings, needs={settings.kafka_topic: "Write", settings.kafka_dlq_topic: "Describe"}
+        )
         await publish_pairs(
             settings.kafka_brokers,
             settings.kafka_topic,
@@ -122,7 +124,8 @@ def _contract(args: argparse.Namespace, settings: Settings | None) -> int:
 def _create_topics(args: argparse.Namespace, settings: Settings) -> int:
     from service.topics import ensure_topics
 
-    asyncio.run(ensure_topics(settings))
+    create = {settings.kafka_topic: "Create", settings.kafka_dlq_topic: "Create"}
+    asyncio.run(ensure_topics(settings, needs=create))
     print(f"topics ready: {settings.kafka_topic}, {settings.kafka_dlq_topic}")
     return 0
 

@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     position_check_interval_s: float = Field(default=30.0, gt=0)
     kafka_metadata_max_age_ms: int = Field(default=30_000, ge=1000)
     # Least privilege (issue 8, item 4): `migrate` logs in as the schema owner, the consumer as
-    # POSTGRES_USER, which migrate then grants read/write on its tables (no DDL). Unset (or
+    # POSTGRES_USER, which migrate then grants exactly what its statements need (no DDL). Unset (or
     # empty): migrations use POSTGRES_USER/POSTGRES_PASSWORD, as before.
     postgres_migration_user: str | None = None
     postgres_migration_password: SecretStr | None = Field(default=None, validate_default=True)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaConnectionError,
     TopicAuthorizationFailedError,
@@ -35,6 +36,8 @@ def explain(error: BaseException, settings: Settings | None = None) -> str | Non
     for item in chain:
         if isinstance(item, SchemaNotReady):
             return str(item)
+        if message := _kafka_denied(item):
+            return message
         if isinstance(item, KafkaConnectionError):
             refusal = _kafka_refusal(settings) if settings is not None else None
             if refusal is not None:
@@ -44,18 +47,6 @@ def explain(error: BaseException, settings: Settings | None = None) -> str | Non
                 "broker runs (scripts/local-stack up); if the log above shows an authentication "
                 "or certificate error, check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, "
                 "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SSL_*"
-            )
-        if isinstance(item, GroupAuthorizationFailedError):
-            return (
-                f"Kafka refused the consumer group ({item}); grant the Kafka user "
-                "(KAFKA_SASL_USERNAME) Read on the group KAFKA_GROUP_ID names, or check "
-                "KAFKA_GROUP_ID"
-            )
-        if isinstance(item, TopicAuthorizationFailedError):
-            return (
-                f"Kafka refused access to a topic ({item}); grant the Kafka user "
-                "(KAFKA_SASL_USERNAME) Read on KAFKA_TOPIC and Write on KAFKA_DLQ_TOPIC, or "
-                "check those settings"
             )
         if isinstance(item, ConnectionRefusedError | OSError) and "connect" in str(item).lower():
             return (
@@ -88,3 +79,27 @@ def _kafka_refusal(settings: Settings) -> str | None:
     except Exception as error:  # the diagnosis must not hide the error it explains
         log.debug("could not ask Kafka why it refused", exc_info=error)
         return None
+
+
+# Kafka's authorizer refused a request the command's own code does not name (the consumer's
+# group, a fetch, a produce): one line naming the ACL (README: Kafka ACLs).
+_WHO = "its user (KAFKA_SASL_USERNAME, or the client certificate's name)"
+
+
+def _kafka_denied(item: BaseException) -> str | None:
+    if isinstance(item, GroupAuthorizationFailedError):
+        return (
+            f"Kafka denied this client its consumer group ({item}); allow {_WHO} Read on "
+            "group KAFKA_GROUP_ID (README: Kafka ACLs)"
+        )
+    if isinstance(item, TopicAuthorizationFailedError):
+        return (
+            f"Kafka denied this client a topic ({item}); allow {_WHO} Read on the topics it "
+            "consumes and Write on those it publishes to (README: Kafka ACLs)"
+        )
+    if isinstance(item, ClusterAuthorizationFailedError):
+        return (
+            f"Kafka refused this client a producer id ({item}); allow {_WHO} Write on the "
+            "topic it publishes to (README: Kafka ACLs)"
+        )
+    return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupAuthorizationFailedError
 
 from service import position_store
 from service.config import Settings
@@ -21,6 +22,7 @@ from service.db import make_engine, make_session_factory
 from service.kafka_security import client_kwargs
 from service.partition_guard import log_bounds
 from service.positions import LogBounds, Status, Stored, classify, reset_target
+from service.security_errors import KafkaAccessDenied
 from service.topics import partitions_of
 
 # Statuses a running consumer never writes (it stops them): safe to reset under it.
@@ -102,6 +104,8 @@ async def group_members(settings: Settings) -> int:
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])
+    except GroupAuthorizationFailedError as error:
+        raise KafkaAccessDenied("Describe", "group", settings.kafka_group_id) from error
     finally:
         await admin.close()
     (group,) = response.to_object()["groups"]

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
 
 from service.config import Settings
 from service.dead_letter import DLQ_MAX_MESSAGE_BYTES
@@ -37,6 +37,7 @@ from service.replay_selection import (
     read_ranges,
     selection_from_args,
 )
+from service.security_errors import KafkaAccessDenied
 
 # A letter cut to fit the DLQ topic is not the original record: publishing it would be wrong.
 CUT_LETTER = (
@@ -78,13 +79,11 @@ async def replay(
     did goes to `out` (stdout), and `progress(done, total)` is told after each chunk."""
     out = out or sys.stdout
     dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
-    consumer = AIOKafkaConsumer(
-        **kafka_client_options(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    partitions = await _partitions(settings, [dlq, topic])
+    partitions, denied = await _partitions(settings, [dlq, topic])
+    if dlq in denied:
+        raise KafkaAccessDenied("Read", "topic", dlq)
+    if topic in denied and not dry_run:
+        raise KafkaAccessDenied("Write", "topic", topic)
     if not partitions[dlq]:
         raise ReplayError(
             f"there is no dead-letter topic {dlq!r}; check KAFKA_DLQ_TOPIC "
@@ -95,6 +94,13 @@ async def replay(
             f"there is no input topic {topic!r} to replay to; check KAFKA_TOPIC or create "
             "it with `inventory-sink create-topics`"
         )
+    # Made once the topics are known: a consumer never started must not be left unclosed.
+    consumer = AIOKafkaConsumer(
+        **kafka_client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         ranges = await _ranges(consumer, dlq, partitions[dlq], selection)
@@ -122,8 +128,11 @@ async def replay(
     return ReplayResult(read, selected, published)
 
 
-async def _partitions(settings: Settings, topics: list[str]) -> dict[str, list[int]]:
-    """Each topic's partition numbers ([] when it does not exist)."""
+async def _partitions(
+    settings: Settings, topics: list[str]
+) -> tuple[dict[str, list[int]], set[str]]:
+    """Each topic's partition numbers ([] when it does not exist or Kafka will not describe
+    it), and the topics Kafka will not describe to this user (no ACL)."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
@@ -131,10 +140,13 @@ async def _partitions(settings: Settings, topics: list[str]) -> dict[str, list[i
     finally:
         await admin.close()
     found: dict[str, list[int]] = {name: [] for name in topics}
+    denied: set[str] = set()
     for item in described:
         if item["error_code"] == 0:
             found[item["topic"]] = sorted(p["partition"] for p in item["partitions"])
-    return found
+        elif for_code(item["error_code"]) is TopicAuthorizationFailedError:
+            denied.add(item["topic"])
+    return found, denied
 
 
 async def _ranges(

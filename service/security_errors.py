@@ -11,6 +11,19 @@ from collections.abc import Sequence
 
 from service.config import ConfigurationError
 
+
+class KafkaAccessDenied(RuntimeError):
+    """Kafka's authorizer refused an operation the command needs: an ACL is missing."""
+
+    def __init__(self, operation: str, resource: str, name: str) -> None:
+        super().__init__(
+            f"Kafka denied this client {operation} on {resource} {name!r}; allow its user "
+            f"(KAFKA_SASL_USERNAME, or the client certificate's name) {operation} on {resource} "
+            f"{name} (README: Kafka ACLs)"
+        )
+        self.operation, self.resource, self.name = operation, resource, name
+
+
 CHECK_VERIFY = (
     "for PostgreSQL check POSTGRES_SSLROOTCERT (the CA that signed the server's certificate) "
     "and, with POSTGRES_SSLMODE=verify-full, that POSTGRES_HOST is a name the certificate "
@@ -20,7 +33,7 @@ CHECK_VERIFY = (
 
 def explain_transport(chain: Sequence[BaseException]) -> str | None:
     for item in chain:
-        if isinstance(item, ConfigurationError):
+        if isinstance(item, ConfigurationError | KafkaAccessDenied):
             return str(item)
         if isinstance(item, ssl.SSLCertVerificationError):
             reason = item.verify_message or item.reason or str(item)

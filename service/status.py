@@ -91,7 +91,9 @@ async def print_dead_letters(settings: Settings, count_only: bool, last: int) ->
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     security = client_kwargs(settings)
-    partitions = await partitions_of(settings.kafka_brokers, settings.kafka_dlq_topic, security)
+    partitions = await partitions_of(
+        settings.kafka_brokers, settings.kafka_dlq_topic, security, needs="Read"
+    )
     tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
     if not tps:
         print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")

@@ -7,16 +7,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
 from service.config import Settings
 from service.dead_letter import DLQ_MAX_MESSAGE_BYTES
 from service.kafka_security import client_kwargs
+from service.security_errors import KafkaAccessDenied
 
 log = logging.getLogger("service.topics")
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = None) -> None:
+    """Create the topics that are missing. Kafka hides a topic from a user that may not
+    Describe it, so creating it is refused: KafkaAccessDenied names what the caller needs on
+    it (`needs`: topic -> operation; default the consumer's, Read on the input topic and Write
+    on the dead-letter topic, which include Describe)."""
+    needs = needs or {settings.kafka_topic: "Read", settings.kafka_dlq_topic: "Write"}
     wanted = [
         NewTopic(
             settings.kafka_topic,
@@ -49,6 +55,8 @@ async def ensure_topics(settings: Settings) -> None:
             error = for_code(code)
             if error is TopicAlreadyExistsError:
                 continue
+            if error is TopicAuthorizationFailedError:
+                raise KafkaAccessDenied(needs.get(name, "Describe"), "topic", name)
             raise RuntimeError(
                 f"could not create Kafka topic {name!r}: {error.__name__} "
                 f"{rest[-1] if rest else ''}; create it by hand or fix "
@@ -59,17 +67,23 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 async def partitions_of(
-    bootstrap_servers: list[str], topic: str, security: Mapping[str, Any] | None = None
+    bootstrap_servers: list[str],
+    topic: str,
+    security: Mapping[str, Any] | None = None,
+    needs: str = "Describe",
 ) -> list[int]:
     """The topic's partition numbers, or [] if it does not exist.
 
-    `security`: service.kafka_security.client_kwargs(settings)."""
+    `security`: service.kafka_security.client_kwargs(settings). KafkaAccessDenied names
+    `needs` (the caller's operation on the topic) when the broker refuses to describe it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
     await admin.start()
     try:
         (description,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
+    if for_code(description["error_code"]) is TopicAuthorizationFailedError:
+        raise KafkaAccessDenied(needs, "topic", topic)
     if description["error_code"] != 0:
         return []
     return sorted(p["partition"] for p in description["partitions"])

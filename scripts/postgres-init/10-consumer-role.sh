@@ -3,7 +3,8 @@
 # It runs once, when the data volume is empty, as the image's superuser: in compose that is the
 # owner role that runs the migrations (POSTGRES_MIGRATION_USER). It creates the consumer's
 # login role (POSTGRES_USER of the service) with no DDL rights at all: `python -m service
-# migrate` grants it read/write on the tables after every migration (MIGRATIONS.md, roles).
+# migrate` grants it exactly what its statements need after every migration, and revokes
+# TEMPORARY on the database from PUBLIC (a per-database step: MIGRATIONS.md, roles).
 set -eu
 
 if [ "$INVENTORY_CONSUMER_USER" = "$POSTGRES_USER" ]; then

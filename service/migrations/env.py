@@ -14,7 +14,13 @@ from service.config import ConfigurationError, Settings, load_settings
 from service.migration_lock import migration_lock
 from service.models import Base
 from service.postgres_tls import connect_args as postgres_connect_args
-from service.privileges import RoleMissing, grant_consumer_role
+from service.privileges import (
+    InvalidDeclaration,
+    RoleMissing,
+    declared_privileges,
+    describe,
+    grant_consumer_role,
+)
 from service.schema_compat import IncompatibleDeclaration
 from service.schema_marker import record_compatibility
 
@@ -90,11 +96,10 @@ def changes_revision() -> bool:
 
 def after_migrations(connection: Connection) -> None:
     """In the migration's transaction: record which code may run on the schema now, and
-    leave the consumer's role exactly its read/write privileges."""
+    leave the consumer's role exactly the privileges its statements need."""
+    heads = context.get_context().get_current_heads()
     try:
-        marker = record_compatibility(
-            connection, context.script, context.get_context().get_current_heads()
-        )
+        marker = record_compatibility(connection, context.script, heads)
         if marker is not None:
             log.info(
                 "schema at %s accepts code from revision %s on",
@@ -103,13 +108,14 @@ def after_migrations(connection: Connection) -> None:
             )
         current = settings()
         if current.migration_user != current.postgres_user:
-            tables = grant_consumer_role(connection, current.postgres_user)
+            declared = declared_privileges(context.script, heads)
+            granted = grant_consumer_role(connection, current.postgres_user, declared)
             log.info(
-                "granted %s read/write on %s (no DDL)",
+                "granted %s exactly: %s (no DDL, no TEMPORARY)",
                 current.postgres_user,
-                ", ".join(tables) or "no tables",
+                describe(granted) or "nothing",
             )
-    except (IncompatibleDeclaration, RoleMissing) as error:
+    except (IncompatibleDeclaration, RoleMissing, InvalidDeclaration) as error:
         sys.exit(f"migration refused, nothing changed: {error}")
 
 

@@ -24,6 +24,7 @@ from service.schema_check import head_revision, require_current_schema
 from testbed.events import adjust, record, upsert
 from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import run_service, service_env
+from tests.support.grants import effective_grants
 from tests.support.services import PostgresEndpoint
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
@@ -44,6 +45,11 @@ FORBIDDEN = [
     "DELETE FROM alembic_version",
     "UPDATE schema_compatibility SET min_code_revision = 'x'",
     "DROP TABLE alembic_version",
+    # Row privileges no statement of the service uses (revision 82a68c906ffc).
+    "DELETE FROM products",
+    "DELETE FROM consumer_offsets",
+    "UPDATE processed_events SET processed_at = now()",
+    "CREATE TEMPORARY TABLE intruder (id int)",
 ]
 
 
@@ -94,7 +100,9 @@ def roles(pg_server: PostgresEndpoint) -> Iterator[tuple[PostgresEndpoint, Postg
     owner, app = _on(owner, DATABASE), _on(app, DATABASE)
     migrated = run_service(service_env(app, owner), "migrate")
     assert migrated.returncode == 0, migrated.stderr
-    assert f"granted {app.user} read/write on" in migrated.stderr, migrated.stderr
+    assert f"granted {app.user} exactly: alembic_version (SELECT), consumer_offsets" in (
+        migrated.stderr
+    ), migrated.stderr
     yield owner, app
 
 
@@ -173,3 +181,45 @@ async def test_migrate_names_a_missing_consumer_role_and_changes_nothing(
         assert await connection.fetchval("SELECT to_regclass('products')") is None
     finally:
         await connection.close()
+
+
+# What the consumer's statements need (tests/integration/test_statement_privileges.py shows it).
+EXACT = {
+    ("schema public", "USAGE"),
+    *(("products", p) for p in ("SELECT", "INSERT", "UPDATE")),
+    *(("consumer_offsets", p) for p in ("SELECT", "INSERT", "UPDATE")),
+    *(("processed_events", p) for p in ("SELECT", "INSERT", "DELETE")),
+    ("alembic_version", "SELECT"),
+    ("schema_compatibility", "SELECT"),
+}
+# What migrate granted before revision 82a68c906ffc declared the consumer's privileges.
+BEFORE = EXACT | {
+    ("products", "DELETE"),
+    ("consumer_offsets", "DELETE"),
+    ("processed_events", "UPDATE"),
+    ("database", "TEMPORARY"),
+}
+
+
+async def _grants(owner: PostgresEndpoint, role: str) -> set[tuple[str, str]]:
+    connection = await _connect(owner)
+    try:
+        return await effective_grants(connection, role)
+    finally:
+        await connection.close()
+
+
+async def test_a_downgrade_gives_the_previous_grants_back_and_an_upgrade_takes_them(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    owner, app = roles
+    assert await _grants(owner, app.user) == EXACT
+    env = service_env(app, owner)
+    try:
+        down = await asyncio.to_thread(run_service, env, "migrate", "--downgrade", "3c5f0a9d2b71")
+        assert down.returncode == 0, down.stderr
+        assert await _grants(owner, app.user) == BEFORE
+    finally:
+        up = await asyncio.to_thread(run_service, env, "migrate")
+        assert up.returncode == 0, up.stderr
+    assert await _grants(owner, app.user) == EXACT

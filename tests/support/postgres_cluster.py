@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL cluster with TLS, for tests that need a server configured their own
-way (here: `hostssl` only, with a certificate made at test time).
+"""A throwaway PostgreSQL cluster, for tests that need a server configured their own way
+(`hostssl` only with a certificate made at test time; a statement log of one role).
 
 It uses the server binaries `scripts/local-stack up` installs, listens on 127.0.0.1 and a
 Unix socket in its own directory, and is stopped when the context exits. The shared cluster
@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,15 @@ def hand_over(path: Path) -> None:
         os.chown(path, record.pw_uid, record.pw_gid)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The server's certificate and key, and the CA client certificates are checked against."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 @contextlib.contextmanager
 def server_directory() -> Iterator[Path]:
     """A temporary directory for data and sockets, removed at exit. Under the system's temp
@@ -87,21 +96,20 @@ def init_data_dir(bindir: Path, data: Path) -> None:
 @contextlib.contextmanager
 def throwaway_postgres(
     *,
-    server_cert: Path,
-    server_key: Path,
-    ca_cert: Path,
     hba: Sequence[str],
+    tls: ServerTls | None = None,
+    settings: Mapping[str, str] | None = None,
     timeout: float = 60.0,
 ) -> Iterator[Cluster]:
     """Start a cluster whose pg_hba.conf is `local all all trust` followed by `hba`.
 
     The superuser is `postgres`, reachable without a password over the Unix socket only.
-    TLS uses `server_cert`/`server_key`; client certificates are checked against `ca_cert`.
+    With `tls`, the server speaks TLS too. `settings` are further server settings (`-c`).
     """
     bindir = server_bindir()
     with (
         server_directory() as directory,
-        _cluster(directory, bindir, server_cert, server_key, ca_cert, hba, timeout) as cluster,
+        _cluster(directory, bindir, tls, hba, dict(settings or {}), timeout) as cluster,
     ):
         yield cluster
 
@@ -110,41 +118,38 @@ def throwaway_postgres(
 def _cluster(
     directory: Path,
     bindir: Path,
-    server_cert: Path,
-    server_key: Path,
-    ca_cert: Path,
+    tls: ServerTls | None,
     hba: Sequence[str],
+    settings: dict[str, str],
     timeout: float,
 ) -> Iterator[Cluster]:
     data, sockets, log = directory / "pgdata", directory / "sockets", directory / "postgres.log"
     sockets.mkdir()
     hand_over(sockets)
     init_data_dir(bindir, data)
-    for source, name in (
-        (server_cert, "server.crt"),
-        (server_key, "server.key"),
-        (ca_cert, "ca.crt"),
-    ):
-        target = data / name
-        shutil.copyfile(source, target)
-        os.chmod(target, 0o600)
-        hand_over(target)
+    if tls is not None:
+        for source, name in ((tls.cert, "server.crt"), (tls.key, "server.key"), (tls.ca, "ca.crt")):
+            target = data / name
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o600)
+            hand_over(target)
     (data / "pg_hba.conf").write_text("\n".join(["local all all trust", *hba]) + "\n")
     port = free_port()
     options = {
         "port": str(port),
         "listen_addresses": "127.0.0.1",
         "unix_socket_directories": str(sockets),
-        "ssl": "on",
-        "ssl_cert_file": "server.crt",
-        "ssl_key_file": "server.key",
-        "ssl_ca_file": "ca.crt",
         "fsync": "off",
         "shared_buffers": "16MB",
         "max_connections": "40",
     }
-    settings = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
-    command = as_owner([str(bindir / "postgres"), "-D", str(data), *settings])
+    if tls is not None:
+        options.update(
+            ssl="on", ssl_cert_file="server.crt", ssl_key_file="server.key", ssl_ca_file="ca.crt"
+        )
+    options.update(settings)
+    arguments = [arg for key, value in options.items() for arg in ("-c", f"{key}={value}")]
+    command = as_owner([str(bindir / "postgres"), "-D", str(data), *arguments])
     ready = b"ready to accept connections"
     # SIGINT: PostgreSQL's fast shutdown.
     with serving(command, log, ready, "throwaway PostgreSQL", timeout=timeout, stop=signal.SIGINT):

@@ -6,6 +6,11 @@ Listeners, all on 127.0.0.1 with certificates made at test time:
 - SSL that requires a client certificate signed by the test CA;
 - PLAINTEXT, used only by the tests themselves to inspect topics independently of the
   service's security code.
+
+With `authorizer=True` the broker authorizes every request with KRaft's StandardAuthorizer and
+`allow.everyone.if.no.acl.found=false`: a SASL user may do only what an ACL allows. The
+PLAINTEXT and CONTROLLER listeners' principal (User:ANONYMOUS) is the super user: the broker's
+own controller traffic and the test's admin (`add_acls`, reading topics) use it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import contextlib
 import itertools
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 
 from tests.support.brokers import free_port, kafka_jars, throwaway_broker
 from tests.support.certs import CertificateAuthority, Issued, make_ca
@@ -116,12 +123,73 @@ async def _wait_for_scram(bootstrap: str, ca: Path, user: str, password: str) ->
             await asyncio.sleep(0.5)
 
 
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule for a principal: `operation` (Read, Write, Create, Describe...) on a
+    literal `resource` ("topic" or "group") named `name`."""
+
+    resource: str
+    name: str
+    operation: str
+
+
+# Kafka's protocol codes (org.apache.kafka.common.acl / resource).
+_RESOURCE = {"topic": 2, "group": 3, "cluster": 4}
+_OPERATION = {"Read": 3, "Write": 4, "Create": 5, "Describe": 8, "IdempotentWrite": 12}
+_ANY, _ALLOW, _LITERAL = 1, 3, 3
+
+
+def add_acls(plaintext: str, acls: Mapping[str, Iterable[Acl]]) -> None:
+    """Allow each user (SASL name) its ACLs, as the super user (the PLAINTEXT listener), and
+    wait until the broker enforces them all. aiokafka's admin client has no create_acls, so
+    this sends Kafka's CreateAcls requests (aiokafka's own protocol classes) itself."""
+    asyncio.run(_add_acls(plaintext, {user: list(rules) for user, rules in acls.items()}))
+
+
+async def _add_acls(plaintext: str, acls: Mapping[str, list[Acl]]) -> None:
+    client = AIOKafkaClient(bootstrap_servers=plaintext)
+    await client.bootstrap()
+    try:
+        node = client.get_random_node()
+        wanted = {(user, rule) for user, rules in acls.items() for rule in rules}
+        for user, rule in sorted(wanted):
+            request = CreateAclsRequest(
+                _RESOURCE[rule.resource], rule.name, _LITERAL, f"User:{user}", "*",
+                _OPERATION[rule.operation], _ALLOW,
+            )  # fmt: skip
+            response = await client.send(node, request)
+            for code, message in response.creation_responses:
+                if code != 0:
+                    raise RuntimeError(f"could not add ACL {rule} for {user}: {code} {message}")
+        deadline = time.monotonic() + 30
+        describe = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
+        while True:
+            response = await client.send(node, describe)
+            count = sum(len(resource[-1]) for resource in response.resources)
+            if count >= len(wanted):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker enforces {count} of {len(wanted)} ACLs")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
+AUTHORIZER = {
+    "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    "allow.everyone.if.no.acl.found": "false",
+    "super.users": "User:ANONYMOUS",
+}
+
+
 @contextlib.contextmanager
 def secure_broker(
     directory: Path,
     plain_users: Mapping[str, str],
     scram_users: Mapping[str, str],
     client_key_password: str = "client-key-pass",
+    *,
+    authorizer: bool = False,
 ) -> Iterator[SecureBroker]:
     ca = make_ca(directory)
     server = ca.issue("broker", "localhost", server=True)
@@ -152,6 +220,8 @@ def secure_broker(
         "ssl.truststore.password": STORE_PASSWORD,
         "listener.name.ssl.ssl.client.auth": "required",
     }
+    if authorizer:
+        properties.update(AUTHORIZER)
     with throwaway_broker(properties, port=port, controller_port=controller) as broker:
         sasl_ssl = f"127.0.0.1:{sasl_port}"
         if scram_users:

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from tests.support.certs import CertificateAuthority, Issued, make_ca
-from tests.support.postgres_cluster import Cluster, throwaway_postgres
+from tests.support.postgres_cluster import Cluster, ServerTls, throwaway_postgres
 
 HBA = [
     "hostssl all sink_cert 127.0.0.1/32 cert",
@@ -86,7 +86,7 @@ def secured_postgres(
     server = ca.issue("postgres-server", "localhost", server=True, hosts=("localhost",))
     client = ca.issue("sink_cert", "sink_cert", server=False, key_password=client_key_password)
     with throwaway_postgres(
-        server_cert=server.cert, server_key=server.key, ca_cert=ca.cert, hba=HBA
+        hba=HBA, tls=ServerTls(cert=server.cert, key=server.key, ca=ca.cert)
     ) as cluster:
         pg = SecuredPostgres(
             cluster=cluster,

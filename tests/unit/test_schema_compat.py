@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from service.config import ConfigurationError, Settings, load_settings
-from service.privileges import grant_statements
+from service.models import Base
+from service.privileges import (
+    InvalidDeclaration,
+    declared_privileges,
+    grant_statements,
+    undeclared_privileges,
+)
+from service.schema_check import alembic_config, head_revision
 from service.schema_compat import (
     IncompatibleDeclaration,
     Marker,
@@ -90,19 +98,44 @@ def test_compatible_with_must_be_itself_or_an_ancestor(declared: str) -> None:
         oldest_compatible_code([("a1", None), ("b2", declared), ("d4", None)])
 
 
-def test_grants_are_exactly_read_write_and_read_only() -> None:
-    statements = grant_statements(
-        'app"role', "public", ["products"], ["alembic_version"], ["products_id_seq"]
-    )
+def test_grants_are_exactly_the_declared_privileges() -> None:
+    owned = {"products": "TABLE", "alembic_version": "TABLE", "products_id_seq": "SEQUENCE"}
+    declared = {"products": ("SELECT", "INSERT"), "alembic_version": ("SELECT",)}
+    statements = grant_statements('app"role', "public", "inv", owned, declared)
     assert statements == [
         'GRANT USAGE ON SCHEMA "public" TO "app""role"',
-        'REVOKE ALL ON TABLE "public"."products" FROM "app""role"',
-        'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "public"."products" TO "app""role"',
         'REVOKE ALL ON TABLE "public"."alembic_version" FROM "app""role"',
         'GRANT SELECT ON TABLE "public"."alembic_version" TO "app""role"',
+        'REVOKE ALL ON TABLE "public"."products" FROM "app""role"',
+        'GRANT SELECT, INSERT ON TABLE "public"."products" TO "app""role"',
         'REVOKE ALL ON SEQUENCE "public"."products_id_seq" FROM "app""role"',
-        'GRANT USAGE, SELECT ON SEQUENCE "public"."products_id_seq" TO "app""role"',
+        'REVOKE TEMPORARY ON DATABASE "inv" FROM "app""role"',
     ]
+
+
+@pytest.mark.parametrize("privilege", ["TRUNCATE", "REFERENCES", "TRIGGER", "ALL"])
+def test_a_declaration_cannot_grant_more_than_rows(privilege: str) -> None:
+    with pytest.raises(InvalidDeclaration, match=f"grants {privilege} on table products"):
+        grant_statements("app", "public", "inv", {"products": "TABLE"}, {"products": (privilege,)})
+
+
+def test_the_newest_declaration_at_or_below_the_database_revision_applies() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    head = declared_privileges(script, [str(head_revision())])
+    assert head is not None
+    # Every table of the models (and Alembic's own) is declared: a new one must say its grants.
+    assert set(head) == set(Base.metadata.tables) | {"alembic_version"}
+    assert declared_privileges(script, ["3c5f0a9d2b71"]) is None  # the releases before
+    assert declared_privileges(script, []) is None
+
+
+def test_the_releases_before_declarations_keep_their_grants() -> None:
+    granted = undeclared_privileges(["products", "alembic_version"], ["products_id_seq"])
+    assert granted == {
+        "products": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+        "alembic_version": ("SELECT",),
+        "products_id_seq": ("USAGE", "SELECT"),
+    }
 
 
 BASE = dict(

@@ -21,7 +21,8 @@ def test_a_failed_start_is_explained_by_its_cause() -> None:
     refused = failed_start(GroupAuthorizationFailedError("Not authorized to access group"))
     message = explain(refused)
     assert message is not None
-    assert message.startswith("Kafka refused the consumer group (") and "KAFKA_GROUP_ID" in message
+    assert message.startswith("Kafka denied this client its consumer group (")
+    assert "Read on group KAFKA_GROUP_ID" in message
     assert explain(failed_start(SchemaNotReady("the schema is behind"))) == "the schema is behind"
 
 

@@ -6,6 +6,11 @@ import ssl
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+)
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
@@ -13,6 +18,7 @@ from service.config import ConfigurationError, Settings, load_settings
 from service.errors import explain
 from service.kafka_security import broker_security, client_kwargs
 from service.postgres_tls import connect_args
+from service.security_errors import KafkaAccessDenied
 from tests.support.certs import CertificateAuthority, Issued, make_ca
 
 SECRET = "Zq7-unit-s3cret-Xw9"
@@ -299,3 +305,24 @@ def test_every_setting_is_explained_in_env_example() -> None:
     documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line}
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("error", "names"),
+    [
+        (
+            KafkaAccessDenied("Describe", "group", "sink"),
+            "Kafka denied this client Describe on group 'sink'; allow its user "
+            "(KAFKA_SASL_USERNAME, or the client certificate's name) Describe on group sink",
+        ),
+        (GroupAuthorizationFailedError("sink"), "Read on group KAFKA_GROUP_ID"),
+        (TopicAuthorizationFailedError("events"), "Read on the topics it consumes"),
+        (ClusterAuthorizationFailedError(), "Write on the topic it publishes to"),
+    ],
+)
+def test_a_missing_kafka_acl_is_one_line_naming_it(error: Exception, names: str) -> None:
+    wrapped = RuntimeError("while starting")
+    wrapped.__cause__ = error
+    message = explain(wrapped)
+    assert message is not None and names in message and "\n" not in message
+    assert message.endswith("(README: Kafka ACLs)")
