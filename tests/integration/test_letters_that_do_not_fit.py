@@ -35,7 +35,7 @@ from testbed.events import record, upsert
 from testbed.publish import publish_acked
 from tests.conftest import make_settings
 from tests.integration.test_hostile_records import _produce_raw
-from tests.support.consumer import ConsumerProcess
+from tests.support.consumer import ConsumerProcess, wait_for_products
 from tests.support.kafka import read_topic
 from tests.support.record_batches import batch, gzipped
 from tests.support.services import PostgresEndpoint
@@ -48,18 +48,6 @@ def consumer(settings: Settings, tmp_path: Path) -> Iterator[ConsumerProcess]:
     process = ConsumerProcess(settings, tmp_path)
     yield process
     process.kill()
-
-
-async def _products(engine: AsyncEngine, consumer: ConsumerProcess, want: set[int]) -> set[int]:
-    deadline = time.monotonic() + 60
-    found: set[int] = set()
-    while time.monotonic() < deadline and consumer.alive():
-        async with engine.connect() as connection:
-            found = set((await connection.execute(text("SELECT id FROM products"))).scalars())
-        if found >= want:
-            break
-        await asyncio.sleep(0.3)
-    return found
 
 
 async def _stored(engine: AsyncEngine, group: str, topic: str) -> dict[int, int]:
@@ -139,7 +127,7 @@ async def test_a_record_inflating_past_both_limits_is_cut_and_nothing_else_waits
     consumer.start()
 
     want = {1, 2, 3, 11, 12, 13, 21, 22, 23}
-    assert await _products(engine, consumer, want) == want, consumer.tail()
+    assert await wait_for_products(engine, consumer, want) == want, consumer.tail()
     (letter,) = await read_topic(kafka, settings.kafka_dlq_topic, 1)
     headers = list(letter.headers)
     assert [name for name, _ in headers[-8:]] == [*ERROR_HEADERS, *CUT_HEADERS]
@@ -182,7 +170,7 @@ async def test_a_dead_letter_topic_with_a_small_limit_gets_cut_letters(
     consumer = ConsumerProcess(settings, tmp_path)
     consumer.start()
     try:
-        assert await _products(engine, consumer, {3}) == {3}, consumer.tail()
+        assert await wait_for_products(engine, consumer, {3}) == {3}, consumer.tail()
         # A letter after the refused one, on the same dead-letter partition, in a later batch.
         await publish_acked(kafka, settings.kafka_topic, [(b"4", b"[]")])
         letters = await read_topic(kafka, settings.kafka_dlq_topic, 3)
@@ -234,7 +222,7 @@ async def test_a_letter_refused_in_every_form_stops_only_its_partition(
     consumer.start()
     try:
         want = {11, 12, 13, 21, 22, 23}
-        assert await _products(engine, consumer, want) >= want, consumer.tail()
+        assert await wait_for_products(engine, consumer, want) >= want, consumer.tail()
         url = consumer.http_url()
         deadline = time.monotonic() + 30
         status, body = _get(url + "/health/ready")
@@ -252,7 +240,7 @@ async def test_a_letter_refused_in_every_form_stops_only_its_partition(
         )
         await asyncio.sleep(2)  # a retry loop would show here
         stored = await _stored(engine, settings.kafka_group_id, settings.kafka_topic)
-        products = await _products(engine, consumer, want)
+        products = await wait_for_products(engine, consumer, want)
     finally:
         consumer.kill()
     # Partition 0 stopped at its stored position: nothing of the batch holding the refused

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import re
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
@@ -24,7 +22,7 @@ from testbed.events import record, upsert
 from testbed.publish import publish, publish_acked
 from tests.conftest import make_settings
 from tests.support.cli import run_cli
-from tests.support.consumer import ConsumerProcess
+from tests.support.consumer import ConsumerProcess, wait_for_products
 from tests.support.kafka import header_map, read_topic
 from tests.support.services import PostgresEndpoint
 
@@ -45,18 +43,6 @@ def consumer(json_settings: Settings, tmp_path: Path) -> Iterator[ConsumerProces
     process.kill()
 
 
-async def _products(engine: AsyncEngine, consumer: ConsumerProcess, want: set[int]) -> set[int]:
-    deadline = time.monotonic() + 60
-    found: set[int] = set()
-    while time.monotonic() < deadline and consumer.alive():
-        async with engine.connect() as connection:
-            found = set((await connection.execute(text("SELECT id FROM products"))).scalars())
-        if found == want:
-            break
-        await asyncio.sleep(0.3)
-    return found
-
-
 async def test_json_logs_and_an_oversized_record(
     json_settings: Settings, engine: AsyncEngine, consumer: ConsumerProcess, kafka: str
 ) -> None:
@@ -71,7 +57,7 @@ async def test_json_logs_and_an_oversized_record(
     )
     consumer.start()
 
-    assert await _products(engine, consumer, {1}) == {1}, consumer.tail()
+    assert await wait_for_products(engine, consumer, {1}) == {1}, consumer.tail()
     letters = await read_topic(kafka, json_settings.kafka_dlq_topic, 2)
     assert [(r.key, r.value, header_map(r)["error.reason"]) for r in letters] == [
         (b"3", b"{not json", "invalid_json"),
@@ -156,7 +142,7 @@ async def test_no_record_can_forge_a_log_line(
     consumer = ConsumerProcess(settings, tmp_path)
     consumer.start()
     try:
-        assert await _products(engine, consumer, {9}) == {9}, consumer.tail()
+        assert await wait_for_products(engine, consumer, {9}) == {9}, consumer.tail()
         letters = await read_topic(kafka, settings.kafka_dlq_topic, len(records))
         assert len(letters) == len(records)
         # uvicorn's access log quotes the path of every request.

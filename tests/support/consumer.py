@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from testbed.environment import settings_env
@@ -82,3 +86,19 @@ class ConsumerProcess:
         found = re.search(r"Uvicorn running on (https?://\S+)", self.log_path.read_text())
         assert found is not None, self.tail()
         return found.group(1).replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+async def wait_for_products(
+    engine: AsyncEngine, consumer: ConsumerProcess, want: set[int], timeout: float = 60.0
+) -> set[int]:
+    """The product ids in the table once they include `want`, or when `consumer` has died or
+    `timeout` has passed (the caller asserts what it expects of them)."""
+    deadline = time.monotonic() + timeout
+    found: set[int] = set()
+    while time.monotonic() < deadline and consumer.alive():
+        async with engine.connect() as connection:
+            found = set((await connection.execute(text("SELECT id FROM products"))).scalars())
+        if found >= want:
+            break
+        await asyncio.sleep(0.3)
+    return found

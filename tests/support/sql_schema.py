@@ -170,7 +170,7 @@ class _Checker:
         self.problems: list[str] = []
 
     def check(self, statement: pg.Node) -> list[str]:
-        nodes = list(_walk(statement))
+        nodes = list(walk(statement))
         for node in nodes:  # CTEs first: a RangeVar may name one
             if isinstance(node, pg.CommonTableExpr):
                 names = _names(node.aliascolnames) or _outputs(node.ctequery)
@@ -292,14 +292,14 @@ class _Checker:
             self.problems.append(f"column {column!r} belongs to none of {sorted(self.relations)}")
 
 
-def _walk(node: Any) -> Iterator[pg.Node]:
+def walk(node: Any) -> Iterator[pg.Node]:
     if isinstance(node, pg.Node):
         yield node
         for slot in type(node).__slots__:
-            yield from _walk(getattr(node, slot, None))
+            yield from walk(getattr(node, slot, None))
     elif isinstance(node, list | tuple):
         for item in node:
-            yield from _walk(item)
+            yield from walk(item)
 
 
 def _names(nodes: Any) -> list[str]:

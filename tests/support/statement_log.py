@@ -32,6 +32,8 @@ import pglast
 from pglast import ast as pg
 from pglast.enums import LockClauseStrength, OnConflictAction
 
+from tests.support.sql_schema import walk
+
 Grant = tuple[str, str]
 
 # Every log record starts with this (log_line_prefix): the role, then the process id.
@@ -82,7 +84,7 @@ def _statement_needs(statement: Any) -> set[Grant]:
         statement, pg.SelectStmt | pg.InsertStmt | pg.UpdateStmt | pg.DeleteStmt | pg.TruncateStmt
     ) and not _creates_temporary_table(statement):
         return {("statement", type(statement).__name__)}
-    nodes = list(_walk(statement))
+    nodes = list(walk(statement))
     ctes = {node.ctename for node in nodes if isinstance(node, pg.CommonTableExpr)}
     # The privileges a RangeVar needs other than a read's SELECT, by the node's identity.
     roles: dict[int, set[str]] = {}
@@ -148,13 +150,3 @@ def _qualified(node: pg.RangeVar) -> str:
     if node.schemaname in (None, "public"):
         return str(node.relname)
     return f"{node.schemaname}.{node.relname}"
-
-
-def _walk(node: Any) -> Iterator[pg.Node]:
-    if isinstance(node, pg.Node):
-        yield node
-        for slot in type(node).__slots__:
-            yield from _walk(getattr(node, slot, None))
-    elif isinstance(node, list | tuple):
-        for item in node:
-            yield from _walk(item)
