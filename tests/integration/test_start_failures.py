@@ -43,7 +43,8 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     """The one line of the output that reports the error (asserting it is the only one)."""
     output = result.stdout + result.stderr
     assert "Traceback" not in output, output
-    lines = [line for line in output.splitlines() if "error:" in line]
+    # Log lines of the logger `uvicorn.error` carry "error:" too: the error line starts with it.
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, output
     assert lines[0] == result.stderr.strip().splitlines()[-1], output  # and the last one
     assert lines[0].startswith("error: "), output
