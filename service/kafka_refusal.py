@@ -31,7 +31,7 @@ CONNECT_TIMEOUT_S = 10.0
 async def kafka_refusal(settings: Settings) -> str | None:
     """The first bootstrap server's refusal, explained; None if every one accepts."""
     security = client_kwargs(settings)
-    for host, port, _ in collect_hosts(settings.kafka_bootstrap_servers, randomize=False):
+    for host, port, _ in collect_hosts(settings.kafka_brokers, randomize=False):
         try:
             connection = await asyncio.wait_for(
                 create_conn(host, port, request_timeout_ms=CONNECT_TIMEOUT_S * 1000, **security),
