@@ -53,7 +53,18 @@ SETTINGS: dict[str, object] = {
 
 def _stream(scale: FailoverScale, seed: int) -> list[Pair]:
     return stream(
-        Scale(scale.events, scale.products, 0, 0, 0, scale.publish_s, 0, scale.catch_up_s), seed
+        Scale(
+            events=scale.events,
+            products=scale.products,
+            kills=0,
+            postgres_restarts=0,
+            kafka_restarts=0,
+            publish_s=scale.publish_s,
+            flood=0,
+            catch_up_s=scale.catch_up_s,
+            broker_kills=0,
+        ),
+        seed,
     )
 
 
