@@ -232,15 +232,7 @@ class Harness:
 
     # -- progress --------------------------------------------------------------------------
     async def stored_progress(self) -> int:
-        async with self.engine.connect() as connection:
-            value = await connection.scalar(
-                text(
-                    "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets "
-                    "WHERE group_id = :g AND topic = :t"
-                ),
-                {"g": self.settings.kafka_group_id, "t": self.settings.kafka_topic},
-            )
-        return int(value or 0)
+        return sum((await self.stored_by_partition()).values())
 
     async def stored_by_partition(self) -> dict[int, int]:
         """partition -> stored next offset."""
