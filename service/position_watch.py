@@ -31,12 +31,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from service.health import Check, Problem
+from service.probes import KAFKA_TIMEOUT_S
 from service.progress import PartitionProgress, ProgressTracker, lost_commits, stall_problem
 from service.rebalance import PositionReader
 from service.records import TopicAndPartition
 
 log = logging.getLogger("service.position_watch")
-KAFKA_TIMEOUT_S = 3.0
 # How soon to look again after a look that could not read the database (it may be failing
 # over: the sooner the positions are read again, the sooner lost commits are re-applied).
 RETRY_S = 1.0
