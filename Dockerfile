@@ -37,7 +37,7 @@ COPY pyproject.toml README.md ./
 COPY service/ ./service/
 # pip and setuptools have done their job: the runtime venv does without them (about 25 MB).
 RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index . \
-    && python -c "import service.schema_check as s; assert s.packaged_migrations().is_dir()" \
+    && python -c "import service.postgres.schema_gate as s; assert s.packaged_migrations().is_dir()" \
     && python -m pip uninstall --yes --quiet setuptools pip
 
 # --- runtime ---------------------------------------------------------------------------------

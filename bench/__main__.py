@@ -26,7 +26,7 @@ from bench.report import render, to_json
 from bench.runner import DEFAULT_MODES, MODES, PEER_MODES, Options, Outcome, run
 from bench.steady import SteadySpec
 from bench.target import BENCH_DATABASE, TargetError
-from service.config import Settings
+from service.config.settings import Settings
 
 SMOKE_SIZE = 2000
 SWEEP = [250, 1000, 2000, 5000]

@@ -27,8 +27,8 @@ from bench.profile import Profiler
 from bench.report import Result
 from bench.target import Target, code_state
 from bench.verify import Expected, check_table
-from service.config import Settings
-from service.decoding import decode
+from service.config.settings import Settings
+from service.core.decoding import decode
 
 # The service's default KAFKA_MAX_PARTITION_FETCH_BYTES, so the Kafka side is read alike.
 SERVICE_FETCH_BYTES: int = Settings.model_fields["kafka_max_partition_fetch_bytes"].default
@@ -136,7 +136,7 @@ async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> 
     result.startup_s = joined - spawned
     result.notes.append("timed from partition assignment (group join excluded)")
     if validate:
-        result.notes.append("service.decoding.decode per record, in this (the bench) process")
+        result.notes.append("service.core.decoding.decode per record, in this (the bench) process")
     return result
 
 

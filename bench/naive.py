@@ -29,12 +29,12 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.config import load_settings
-from service.contract import InvalidEvent, InvalidJson, parse_event
-from service.db import make_engine, make_session_factory
-from service.domain import Applied, ProductState, Rejected, apply_event, needs_claim
-from service.logs import configure_logging
-from service.records import Record
+from service.config.settings import load_settings
+from service.core.contract import InvalidEvent, InvalidJson, parse_event
+from service.core.domain import Applied, ProductState, Rejected, apply_event, needs_claim
+from service.core.records import Record
+from service.observability.logs import configure_logging
+from service.postgres.engine import make_engine, make_session_factory
 
 MARK = text(
     "INSERT INTO processed_events (event_id) VALUES (:id) ON CONFLICT DO NOTHING RETURNING event_id"

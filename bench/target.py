@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from bench import ROOT
-from service.config import Settings, load_settings
+from service.config.settings import Settings, load_settings
 from testbed.environment import settings_env
 
 BENCH_DATABASE = "inventory_bench"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from service.config import Settings
+from service.config.settings import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.config import Settings
+from service.config.settings import Settings
 from tests.support import mutation_db
 from tests.support.cli import service_env
 from tests.support.services import PostgresEndpoint, kafka_endpoint, postgres_endpoint

@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 
-from service.schema_check import head_revision
+from service.postgres.schema_gate import head_revision
 from tests.containers.conftest import HERE, ROOT, Compose, docker
 
 IMAGE = "inventory-sink:local"
@@ -77,11 +77,12 @@ def test_image_builds_from_the_dockerfile_with_one_copy_of_the_code(stack: Compo
     # One copy of the package, and its migrations found from any directory, on a read-only root.
     probe = docker(
         "run", "--rm", "--read-only", "--workdir", "/", "--entrypoint", "sh", IMAGE, "-c",
-        "find / -xdev -name cli.py -path '*/service/*'; "
-        "python -c 'from service.schema_check import head_revision; print(head_revision())'",
+        "find / -xdev -name main.py -path '*/service/cli/*'; "
+        "python -c 'from service.postgres.schema_gate import head_revision; "
+        "print(head_revision())'",
         env=stack.env,
     ).stdout.split()  # fmt: skip
-    assert probe == ["/opt/venv/lib/python3.11/site-packages/service/cli.py", head_revision()]
+    assert probe == ["/opt/venv/lib/python3.11/site-packages/service/cli/main.py", head_revision()]
 
 
 def test_a_failing_migrate_keeps_the_consumer_from_starting(stack: Compose) -> None:

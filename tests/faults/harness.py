@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.config import Settings
-from service.topics import ensure_topics, partitions_of
+from service.config.settings import Settings
+from service.kafka.topics import ensure_topics, partitions_of
 from testbed.model import original_headers
 from testbed.oracle import diff, expected_outcome, table
 from testbed.publish import idempotent_producer

@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import build_broker
-from service.batch_handler import BatchHandler
-from service.dead_letter import KafkaDeadLetterSink
-from service.kafka_security import client_kwargs
-from service.pipeline import BatchReport
-from service.probes import kafka_check
-from service.publisher import publish_pairs
-from service.status import partition_lag
-from service.topics import ensure_topics, partitions_of
+from service.cli.status import partition_lag
+from service.health.checks import kafka_check
+from service.kafka.dead_letters import KafkaDeadLetterSink
+from service.kafka.publisher import publish_pairs
+from service.kafka.security import client_kwargs
+from service.kafka.topics import ensure_topics, partitions_of
+from service.write_path.handler import BatchHandler
+from service.write_path.transaction import BatchReport
 from testbed.events import StreamSpec, generate_stream
 from testbed.publish import publish
 from tests.conftest import make_settings

@@ -12,8 +12,8 @@ import time
 
 import asyncpg
 
-from service.migration_lock import MIGRATION_LOCK_KEY
-from service.schema_check import head_revision
+from service.postgres.migration_lock import MIGRATION_LOCK_KEY
+from service.postgres.schema_gate import head_revision
 from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import service_env, start_service
 from tests.support.services import PostgresEndpoint

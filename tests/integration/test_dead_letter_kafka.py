@@ -11,16 +11,16 @@ import logging
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from service.config import Settings
-from service.dead_letter import (
+from service.config.settings import Settings
+from service.core.domain import Reason
+from service.kafka.dead_letters import (
     DLQ_MAX_MESSAGE_BYTES,
     LOGGED_MESSAGE_CHARS,
     MAX_MESSAGE_CHARS,
     DeadLetter,
     KafkaDeadLetterSink,
 )
-from service.domain import Reason
-from service.topics import ensure_topics
+from service.kafka.topics import ensure_topics
 from tests.support.kafka import read_topic
 from tests.support.write_path import SimpleRecord
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from service.config import Settings
-from service.db import make_engine
+from service.config.settings import Settings
+from service.postgres.engine import make_engine
 
 
 async def test_every_statement_is_planned_for_its_own_parameters(settings: Settings) -> None:

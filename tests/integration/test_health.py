@@ -18,9 +18,9 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.schema_check import alembic_config
-from service.topics import ensure_topics
+from service.config.settings import Settings
+from service.kafka.topics import ensure_topics
+from service.postgres.schema_gate import alembic_config
 from testbed.events import StreamSpec, generate_stream
 from testbed.oracle import diff, expected_outcome, table
 from testbed.publish import publish

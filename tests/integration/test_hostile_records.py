@@ -20,9 +20,9 @@ from aiokafka.protocol.produce import ProduceRequest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.dead_letter import ERROR_HEADERS, original_headers
-from service.topics import ensure_topics
+from service.config.settings import Settings
+from service.kafka.dead_letters import ERROR_HEADERS, original_headers
+from service.kafka.topics import ensure_topics
 from testbed.events import adjust, record, upsert
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka import read_topic
@@ -196,7 +196,7 @@ async def test_a_header_key_that_is_not_utf8_is_applied_or_dead_lettered_and_not
     settings: Settings, engine: AsyncEngine, consumer: ConsumerProcess, kafka: str
 ) -> None:
     """aiokafka alone cannot unpack such a record and its partition would stop for good
-    (service/lenient_fetch.py): a valid event is applied, a bad one dead-lettered with the
+    (service/kafka/lenient_fetch.py): a valid event is applied, a bad one dead-lettered with the
     name's invalid bytes as U+FFFD, and the records after them are applied."""
     topic, group = settings.kafka_topic, settings.kafka_group_id
     await ensure_topics(settings)

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.config import Settings
-from service.sample import sample_events
-from service.security_errors import KafkaAccessDenied
+from service.cli.sample import sample_events
+from service.cli.transport_errors import KafkaAccessDenied
+from service.config.settings import Settings
 from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import ROOT, make_settings
 from tests.support.cli import run_cli

@@ -17,10 +17,10 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from service.pipeline import WritePath
-from service.retention import purge_once
-from service.retry import Backoff
-from service.schema_check import head_revision, require_current_schema
+from service.postgres.retention import purge_once
+from service.postgres.schema_gate import head_revision, require_current_schema
+from service.write_path.retry import Backoff
+from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert
 from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import run_service, service_env

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.topics import ensure_topics
+from service.config.settings import Settings
+from service.kafka.topics import ensure_topics
 from testbed.events import record, upsert
 from testbed.publish import publish, publish_acked
 from tests.conftest import make_settings

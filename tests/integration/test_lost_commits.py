@@ -18,8 +18,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.topics import ensure_topics
+from service.config.settings import Settings
+from service.kafka.topics import ensure_topics
 from testbed.events import record, upsert
 from testbed.publish import publish
 from tests.integration.test_positions_vs_log import metric, started, wait_for_ids

@@ -10,7 +10,7 @@ import sys
 import asyncpg
 import pytest
 
-from service.schema_check import head_revision
+from service.postgres.schema_gate import head_revision
 from tests.conftest import ROOT, TEST_DATABASE, _recreate_database, alembic
 from tests.support.services import PostgresEndpoint
 
@@ -91,8 +91,8 @@ async def test_migrate_uses_the_settings_it_is_given(scratch: PostgresEndpoint) 
     environment names (here: a database that does not exist)."""
     program = (
         "import argparse\n"
-        "from service.cli import _migrate\n"
-        "from service.config import Settings\n"
+        "from service.cli.main import _migrate\n"
+        "from service.config.settings import Settings\n"
         f"settings = Settings(postgres_host={scratch.host!r}, postgres_port={scratch.port},\n"
         f"    postgres_user={scratch.user!r}, postgres_password={scratch.password!r},\n"
         f"    postgres_db={scratch.database!r}, postgres_migration_user='',\n"

@@ -1,4 +1,4 @@
-"""The partition guard's in-flight checks (service/partition_guard.py) with a real consumer,
+"""The partition guard's in-flight checks (service/positions/guard.py) with a real consumer,
 broker and database: what the write path asks when a fetch shows that the log changed."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.config import Settings
-from service.partition_guard import PartitionGuard
-from service.pipeline import WritePath
-from service.positions import OnRecordsLost
-from service.retry import Backoff
-from service.topics import ensure_topics
+from service.config.settings import Settings
+from service.core.position_verdict import OnRecordsLost
+from service.kafka.topics import ensure_topics
+from service.positions.guard import PartitionGuard
+from service.write_path.retry import Backoff
+from service.write_path.transaction import WritePath
 from testbed.events import record, upsert
 from testbed.publish import publish
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process

@@ -23,9 +23,9 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.topic_ids import topic_ids
-from service.topics import ensure_topics, partitions_of
+from service.config.settings import Settings
+from service.kafka.topic_ids import topic_ids
+from service.kafka.topics import ensure_topics, partitions_of
 from testbed.environment import settings_env
 from testbed.events import record, upsert
 from testbed.publish import publish

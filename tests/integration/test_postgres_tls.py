@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from service.config import Settings
-from service.db import make_engine
-from service.schema_check import head_revision
+from service.config.settings import Settings
+from service.postgres.engine import make_engine
+from service.postgres.schema_gate import head_revision
 from testbed.environment import settings_env
 from tests.support.certs import make_ca
 from tests.support.cli import run_cli

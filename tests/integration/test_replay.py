@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.dead_letter import DeadLetter, KafkaDeadLetterSink
-from service.domain import Reason
-from service.replay import ReplayError, replay
-from service.replay_selection import Selection
-from service.status import partition_lag
-from service.topics import ensure_topics, partitions_of
+from service.cli.replay import ReplayError, replay
+from service.cli.replay_selection import Selection
+from service.cli.status import partition_lag
+from service.config.settings import Settings
+from service.core.domain import Reason
+from service.kafka.dead_letters import DeadLetter, KafkaDeadLetterSink
+from service.kafka.topics import ensure_topics, partitions_of
 from testbed.events import adjust, record, upsert
 from testbed.oracle import table
 from testbed.publish import publish
@@ -192,7 +192,7 @@ async def test_a_missing_dlq_topic_is_named_with_the_fix(settings: Settings) -> 
 async def test_a_cut_letter_is_never_replayed(
     settings: Settings, kafka: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Its value is not the original record's (service/letter_fit.py): it is named, not
+    """Its value is not the original record's (service/core/letter_fit.py): it is named, not
     published."""
     await ensure_topics(settings)
     topic = settings.kafka_topic

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service.schema_check import code_lineage
-from service.topics import ensure_topics
+from service.kafka.topics import ensure_topics
+from service.postgres.schema_gate import code_lineage
 from testbed.events import record, upsert
 from testbed.publish import publish
 from tests.conftest import ROOT, TEST_DATABASE, _recreate_database, make_settings

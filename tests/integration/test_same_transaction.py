@@ -16,9 +16,9 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.dead_letter import DeadLetter
-from service.pipeline import WritePath
-from service.retry import Backoff
+from service.kafka.dead_letters import DeadLetter
+from service.write_path.retry import Backoff
+from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert
 from testbed.oracle import table
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process

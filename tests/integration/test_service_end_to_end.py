@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.sample import sample_events
-from service.topics import ensure_topics
+from service.cli.sample import sample_events
+from service.config.settings import Settings
+from service.kafka.topics import ensure_topics
 from testbed.events import (
     LabelledSpec,
     adjust,

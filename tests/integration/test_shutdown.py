@@ -15,9 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.positions_admin import group_members
-from service.topics import ensure_topics
+from service.cli.positions import group_members
+from service.config.settings import Settings
+from service.kafka.topics import ensure_topics
 from testbed.events import LabelledSpec, generate_records
 from testbed.oracle import diff, expected_outcome, table
 from testbed.publish import publish_acked

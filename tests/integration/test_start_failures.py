@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
-from service.topics import partitions_of
+from service.config.settings import Settings
+from service.kafka.topics import partitions_of
 from testbed.environment import settings_env
 from tests.conftest import make_settings
 from tests.support.brokers import free_port
@@ -152,7 +152,7 @@ async def refused(self):
     raise GroupAuthorizationFailedError("Not authorized to access group")
 
 AIOKafkaConsumer.start = refused  # only the subscriber uses a consumer in `run`
-from service.cli import main
+from service.cli.main import main
 sys.exit(main(["run"]))
 """
 
@@ -193,7 +193,7 @@ async def hangs(self):
     await asyncio.Event().wait()
 
 AIOKafkaConsumer.start = hangs
-from service.cli import main
+from service.cli.main import main
 sys.exit(main(["run"]))
 """
 

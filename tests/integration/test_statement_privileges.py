@@ -23,8 +23,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from service.config import Settings
-from service.sample import sample_events
+from service.cli.sample import sample_events
+from service.config.settings import Settings
 from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import make_settings
 from tests.support.cli import run_cli, run_service, service_env

@@ -1,4 +1,4 @@
-"""service/store.py's functions on the real PostgreSQL, one at a time: what each reads,
+"""service/postgres/store.py's functions on the real PostgreSQL, one at a time: what each reads,
 writes and returns, and how many statements it costs (counted on the connection, whatever
 their text)."""
 
@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service import store
+from service.postgres import store
 
 # The row type store reads and writes, taken from its signature (so a rename of the domain's
 # class does not touch this test).

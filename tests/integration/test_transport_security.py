@@ -23,10 +23,10 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
-from service.db import make_engine
-from service.sample import sample_events
-from service.topics import partitions_of
+from service.cli.sample import sample_events
+from service.config.settings import Settings
+from service.kafka.topics import partitions_of
+from service.postgres.engine import make_engine
 from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import make_settings
 from tests.support.brokers import free_port

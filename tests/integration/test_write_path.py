@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service import store
-from service.domain import Reason
-from service.pipeline import WritePath
-from service.retention import purge_once
-from service.retry import Backoff
+from service.core.domain import Reason
+from service.postgres import store
+from service.postgres.retention import purge_once
+from service.write_path.retry import Backoff
+from service.write_path.transaction import WritePath
 from testbed.events import BASE_TIME, LabelledSpec, adjust, delete, generate_records, record, upsert
 from testbed.model import Product
 from testbed.oracle import diff, expected_outcome, table

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from service.config import Settings
+from service.config.settings import Settings
 from testbed.environment import settings_env
 from tests.support.consumer import ROOT
 from tests.support.services import PostgresEndpoint

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config import Settings
+from service.config.settings import Settings
 from testbed.environment import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -96,7 +96,7 @@ def _add_scram_users(plaintext: str, users: Mapping[str, str]) -> None:
 
 async def _wait_for_scram(bootstrap: str, ca: Path, user: str, password: str) -> None:
     """The credentials reach the listener through the metadata log: wait until they work."""
-    from service.tls import TlsFiles, client_context
+    from service.config.tls import TlsFiles, client_context
 
     context = client_context(
         TlsFiles(ca, None, None, None, "", "", "", ""), verify=True, check_hostname=True

@@ -1,4 +1,4 @@
-"""Check SQL text against the SQLAlchemy models (`service.models.Base.metadata`).
+"""Check SQL text against the SQLAlchemy models (`service.postgres.models.Base.metadata`).
 
 The write path keeps hand-written, set-based SQL (constant text, one round trip per
 statement). Nothing at run time ties that text to the models the migrations are made from,
@@ -50,7 +50,7 @@ _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 @dataclass(frozen=True)
 class Statement:
     module: str  # "service.store"
-    where: str  # "service/store.py:42" or "service.store._LOAD_PRODUCTS"
+    where: str  # "service/postgres/store.py:42" or "service.postgres.store._LOAD_PRODUCTS"
     sql: str
 
 

@@ -1,20 +1,20 @@
 """What the tests hand the write path: plain records, an in-memory dead-letter sink, and
 `process`, which decodes and writes one batch as the subscriber does (service/app.py through
-service/overlap.py, there with the next batch's decoding overlapped)."""
+service/write_path/overlap.py, there with the next batch's decoding overlapped)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.dead_letter import DeadLetter
-from service.pipeline import BatchReport, Ownership, WritePath
-from service.records import Record
+from service.core.records import Record
+from service.kafka.dead_letters import DeadLetter
+from service.write_path.transaction import BatchReport, Ownership, WritePath
 
 
 @dataclass(frozen=True, slots=True)
 class SimpleRecord:
-    """A plain record (service.records.Record)."""
+    """A plain record (service.core.records.Record)."""
 
     topic: str
     partition: int
@@ -25,7 +25,7 @@ class SimpleRecord:
 
 
 class MemoryDeadLetterSink:
-    """Keeps letters in a list (service.dead_letter.DeadLetterSink)."""
+    """Keeps letters in a list (service.kafka.dead_letters.DeadLetterSink)."""
 
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []

@@ -10,15 +10,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
 
-from service.health_metrics import HealthMetrics
-from service.metrics import Metrics
-from service.partition_guard import PositionMetrics
-from service.position_watch import WatchMetrics
-from service.progress import ProgressTracker
+from service.health.metrics import HealthMetrics
+from service.health.position_watch import WatchMetrics
+from service.health.progress import ProgressTracker
+from service.observability.metrics import Metrics
+from service.positions.guard import PositionMetrics
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
-# Served by the partition guard (stored positions vs the log), not by service/metrics.py.
+# Served by the partition guard (stored positions vs the log), not by
+# service/observability/metrics.py.
 GUARD_METRICS = {"inventory_sink_partition_stopped", "inventory_sink_offsets_lost_total"}
 TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 

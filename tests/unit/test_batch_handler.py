@@ -14,10 +14,10 @@ from aiokafka import TopicPartition
 from faststream.kafka import TestKafkaBroker
 
 from service.app import build_app, build_broker
-from service.batch_handler import BatchHandler
-from service.offset_mirror import OffsetMirror
-from service.pipeline import BatchReport
-from service.probes import Lifecycle
+from service.health.checks import Lifecycle
+from service.kafka.offset_mirror import OffsetMirror
+from service.write_path.handler import BatchHandler
+from service.write_path.transaction import BatchReport
 from tests.support.fake_consumer import FakeConsumer
 from tests.unit.test_subscriber import SETTINGS, _no_positions
 

@@ -17,12 +17,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 
-from service.decoding import Unusable
-from service.domain import Reason
-from service.metrics import Metrics
-from service.pipeline import BatchReport, WritePath
-from service.records import partition_runs
-from service.retry import Backoff
+from service.core.decoding import Unusable
+from service.core.domain import Reason
+from service.core.records import partition_runs
+from service.observability.metrics import Metrics
+from service.write_path.retry import Backoff
+from service.write_path.transaction import BatchReport, WritePath
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord
 
 

@@ -8,9 +8,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from service.claims import claimed_ids, claims_to_release, kept_ids
-from service.contract import parse_event
-from service.domain import Event, ProductState, Stale, fold
+from service.core.claims import claimed_ids, claims_to_release, kept_ids
+from service.core.contract import parse_event
+from service.core.domain import Event, ProductState, Stale, fold
 from testbed.events import adjust, delete, upsert
 
 

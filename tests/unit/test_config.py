@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import ConfigurationError, load_settings
+from service.config.settings import ConfigurationError, load_settings
 
 REQUIRED = {
     "POSTGRES_USER": "inv",
@@ -76,7 +76,8 @@ def test_a_malformed_variable_is_named_with_its_value(
 def test_the_cli_prints_the_line_and_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service import cli, config
+    from service.cli import main as cli
+    from service.config import settings as config
 
     config.get_settings.cache_clear()
     assert cli.main(["show"]) == 2

@@ -1,4 +1,4 @@
-"""Unit tests for the v1 product event contract (`service/contract.py`)."""
+"""Unit tests for the v1 product event contract (`service/core/contract.py`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
-from service.contract import (
+from service.core.contract import (
     CONTRACT_VERSION,
     EVENT_ADAPTER,
     MAX_PRICE,

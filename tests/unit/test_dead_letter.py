@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.dead_letter import DeadLetter, original_headers
-from service.domain import Reason
+from service.core.domain import Reason
+from service.kafka.dead_letters import DeadLetter, original_headers
 from tests.support.write_path import SimpleRecord
 
 

@@ -20,12 +20,12 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from service import dead_letter
-from service.dead_letter import DLQ_MAX_MESSAGE_BYTES, DeadLetter, KafkaDeadLetterSink
-from service.domain import Reason
-from service.letter_fit import batch_size
-from service.metrics import Metrics
-from service.retry import PartitionStopped, is_transient
+from service.core.domain import Reason
+from service.core.letter_fit import batch_size
+from service.kafka import dead_letters as dead_letter
+from service.kafka.dead_letters import DLQ_MAX_MESSAGE_BYTES, DeadLetter, KafkaDeadLetterSink
+from service.observability.metrics import Metrics
+from service.write_path.retry import PartitionStopped, is_transient
 from tests.support.write_path import SimpleRecord
 
 

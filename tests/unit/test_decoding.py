@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from service.contract import InvalidEvent, InvalidJson, parse_event
-from service.decoding import Unusable, decode
-from service.domain import Reason
+from service.core.contract import InvalidEvent, InvalidJson, parse_event
+from service.core.decoding import Unusable, decode
+from service.core.domain import Reason
 from tests.support.write_path import SimpleRecord
 
 

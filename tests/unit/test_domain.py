@@ -1,4 +1,4 @@
-"""Unit and property tests for the pure event-application rules (`service/domain.py`)."""
+"""Unit and property tests for the pure event-application rules (`service/core/domain.py`)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.claims import kept_ids
-from service.contract import (
+from service.core.claims import kept_ids
+from service.core.contract import (
     EVENT_ADAPTER,
     MAX_QUANTITY,
     ProductDeleted,
     ProductUpserted,
     StockAdjusted,
 )
-from service.domain import (
+from service.core.domain import (
     Applied,
     Event,
     FoldResult,

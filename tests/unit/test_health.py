@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from service.health import Probe, Verdict, every, probe_route, scrape_route
-from service.health_metrics import HealthMetrics
-from service.probes import Lifecycle, consumer_task_check, schema_check, started_check
-from service.progress import ProgressTracker
-from service.schema_check import SchemaNotReady
+from service.health.checks import Lifecycle, consumer_task_check, schema_check, started_check
+from service.health.metrics import HealthMetrics
+from service.health.probe import Probe, Verdict, every, probe_route, scrape_route
+from service.health.progress import ProgressTracker
+from service.postgres.schema_gate import SchemaNotReady
 
 
 async def call(app: Any, path: str = "/health/ready") -> tuple[int, bytes]:

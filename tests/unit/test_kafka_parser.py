@@ -11,11 +11,11 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.message import KafkaAckableMessage
 
 from service.app import build_broker
-from service.batch_handler import BatchHandler
-from service.config import Settings
-from service.kafka_parser import RawBatchParser
-from service.pipeline import BatchReport
-from service.records import Record
+from service.config.settings import Settings
+from service.core.records import Record
+from service.kafka.parser import RawBatchParser
+from service.write_path.handler import BatchHandler
+from service.write_path.transaction import BatchReport
 from tests.support.record_batches import batch
 
 SETTINGS = Settings(
@@ -98,7 +98,7 @@ async def test_records_with_binary_null_and_duplicate_headers_reach_the_handler(
 
 def test_aiokafka_cannot_unpack_a_header_key_that_is_not_utf8() -> None:
     """What the parser cannot cover: aiokafka decodes header keys inside getmany() (the
-    consumer reads through service/lenient_fetch.py for that). If this starts passing
+    consumer reads through service/kafka/lenient_fetch.py for that). If this starts passing
     through, lenient_fetch.py may go."""
     raw = batch(0, [(b"1", b"{}", [("QQQ", b"v")])])
     unpacked = DefaultRecordBatch(raw)

@@ -1,15 +1,15 @@
 """Record sets whose header keys are not UTF-8: aiokafka stops on them, the lenient reader
-hands every record on (service/lenient_fetch.py)."""
+hands every record on (service/kafka/lenient_fetch.py)."""
 
 from __future__ import annotations
 
 import pytest
 from aiokafka.record.memory_records import MemoryRecords
 
-from service.dead_letter import DeadLetter
-from service.decoding import record_size
-from service.domain import Reason
-from service.lenient_fetch import LenientMemoryRecords
+from service.core.decoding import record_size
+from service.core.domain import Reason
+from service.kafka.dead_letters import DeadLetter
+from service.kafka.lenient_fetch import LenientMemoryRecords
 from tests.support.record_batches import BAD_KEY, batch, gzipped
 from tests.support.write_path import SimpleRecord
 

@@ -1,4 +1,4 @@
-"""The form a dead letter is published in (service/letter_fit.py): exact sizes, and for every
+"""The form a dead letter is published in (service/core/letter_fit.py): exact sizes, and for every
 letter and budget the largest form that fits, cut in the documented order."""
 
 from __future__ import annotations
@@ -10,17 +10,9 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import letter_fit
-from service.dead_letter import (
-    DLQ_MAX_MESSAGE_BYTES,
-    ERROR_HEADERS,
-    MAX_MESSAGE_CHARS,
-    DeadLetter,
-    cut_letter,
-    original_headers,
-)
-from service.domain import Reason
-from service.letter_fit import (
+from service.core import letter_fit
+from service.core.domain import Reason
+from service.core.letter_fit import (
     CUT_HEADERS,
     SMALLEST_BUDGET,
     Form,
@@ -28,6 +20,14 @@ from service.letter_fit import (
     batch_size,
     budgets,
     varint_size,
+)
+from service.kafka.dead_letters import (
+    DLQ_MAX_MESSAGE_BYTES,
+    ERROR_HEADERS,
+    MAX_MESSAGE_CHARS,
+    DeadLetter,
+    cut_letter,
+    original_headers,
 )
 from tests.support.write_path import SimpleRecord
 

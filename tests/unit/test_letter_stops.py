@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from service.letter_stops import LetterStops
-from service.records import TopicAndPartition
+from service.core.records import TopicAndPartition
+from service.write_path.letter_stops import LetterStops
 
 
 class Guard:

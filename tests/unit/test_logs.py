@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from service.logs import JsonFormatter, TextFormatter, one_line, partition_fields, record_fields
+from service.observability.logs import (
+    JsonFormatter,
+    TextFormatter,
+    one_line,
+    partition_fields,
+    record_fields,
+)
 from tests.support.write_path import SimpleRecord
 
 
@@ -82,7 +88,7 @@ def test_an_exception_is_a_field_of_the_same_line() -> None:
 def test_json_mode_routes_library_loggers_warnings_and_crashes_through_json() -> None:
     program = """
 import logging, warnings
-from service.logs import configure_logging
+from service.observability.logs import configure_logging
 configure_logging("INFO", "json")
 import faststream
 logging.getLogger("faststream").info("from faststream")
@@ -161,7 +167,7 @@ def test_a_bad_format_string_still_gives_one_line() -> None:
 def test_text_mode_routes_library_loggers_warnings_and_crashes_through_one_line_each() -> None:
     program = f"""
 import logging, warnings
-from service.logs import configure_logging
+from service.observability.logs import configure_logging
 configure_logging("INFO", "text")
 import faststream
 logging.getLogger("faststream").info("from faststream")

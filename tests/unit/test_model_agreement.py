@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.claims import kept_ids
-from service.decoding import Unusable, decode
-from service.domain import Applied, Rejected, Stale, fold
+from service.core.claims import kept_ids
+from service.core.decoding import Unusable, decode
+from service.core.domain import Applied, Rejected, Stale, fold
 from testbed import model
 from testbed.events import LabelledSpec, Rec, generate_records
 from tests.faults import bad_inputs

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from service.decoding import Unusable
-from service.domain import Event, Reason
-from service.overlap import OverlappedWriter
-from service.pipeline import BatchReport
-from service.records import Record
+from service.core.decoding import Unusable
+from service.core.domain import Event, Reason
+from service.core.records import Record
+from service.write_path.overlap import OverlappedWriter
+from service.write_path.transaction import BatchReport
 from tests.support.write_path import SimpleRecord
 
 

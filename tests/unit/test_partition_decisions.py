@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.decoding import Unusable
-from service.domain import Reason
-from service.pipeline import BatchReport, WritePath, _fresh
-from service.records import partition_runs
-from service.retry import Backoff
+from service.core.decoding import Unusable
+from service.core.domain import Reason
+from service.core.records import partition_runs
+from service.write_path.retry import Backoff
+from service.write_path.transaction import BatchReport, WritePath, _fresh
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord
 
 TP = tuple[str, int]

@@ -8,9 +8,9 @@ import asyncio
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from service.position_watch import PositionWatch
-from service.progress import ProgressTracker
-from service.records import TopicAndPartition
+from service.core.records import TopicAndPartition
+from service.health.position_watch import PositionWatch
+from service.health.progress import ProgressTracker
 
 A0, A1, A2 = ("events", 0), ("events", 1), ("events", 2)
 

@@ -1,4 +1,5 @@
-"""The pure verdict on a stored position against its partition's log (service/positions.py)."""
+"""The pure verdict on a stored position against its partition's log
+(service/core/position_verdict.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import uuid
 
 import pytest
 
-from service.positions import (
+from service.core.position_verdict import (
     Act,
     Decision,
     LogBounds,

@@ -9,7 +9,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from service.app import create_app
-from service.config import Settings
+from service.config.settings import Settings
 
 STATEFULSET = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "statefulset.yaml"
 

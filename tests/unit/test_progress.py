@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.progress import ProgressTracker, lost_commits, stall_problem
+from service.health.progress import ProgressTracker, lost_commits, stall_problem
 
 A0, A1, A2, A3 = ("events", 0), ("events", 1), ("events", 2), ("events", 3)
 

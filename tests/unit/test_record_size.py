@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.decoding import Unusable, decode, record_size
-from service.domain import Reason
+from service.core.decoding import Unusable, decode, record_size
+from service.core.domain import Reason
 from testbed.events import record, upsert
 from tests.support.write_path import SimpleRecord
 

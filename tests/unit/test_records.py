@@ -7,7 +7,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.records import Run, first_offsets, partition_runs
+from service.core.records import Run, first_offsets, partition_runs
 from tests.support.write_path import SimpleRecord
 
 

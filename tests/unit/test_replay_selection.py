@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.cli import build_parser
-from service.dead_letter import DeadLetter
-from service.domain import Reason
-from service.letters import Letter
-from service.replay_selection import (
+from service.cli.main import build_parser
+from service.cli.replay_selection import (
     Selection,
     SelectionError,
     parse_time,
     read_ranges,
     selection_from_args,
 )
+from service.core.domain import Reason
+from service.core.letters import Letter
+from service.kafka.dead_letters import DeadLetter
 from tests.support.write_path import SimpleRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.retry import Backoff
+from service.write_path.retry import Backoff
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 0.2), (2, 0.4), (3, 0.8), (6, 6.4), (7, 10)])

@@ -5,21 +5,21 @@ from __future__ import annotations
 import pytest
 from alembic.script import ScriptDirectory
 
-from service.config import ConfigurationError, Settings, load_settings
-from service.models import Base
-from service.privileges import (
-    InvalidDeclaration,
-    declared_privileges,
-    grant_statements,
-    undeclared_privileges,
-)
-from service.schema_check import alembic_config, head_revision
-from service.schema_compat import (
+from service.config.settings import ConfigurationError, Settings, load_settings
+from service.core.schema_compat import (
     IncompatibleDeclaration,
     Marker,
     judge,
     oldest_compatible_code,
 )
+from service.postgres.grants import (
+    InvalidDeclaration,
+    declared_privileges,
+    grant_statements,
+    undeclared_privileges,
+)
+from service.postgres.models import Base
+from service.postgres.schema_gate import alembic_config, head_revision
 
 CODE = ["a1", "b2", "c3"]  # this release: head c3
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table
 
-from service.models import Base
+from service.postgres.models import Base
 from tests.support.sql_schema import Statement, problems, schema_of, statements_in_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,13 @@ def test_the_search_finds_the_statements_of_every_module_that_sends_sql(
     statements: list[Statement],
 ) -> None:
     modules = {statement.module for statement in statements}
-    expected = {"store", "position_store", "schema_marker", "status", "privileges"}
+    expected = {
+        "postgres.store",
+        "postgres.consumer_offsets",
+        "postgres.schema_marker",
+        "cli.status",
+        "postgres.grants",
+    }
     assert {f"service.{name}" for name in expected} <= modules
 
 

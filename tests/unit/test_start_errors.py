@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiokafka.errors import GroupAuthorizationFailedError
 
-from service.errors import explain
-from service.schema_check import SchemaNotReady
-from service.serving import StartFailed
+from service.cli.explain import explain
+from service.cli.serving import StartFailed
+from service.postgres.schema_gate import SchemaNotReady
 
 
 def failed_start(cause: BaseException) -> StartFailed:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from service import store
-from service.domain import ProductState
-from service.retry import Conflict, UnstorableRow, is_permanent
+from service.core.domain import ProductState
+from service.postgres import store
+from service.write_path.retry import Conflict, UnstorableRow, is_permanent
 
 
 class _Rows:

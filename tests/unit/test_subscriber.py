@@ -9,10 +9,10 @@ from faststream import AckPolicy
 from faststream.kafka import TestKafkaBroker
 
 from service.app import build_broker
-from service.batch_handler import BatchHandler
-from service.config import Settings
-from service.pipeline import BatchReport
-from service.records import Record
+from service.config.settings import Settings
+from service.core.records import Record
+from service.write_path.handler import BatchHandler
+from service.write_path.transaction import BatchReport
 from testbed.events import record, upsert
 
 SETTINGS = Settings(

@@ -1,11 +1,11 @@
-"""Which failures the write path treats as transient (service/retry.py is_transient)."""
+"""Which failures the write path treats as transient (service/write_path/retry.py is_transient)."""
 
 from __future__ import annotations
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
-from service.retry import is_permanent, is_transient
+from service.write_path.retry import is_permanent, is_transient
 
 
 def _through_sqlalchemy(error: Exception) -> DBAPIError:

@@ -14,11 +14,11 @@ from aiokafka.errors import (
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from service.config import ConfigurationError, Settings, load_settings
-from service.errors import explain
-from service.kafka_security import broker_security, client_kwargs
-from service.postgres_tls import connect_args
-from service.security_errors import KafkaAccessDenied
+from service.cli.explain import explain
+from service.cli.transport_errors import KafkaAccessDenied
+from service.config.settings import ConfigurationError, Settings, load_settings
+from service.kafka.security import broker_security, client_kwargs
+from service.postgres.tls import connect_args
 from tests.support.certs import CertificateAuthority, Issued, make_ca
 
 SECRET = "Zq7-unit-s3cret-Xw9"

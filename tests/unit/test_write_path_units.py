@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import pipeline
-from service.dead_letter import DeadLetter
-from service.decoding import Unusable, decode
-from service.domain import Applied, ProductState, Reason, Rejected, Stale
-from service.overlap import OverlappedWriter
-from service.pipeline import BatchReport, WritePath, _dead_letters, _fresh
-from service.records import partition_runs
-from service.retry import Backoff
+from service.core.decoding import Unusable, decode
+from service.core.domain import Applied, ProductState, Reason, Rejected, Stale
+from service.core.records import partition_runs
+from service.kafka.dead_letters import DeadLetter
+from service.write_path import transaction as pipeline
+from service.write_path.overlap import OverlappedWriter
+from service.write_path.retry import Backoff
+from service.write_path.transaction import BatchReport, WritePath, _dead_letters, _fresh
 from testbed.events import BASE_TIME, adjust, delete, record, upsert
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
 
@@ -370,7 +370,7 @@ def _event(body: dict[str, Any]) -> Any:
 
 
 def test_rejection_messages_name_the_problem_and_the_fix() -> None:
-    from service.domain import apply_event
+    from service.core.domain import apply_event
 
     live = ProductState(7, "n", None, 1, 0, 1)  # type: ignore[arg-type]
     gone = live._replace(deleted_at=BASE_TIME)
@@ -401,7 +401,7 @@ def test_rejection_messages_name_the_problem_and_the_fix() -> None:
 
 
 def test_a_later_upsert_replaces_the_description_even_with_null() -> None:
-    from service.domain import fold
+    from service.core.domain import fold
 
     first = upsert(3, 1)
     first["data"]["description"] = "old"

@@ -1,0 +1,105 @@
+"""Turn the failures a person meets at start-up into one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
+
+from service.cli.serving import StartFailed
+from service.cli.transport_errors import explain_transport
+from service.config.settings import Settings
+from service.postgres.schema_gate import SchemaNotReady
+
+log = logging.getLogger("service.errors")
+
+
+def explain(error: BaseException, settings: Settings | None = None) -> str | None:
+    """One line for `error`, or None if it is not one a person can fix by a setting.
+
+    With `settings`, a Kafka client that could not bootstrap is explained by asking the broker
+    again (service/kafka/refusal.py): aiokafka keeps the reason only in its log."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    transport = explain_transport(chain)  # TLS/SASL/pg_hba first (issue 8, item 4)
+    if transport is not None:
+        return transport
+    for item in chain:
+        if isinstance(item, SchemaNotReady):
+            return str(item)
+        if message := _kafka_denied(item):
+            return message
+        if isinstance(item, KafkaConnectionError):
+            refusal = _kafka_refusal(settings) if settings is not None else None
+            if refusal is not None:
+                return refusal
+            return (
+                f"cannot reach Kafka ({item}); check KAFKA_BOOTSTRAP_SERVERS and that the "
+                "broker runs (scripts/local-stack up); if the log above shows an authentication "
+                "or certificate error, check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SSL_*"
+            )
+        if isinstance(item, ConnectionRefusedError | OSError) and "connect" in str(item).lower():
+            return (
+                f"cannot connect ({item}); check POSTGRES_HOST/POSTGRES_PORT and "
+                "KAFKA_BOOTSTRAP_SERVERS, and that the services run (scripts/local-stack up)"
+            )
+        name = type(item).__name__
+        if name == "InvalidPasswordError":
+            return (
+                f"PostgreSQL refused the login ({item}); check POSTGRES_USER and POSTGRES_PASSWORD"
+            )
+        if name == "InvalidCatalogNameError":
+            return f"PostgreSQL has no such database ({item}); check POSTGRES_DB or create it"
+        if name == "InsufficientPrivilegeError":
+            return (
+                f"PostgreSQL refused the role a privilege ({item}); `migrate` must log in as "
+                "the owner of the database's tables (POSTGRES_MIGRATION_USER), the consumer as "
+                "the role migrate grants read/write (POSTGRES_USER); see MIGRATIONS.md, roles"
+            )
+    if isinstance(error, StartFailed):
+        return str(error)  # nothing more specific: name the cause and where to read more
+    return None
+
+
+def _kafka_refusal(settings: Settings) -> str | None:
+    from service.kafka.refusal import kafka_refusal
+
+    try:
+        return asyncio.run(kafka_refusal(settings))
+    except Exception as error:  # the diagnosis must not hide the error it explains
+        log.debug("could not ask Kafka why it refused", exc_info=error)
+        return None
+
+
+# Kafka's authorizer refused a request the command's own code does not name (the consumer's
+# group, a fetch, a produce): one line naming the ACL (README: Kafka ACLs).
+_WHO = "its user (KAFKA_SASL_USERNAME, or the client certificate's name)"
+
+
+def _kafka_denied(item: BaseException) -> str | None:
+    if isinstance(item, GroupAuthorizationFailedError):
+        return (
+            f"Kafka denied this client its consumer group ({item}); allow {_WHO} Read on "
+            "group KAFKA_GROUP_ID (README: Kafka ACLs)"
+        )
+    if isinstance(item, TopicAuthorizationFailedError):
+        return (
+            f"Kafka denied this client a topic ({item}); allow {_WHO} Read on the topics it "
+            "consumes and Write on those it publishes to (README: Kafka ACLs)"
+        )
+    if isinstance(item, ClusterAuthorizationFailedError):
+        return (
+            f"Kafka refused this client a producer id ({item}); allow {_WHO} Write on the "
+            "topic it publishes to (README: Kafka ACLs)"
+        )
+    return None

@@ -1,0 +1,172 @@
+"""`python -m service positions [reset ...]`: stored positions next to the log's, and resets.
+
+A reset writes the position and the topic's current id. It is safe while the consumer runs
+for a partition whose status is not ok: the consumer holds such a partition stopped (nothing
+of it is written) and picks the new position up within POSITION_CHECK_INTERVAL_S. Moving a
+partition that is ok under a running consumer would race with its batches, so that needs the
+group to have no members (stop the consumers first) or --force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupAuthorizationFailedError
+
+from service.cli.transport_errors import KafkaAccessDenied
+from service.config.settings import Settings
+from service.core.position_verdict import LogBounds, Status, Stored, classify, reset_target
+from service.kafka.security import client_kwargs
+from service.kafka.topics import partitions_of
+from service.positions.guard import log_bounds
+from service.postgres import consumer_offsets as position_store
+from service.postgres.engine import make_engine, make_session_factory
+
+# Statuses a running consumer never writes (it stops them): safe to reset under it.
+HELD_BY_CONSUMER = {Status.AHEAD_OF_LOG, Status.TOPIC_ID_CHANGED, Status.BEHIND_LOG_START}
+
+
+@dataclass(frozen=True)
+class PartitionPosition:
+    partition: int
+    stored: Stored | None
+    log: LogBounds
+    status: Status
+
+
+async def read_report(settings: Settings) -> list[PartitionPosition]:
+    """Every partition of KAFKA_TOPIC: stored position, log bounds and status."""
+    topic = settings.kafka_topic
+    partitions = await partitions_of(settings.kafka_brokers, topic, client_kwargs(settings))
+    if not partitions:
+        raise RuntimeError(
+            f"topic {topic!r} does not exist on {', '.join(settings.kafka_brokers)}; "
+            "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS"
+        )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_brokers,
+        enable_auto_commit=False,
+        **client_kwargs(settings),
+    )
+    await consumer.start()
+    try:
+        bounds = await log_bounds(consumer, {(topic, p) for p in partitions})
+    finally:
+        await consumer.stop()
+    engine = make_engine(settings)
+    try:
+        async with make_session_factory(engine)() as session:
+            stored = await position_store.read(session, settings.kafka_group_id, topic)
+    finally:
+        await engine.dispose()
+    rows = []
+    for partition in partitions:
+        log = bounds[(topic, partition)]
+        kept = stored.get(partition)
+        rows.append(PartitionPosition(partition, kept, log, classify(kept, log)))
+    return rows
+
+
+def render(settings: Settings, rows: Sequence[PartitionPosition]) -> str:
+    topic_id = next((row.log.topic_id for row in rows if row.log.topic_id), None)
+    lines = [
+        f"{settings.kafka_topic} (topic id {topic_id or 'unknown'}), "
+        f"group {settings.kafka_group_id}",
+        f"{'partition':>9} {'stored':>12} {'log start':>12} {'log end':>12}  status",
+    ]
+    for row in rows:
+        stored = "-" if row.stored is None else str(row.stored.offset)
+        lines.append(
+            f"{row.partition:>9} {stored:>12} {row.log.start:>12} {row.log.end:>12}  {row.status}"
+        )
+    bad = [row for row in rows if row.status in HELD_BY_CONSUMER]
+    if bad:
+        lines.append(
+            f"{len(bad)} partition(s) need a decision; see README (Operations: stored "
+            "positions) and `python -m service positions reset --help`"
+        )
+    return "\n".join(lines)
+
+
+async def print_report(settings: Settings) -> bool:
+    """Print the table; True when no partition needs a decision."""
+    rows = await read_report(settings)
+    print(render(settings, rows))
+    return not any(row.status in HELD_BY_CONSUMER for row in rows)
+
+
+async def group_members(settings: Settings) -> int:
+    """How many consumers are in KAFKA_GROUP_ID now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers, **client_kwargs(settings))
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])
+    except GroupAuthorizationFailedError as error:
+        raise KafkaAccessDenied("Describe", "group", settings.kafka_group_id) from error
+    finally:
+        await admin.close()
+    (group,) = response.to_object()["groups"]
+    return len(group["members"])
+
+
+async def reset(
+    settings: Settings,
+    partitions: Sequence[int] | None,
+    to: str,
+    dry_run: bool,
+    force: bool = False,
+) -> int:
+    """Set the stored positions of `partitions` (None: all) to `to`; returns the exit code."""
+    rows = {row.partition: row for row in await read_report(settings)}
+    chosen = sorted(rows) if partitions is None else sorted(set(partitions))
+    unknown = [p for p in chosen if p not in rows]
+    if unknown:
+        print(f"error: {settings.kafka_topic} has no partition {unknown} (it has {sorted(rows)})")
+        return 2
+    plan: list[tuple[PartitionPosition, int]] = []
+    for partition in chosen:
+        row = rows[partition]
+        try:
+            plan.append((row, reset_target(to, row.log)))
+        except ValueError as error:
+            print(f"error: partition {partition}: {error}")
+            return 2
+    running = [row.partition for row, _ in plan if row.status not in HELD_BY_CONSUMER]
+    if running and not force and not dry_run and await group_members(settings):
+        print(
+            f"error: partitions {running} are in use by the running consumers of group "
+            f"{settings.kafka_group_id} (their positions match the log); stop the consumers "
+            "first, or pass --force if you know none is consuming them"
+        )
+        return 1
+    for row, offset in plan:
+        before = "-" if row.stored is None else str(row.stored.offset)
+        print(
+            f"{settings.kafka_topic}[{row.partition}]: {before} -> {offset} "
+            f"({row.status}; log {row.log.start}..{row.log.end})"
+        )
+    if dry_run:
+        print("dry run: nothing changed")
+        return 0
+    engine = make_engine(settings)
+    try:
+        async with make_session_factory(engine)() as session, session.begin():
+            for row, offset in plan:
+                await position_store.set_position(
+                    session,
+                    settings.kafka_group_id,
+                    settings.kafka_topic,
+                    row.partition,
+                    offset,
+                    row.log.topic_id,
+                )
+    finally:
+        await engine.dispose()
+    print(
+        f"reset {len(plan)} position(s); a running consumer resumes a stopped partition "
+        f"within POSITION_CHECK_INTERVAL_S ({settings.position_check_interval_s:g}s)"
+    )
+    return 0

@@ -1,0 +1,129 @@
+"""What an operator looks at: the products table, the lag per partition, the dead letters."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from service.config.settings import Settings
+from service.kafka.security import client_kwargs
+from service.kafka.topics import partitions_of
+from service.postgres.engine import make_engine
+
+
+async def print_products(settings: Settings, include_deleted: bool = True) -> None:
+    engine = make_engine(settings)
+    try:
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text(
+                        "SELECT id, name, price, quantity, version, deleted_at IS NOT NULL "
+                        "FROM products ORDER BY id"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    header = f"{'id':>4}  {'name':<24} {'price':>10} {'quantity':>9} {'version':>8}  deleted"
+    print(header)
+    print("-" * len(header))
+    for pid, name, price, quantity, version, deleted in rows:
+        if deleted and not include_deleted:
+            continue
+        print(
+            f"{pid:>4}  {name[:24]:<24} {price:>10} {quantity:>9} {version:>8}  "
+            f"{'yes' if deleted else ''}"
+        )
+    print(f"({len(rows)} rows)")
+
+
+async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
+    """Per partition of KAFKA_TOPIC: (records not yet in the database, end offset)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from service.postgres import store
+    from service.postgres.engine import make_session_factory
+
+    security = client_kwargs(settings)
+    partitions = await partitions_of(settings.kafka_brokers, settings.kafka_topic, security)
+    tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers, **security)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps) if tps else {}
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    engine = make_engine(settings)
+    try:
+        async with make_session_factory(engine)() as session:
+            stored = await store.read_positions(
+                session, settings.kafka_group_id, {settings.kafka_topic}
+            )
+    finally:
+        await engine.dispose()
+    lag = {}
+    for tp in tps:
+        done = max(stored.get((tp.topic, tp.partition), 0), starts[tp])
+        lag[tp.partition] = (max(ends[tp] - done, 0), ends[tp])
+    return lag
+
+
+async def print_lag(settings: Settings, wait: float) -> bool:
+    """Print the lag; with `wait`, poll until it is zero. True when caught up."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        lag = await partition_lag(settings)
+        behind = sum(missing for missing, _ in lag.values())
+        if behind == 0 or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.5)
+    for partition, (missing, end) in sorted(lag.items()):
+        print(f"{settings.kafka_topic}[{partition}]: end offset {end}, not yet applied {missing}")
+    print("caught up" if behind == 0 else f"{behind} records not yet applied")
+    return behind == 0
+
+
+async def print_dead_letters(settings: Settings, count_only: bool, last: int) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    security = client_kwargs(settings)
+    partitions = await partitions_of(
+        settings.kafka_brokers, settings.kafka_dlq_topic, security, needs="Read"
+    )
+    tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
+    if not tps:
+        print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")
+        return
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_brokers, enable_auto_commit=False, **security
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        total = sum(ends[tp] - starts[tp] for tp in tps)
+        if count_only:
+            print(total)
+            return
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, max(starts[tp], ends[tp] - last))
+        letters = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                letters.extend(records)
+        letters.sort(key=lambda r: r.timestamp)
+        for letter in letters[-last:]:
+            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in letter.headers}
+            print(
+                f"{headers.get('original.topic')}[{headers.get('original.partition')}]"
+                f"@{headers.get('original.offset')} {headers.get('error.reason')}: "
+                f"{headers.get('error.message')}"
+            )
+        print(f"({total} dead letters in {settings.kafka_dlq_topic})")
+    finally:
+        await consumer.stop()

@@ -1,0 +1,55 @@
+"""Turn raw records into contract events, or into the reason they cannot be used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.core.contract import InvalidEvent, InvalidJson, parse_event
+from service.core.domain import Event, Reason
+from service.core.records import Record
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    reason: Reason
+    message: str
+
+
+# Key + value + headers. The default sits just under the broker's default message.max.bytes
+# (1 MiB + 12): lower it to protect the parser from records far larger than any event.
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+
+
+def record_size(record: Record) -> int:
+    """Bytes of the record's key, value and headers (names in UTF-8, values as sent)."""
+    key, value, headers = record.key, record.value, record.headers
+    size = (len(key) if key else 0) + (len(value) if value else 0)
+    for name, data in headers:  # a plain loop: most records have no headers, few have many
+        size += len(name.encode("utf-8", "surrogateescape")) + (len(data) if data else 0)
+    return size
+
+
+def decode(record: Record, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Event | Unusable:
+    size = record_size(record)
+    if size > max_record_bytes:
+        return Unusable(
+            Reason.RECORD_TOO_LARGE,
+            f"record is {size} bytes (key + value + headers), over MAX_RECORD_BYTES="
+            f"{max_record_bytes}; it was not parsed. Publish smaller events, or raise "
+            "MAX_RECORD_BYTES if events this large are intended",
+        )
+    try:
+        event = parse_event(record.value)
+    except InvalidJson as error:
+        return Unusable(Reason.INVALID_JSON, str(error))
+    except InvalidEvent as error:
+        return Unusable(Reason.INVALID_EVENT, str(error))
+    key = record.key
+    if key and key != b"%d" % event.product_id:
+        return Unusable(
+            Reason.INVALID_EVENT,
+            f"record key {key[:40]!r} does not match product_id {event.product_id}; publish "
+            "each event with its product id (decimal) as the key so a product's events stay "
+            "in order",
+        )
+    return event

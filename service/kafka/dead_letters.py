@@ -1,0 +1,288 @@
+"""Dead-letter records: the original key and value bytes, with the reason in headers.
+
+A letter too large for the dead-letter topic, or refused by the broker for good in any
+other way, is published cut (service/core/letter_fit.py decides the form); one refused even in
+its smallest form stops its partition (LetterStops) rather than be retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from service.core.domain import Reason
+from service.core.letter_fit import CUT_HEADERS, Form, Header, budgets, fit
+from service.core.records import Record, TopicAndPartition
+from service.observability.logs import record_fields
+from service.observability.metrics import Metrics
+from service.write_path.retry import PartitionStopped, retriable_kafka_error
+
+ERROR_HEADERS = (
+    "error.reason",
+    "error.message",
+    "original.topic",
+    "original.partition",
+    "original.offset",
+)
+MAX_MESSAGE_CHARS = 2_000
+LOGGED_MESSAGE_CHARS = 300
+# The DLQ topic accepts records larger than the input topic's limit, so an original record
+# near that limit still fits once the error headers are added.
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+log = logging.getLogger("service.dead_letter")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: Reason
+    message: str
+
+    def headers(self) -> list[Header]:
+        """The original headers exactly as they came (bytes or None, duplicates and names
+        like the sink's own kept, in order), then the sink's five: a reader takes the last
+        header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back.
+        The one change: a name that was not UTF-8 (see lenient_fetch.py) cannot be sent as
+        it was; each invalid byte becomes U+FFFD."""
+        return [*self._original(), *self._sink(MAX_MESSAGE_CHARS)]
+
+    def forms(self, *budgets: int) -> list[Form | None]:
+        """For each budget, the letter as it is if its batch fits that many bytes, else cut
+        to fit (None if even its smallest form does not)."""
+        chars = min(len(self.message), MAX_MESSAGE_CHARS)
+        record = self.record
+        return fit(record.key, record.value, self._original(), self._sink, chars, budgets)
+
+    def _original(self) -> list[Header]:
+        return [(_sendable(name), value) for name, value in self.record.headers]
+
+    def _sink(self, message_chars: int) -> list[Header]:
+        return [
+            ("error.reason", self.reason.value.encode()),
+            ("error.message", self.message[:message_chars].encode("utf-8", "replace")),
+            ("original.topic", self.record.topic.encode()),
+            ("original.partition", str(self.record.partition).encode()),
+            ("original.offset", str(self.record.offset).encode()),
+        ]
+
+
+def _sendable(name: str) -> str:
+    """`name` as a producer can encode it: bytes that were not UTF-8 (kept as surrogate
+    escapes by lenient_fetch) become U+FFFD."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def original_headers(headers: Sequence[Header]) -> list[Header]:
+    """The original record's headers from a dead letter's: all but the sink's last five
+    (and, after them, the three of a cut letter; see letter_fit.py: a cut letter may have
+    dropped them all)."""
+    headers = list(headers)
+    if cut_letter(headers):
+        headers = headers[: -len(CUT_HEADERS)]
+    if [name for name, _ in headers[-len(ERROR_HEADERS) :]] != list(ERROR_HEADERS):
+        raise ValueError("not a dead letter of this sink: its last headers are not error.*")
+    return headers[: -len(ERROR_HEADERS)]
+
+
+def cut_letter(headers: Sequence[Header]) -> bool:
+    """True for a letter this sink cut to fit (its last headers: the five, then the cut's)."""
+    tail = [name for name, _ in headers[-len(ERROR_HEADERS) - len(CUT_HEADERS) :]]
+    return tail == [*ERROR_HEADERS, *CUT_HEADERS]
+
+
+class DeadLetterSink(Protocol):
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish every letter and return once the broker has acknowledged all of them."""
+
+
+class LetterStops(Protocol):
+    """Where a partition is stopped when its letter cannot be published in any form
+    (service/write_path/letter_stops.py)."""
+
+    def stop(self, tp: TopicAndPartition, reason: str) -> None: ...
+
+
+class KafkaDeadLetterSink:
+    """Publishes to the DLQ topic with an idempotent producer, acks from all replicas.
+
+    Retriable errors propagate (the batch is retried). A letter the broker refuses for good
+    is published again alone, then cut to smaller and smaller budgets (letter_fit.budgets)
+    until one is accepted; if none is, its partition is stopped (`stops`) and
+    PartitionStopped raised, so the batch is written again without that partition."""
+
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        topic: str,
+        client_id: str,
+        security: Mapping[str, Any] | None = None,
+        metrics: Metrics | None = None,
+        stops: LetterStops | None = None,
+    ) -> None:
+        """`security`: service.kafka.security.client_kwargs(settings)."""
+        self.topic = topic
+        self.metrics = metrics or Metrics()
+        self.stops = stops
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._security = dict(security or {})
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # aiokafka binds a producer to the running loop, so it is made here, not in __init__.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
+            linger_ms=0,  # send() is awaited before the commit: lingering only adds latency
+            **self._security,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        if self._producer is None:
+            raise RuntimeError("dead-letter producer is not started")
+        forms = [_largest(letter) for letter in letters]
+        results = await self._publish(forms)
+        for error in results:
+            if error is not None and retriable_kafka_error(error):
+                raise error
+        refused: dict[TopicAndPartition, str] = {}
+        for letter, form, error in zip(letters, forms, results, strict=True):
+            if error is None:
+                self._written(letter, form, None)
+                continue
+            problem = await self._write_cut(letter, form, error)
+            if problem is not None:
+                refused[(letter.record.topic, letter.record.partition)] = problem
+        if refused:
+            for tp, problem in sorted(refused.items()):
+                self.metrics.dead_letters_refused.labels(tp[0]).inc()
+                if self.stops is not None:
+                    self.stops.stop(tp, problem)
+            raise PartitionStopped(
+                "the dead-letter topic refused letters in every form; stopped "
+                + "; ".join(f"{t}[{p}]: {why}" for (t, p), why in sorted(refused.items()))
+            )
+
+    async def _publish(self, forms: Sequence[Form]) -> list[Exception | None]:
+        """Send every form at once; each one's failure (None: acknowledged)."""
+        producer = self._producer
+        assert producer is not None
+        pending: list[asyncio.Future[Any] | Exception] = []
+        for form in forms:
+            try:
+                pending.append(
+                    await producer.send(
+                        self.topic, value=form.value, key=form.key, headers=list(form.headers)
+                    )
+                )
+            except KafkaError as error:  # refused before sending (size, metadata)
+                pending.append(error)
+        results: list[Exception | None] = []
+        for future in pending:
+            if isinstance(future, Exception):
+                results.append(future)
+                continue
+            try:
+                await future
+            except KafkaError as error:
+                results.append(error)
+            else:
+                results.append(None)
+        return results
+
+    async def _write_cut(self, letter: DeadLetter, sent: Form, error: Exception) -> str | None:
+        """Publish `letter` after the broker refused `sent` for good: alone as it was (a
+        batch-mate may have been the cause), then cut to each budget in turn. None once one
+        is accepted, else what the last refusal said."""
+        tried: list[Form] = []
+        for form in [sent, *letter.forms(*budgets(DLQ_MAX_MESSAGE_BYTES))]:
+            if form is None or form in tried:
+                continue
+            tried.append(form)
+            # A batch the broker refused leaves this idempotent producer's sequence numbers
+            # ahead of the broker's: every later batch of that partition would be refused
+            # as out of order. A new producer starts a new sequence.
+            await self._restart()
+            (error_now,) = await self._publish([form])
+            if error_now is None:
+                self._written(letter, form, error)
+                return None
+            if retriable_kafka_error(error_now):
+                raise error_now
+            error = error_now
+        record = letter.record
+        return (
+            f"the dead-letter topic {self.topic} refused the letter of "
+            f"{record.topic}[{record.partition}]@{record.offset} even cut to "
+            f"{tried[-1].size if tried else 0} bytes ({type(error).__name__}: {error}); check "
+            f"the topic's max.message.bytes and ACLs (KAFKA_DLQ_TOPIC), then restart"
+        )
+
+    async def _restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def _written(self, letter: DeadLetter, form: Form, refusal: Exception | None) -> None:
+        record = letter.record
+        fields = record_fields(record) | {"reason": letter.reason.value}
+        if not form.cut:
+            log.warning(
+                "dead-lettered %s[%d]@%d as %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.reason.value,
+                letter.message[:LOGGED_MESSAGE_CHARS],
+                extra=fields,
+            )
+            return
+        self.metrics.dead_letters_cut.labels(letter.reason.value).inc()
+        why = (
+            f"the dead-letter topic refused it as it was ({type(refusal).__name__})"
+            if refusal is not None
+            else f"it was over the {DLQ_MAX_MESSAGE_BYTES} bytes a letter may have"
+        )
+        marks = dict(form.headers)
+        log.warning(
+            "dead-lettered %s[%d]@%d as %s, cut (%s) to %d bytes: %s; the original value is "
+            "%s bytes with SHA-256 %s, still at that offset while retention keeps it: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            letter.reason.value,
+            ",".join(form.cut),
+            form.size,
+            why,
+            (marks["original.value.bytes"] or b"null").decode(),
+            (marks["original.value.sha256"] or b"-").decode(),
+            letter.message[:LOGGED_MESSAGE_CHARS],
+            extra=fields | {"cut": list(form.cut)},
+        )
+
+
+def _largest(letter: DeadLetter) -> Form:
+    """The letter as it is, or cut to the most a letter may have (DLQ_MAX_MESSAGE_BYTES, far
+    more than the sink's own headers need, so it always has a form)."""
+    (form,) = letter.forms(DLQ_MAX_MESSAGE_BYTES)
+    assert form is not None, "DLQ_MAX_MESSAGE_BYTES holds any letter's sink headers"
+    return form

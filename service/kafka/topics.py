@@ -1,0 +1,89 @@
+"""Create the input and dead-letter topics if they are missing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
+
+from service.cli.transport_errors import KafkaAccessDenied
+from service.config.settings import Settings
+from service.kafka.dead_letters import DLQ_MAX_MESSAGE_BYTES
+from service.kafka.security import client_kwargs
+
+log = logging.getLogger("service.topics")
+
+
+async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = None) -> None:
+    """Create the topics that are missing. Kafka hides a topic from a user that may not
+    Describe it, so creating it is refused: KafkaAccessDenied names what the caller needs on
+    it (`needs`: topic -> operation; default the consumer's, Read on the input topic and Write
+    on the dead-letter topic, which include Describe)."""
+    needs = needs or {settings.kafka_topic: "Read", settings.kafka_dlq_topic: "Write"}
+    wanted = [
+        NewTopic(
+            settings.kafka_topic,
+            num_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+        ),
+        NewTopic(
+            settings.kafka_dlq_topic,
+            num_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
+        ),
+    ]
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_brokers,
+        client_id="inventory-sink-admin",
+        **client_kwargs(settings),
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(missing)
+        for name, code, *rest in response.topic_errors:
+            if code == 0:
+                log.info("created topic %s", name)
+                continue
+            error = for_code(code)
+            if error is TopicAlreadyExistsError:
+                continue
+            if error is TopicAuthorizationFailedError:
+                raise KafkaAccessDenied(needs.get(name, "Describe"), "topic", name)
+            raise RuntimeError(
+                f"could not create Kafka topic {name!r}: {error.__name__} "
+                f"{rest[-1] if rest else ''}; create it by hand or fix "
+                "KAFKA_REPLICATION_FACTOR / KAFKA_TOPIC_PARTITIONS"
+            )
+    finally:
+        await admin.close()
+
+
+async def partitions_of(
+    bootstrap_servers: list[str],
+    topic: str,
+    security: Mapping[str, Any] | None = None,
+    needs: str = "Describe",
+) -> list[int]:
+    """The topic's partition numbers, or [] if it does not exist.
+
+    `security`: service.kafka.security.client_kwargs(settings). KafkaAccessDenied names
+    `needs` (the caller's operation on the topic) when the broker refuses to describe it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if for_code(description["error_code"]) is TopicAuthorizationFailedError:
+        raise KafkaAccessDenied(needs, "topic", topic)
+    if description["error_code"] != 0:
+        return []
+    return sorted(p["partition"] for p in description["partitions"])

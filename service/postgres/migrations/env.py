@@ -1,0 +1,145 @@
+"""Alembic environment (async template): the URL comes from the service's own settings."""
+
+import asyncio
+import logging
+import sys
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import async_engine_from_config
+
+from service.config.settings import ConfigurationError, Settings, load_settings
+from service.core.schema_compat import IncompatibleDeclaration
+from service.postgres.grants import (
+    InvalidDeclaration,
+    RoleMissing,
+    declared_privileges,
+    describe,
+    grant_consumer_role,
+)
+from service.postgres.migration_lock import migration_lock
+from service.postgres.models import Base
+from service.postgres.schema_marker import record_compatibility
+from service.postgres.tls import connect_args as postgres_connect_args
+
+config = context.config
+
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name)
+
+target_metadata = Base.metadata
+log = logging.getLogger("alembic.env")
+
+
+def settings() -> Settings:
+    """The settings `python -m service migrate` hands over, else the environment's."""
+    given = config.attributes.get("settings")
+    if isinstance(given, Settings):
+        return given
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        sys.exit(str(error))
+
+
+def database_url() -> str:
+    """Migrations log in as the schema owner (POSTGRES_MIGRATION_USER, else POSTGRES_USER)."""
+    return settings().migration_database_url
+
+
+def connect_args() -> dict[str, object]:
+    """TLS as the service connects (POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT...)."""
+    return postgres_connect_args(settings())
+
+
+def run_migrations_offline() -> None:
+    """Emit SQL to stdout instead of running it (`alembic upgrade head --sql`)."""
+    context.configure(
+        url=database_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        compare_type=True,
+        compare_server_default=True,
+    )
+
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    # Replicas may all run `migrate` at once: one at a time, the others wait, then find head.
+    with migration_lock(connection, on_wait=waiting):
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            compare_server_default=True,
+        )
+
+        with context.begin_transaction():
+            context.run_migrations()
+            if changes_revision():
+                after_migrations(connection)
+
+
+def waiting(holder: int | None) -> None:
+    log.info("another migration holds the migration lock (pid %s); waiting for it", holder)
+
+
+def changes_revision() -> bool:
+    """upgrade, downgrade and stamp; not check, current or revision --autogenerate."""
+    return "destination_rev" in context.get_context().opts
+
+
+def after_migrations(connection: Connection) -> None:
+    """In the migration's transaction: record which code may run on the schema now, and
+    leave the consumer's role exactly the privileges its statements need."""
+    heads = context.get_context().get_current_heads()
+    try:
+        marker = record_compatibility(connection, context.script, heads)
+        if marker is not None:
+            log.info(
+                "schema at %s accepts code from revision %s on",
+                marker.revision,
+                marker.min_code_revision,
+            )
+        current = settings()
+        if current.migration_user != current.postgres_user:
+            declared = declared_privileges(context.script, heads)
+            granted = grant_consumer_role(connection, current.postgres_user, declared)
+            log.info(
+                "granted %s exactly: %s (no DDL, no TEMPORARY)",
+                current.postgres_user,
+                describe(granted) or "nothing",
+            )
+    except (IncompatibleDeclaration, RoleMissing, InvalidDeclaration) as error:
+        sys.exit(f"migration refused, nothing changed: {error}")
+
+
+async def run_async_migrations() -> None:
+    section = config.get_section(config.config_ini_section, {})
+    section["sqlalchemy.url"] = database_url()
+    connectable = async_engine_from_config(
+        section,
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+        connect_args=connect_args(),
+    )
+
+    async with connectable.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+
+    await connectable.dispose()
+
+
+def run_migrations_online() -> None:
+    asyncio.run(run_async_migrations())
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
