@@ -36,7 +36,7 @@ from service.health.position_watch import PositionWatch
 from service.health.probe import Probe, every, probe_route, scrape_route
 from service.health.progress import ProgressTracker
 from service.kafka import lenient_fetch
-from service.kafka.dead_letters import KafkaDeadLetterSink
+from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.parser import RawBatchParser
 from service.kafka.security import broker_security, client_kwargs
 from service.kafka.topics import ensure_topics

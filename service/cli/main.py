@@ -131,14 +131,14 @@ def _create_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _positions(args: argparse.Namespace, settings: Settings) -> int:
-    from service.cli import positions as positions_admin
+    from service.cli import positions
 
     if args.action == "reset":
         partitions = None if args.all else args.partition
         return asyncio.run(
-            positions_admin.reset(settings, partitions, args.to, args.dry_run, args.force)
+            positions.reset(settings, partitions, args.to, args.dry_run, args.force)
         )
-    return 0 if asyncio.run(positions_admin.print_report(settings)) else 1
+    return 0 if asyncio.run(positions.print_report(settings)) else 1
 
 
 def _add_positions(sub: Any) -> None:

@@ -16,13 +16,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupAuthorizationFailedError
 
-from service.cli.transport_errors import KafkaAccessDenied
 from service.config.settings import Settings
 from service.core.position_verdict import LogBounds, Status, Stored, classify, reset_target
+from service.kafka.refusal import KafkaAccessDenied
 from service.kafka.security import client_kwargs
 from service.kafka.topics import partitions_of
 from service.positions.guard import log_bounds
-from service.postgres import consumer_offsets as position_store
+from service.postgres import consumer_offsets
 from service.postgres.engine import make_engine, make_session_factory
 
 # Statuses a running consumer never writes (it stops them): safe to reset under it.
@@ -59,7 +59,7 @@ async def read_report(settings: Settings) -> list[PartitionPosition]:
     engine = make_engine(settings)
     try:
         async with make_session_factory(engine)() as session:
-            stored = await position_store.read(session, settings.kafka_group_id, topic)
+            stored = await consumer_offsets.read(session, settings.kafka_group_id, topic)
     finally:
         await engine.dispose()
     rows = []
@@ -155,7 +155,7 @@ async def reset(
     try:
         async with make_session_factory(engine)() as session, session.begin():
             for row, offset in plan:
-                await position_store.set_position(
+                await consumer_offsets.set_position(
                     session,
                     settings.kafka_group_id,
                     settings.kafka_topic,

@@ -33,11 +33,11 @@ from service.cli.replay_selection import (
     read_ranges,
     selection_from_args,
 )
-from service.cli.transport_errors import KafkaAccessDenied
 from service.config.settings import Settings
 from service.core.letters import Letter
-from service.kafka.dead_letters import DLQ_MAX_MESSAGE_BYTES
+from service.kafka.refusal import KafkaAccessDenied
 from service.kafka.security import client_kwargs
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
 
 # A letter cut to fit the DLQ topic is not the original record: publishing it would be wrong.
 CUT_LETTER = (

@@ -10,19 +10,7 @@ import ssl
 from collections.abc import Sequence
 
 from service.config.settings import ConfigurationError
-
-
-class KafkaAccessDenied(RuntimeError):
-    """Kafka's authorizer refused an operation the command needs: an ACL is missing."""
-
-    def __init__(self, operation: str, resource: str, name: str) -> None:
-        super().__init__(
-            f"Kafka denied this client {operation} on {resource} {name!r}; allow its user "
-            f"(KAFKA_SASL_USERNAME, or the client certificate's name) {operation} on {resource} "
-            f"{name} (README: Kafka ACLs)"
-        )
-        self.operation, self.resource, self.name = operation, resource, name
-
+from service.kafka.refusal import KafkaAccessDenied
 
 CHECK_VERIFY = (
     "for PostgreSQL check POSTGRES_SSLROOTCERT (the CA that signed the server's certificate) "

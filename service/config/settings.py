@@ -22,6 +22,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.config.transport_checks import transport_problems
+
 
 # Transport security (issue 8, item 4): an empty variable (as in .env.example) means unset.
 def _unset_if_empty(value: Any) -> Any:
@@ -199,8 +201,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_transport_security(self) -> Settings:
-        from service.config.transport_checks import transport_problems
-
         problems = transport_problems(self)
         if problems:
             raise PydanticCustomError(

@@ -7,10 +7,23 @@ connection is encrypted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from service.config.settings import Settings
+
+class TransportSettings(Protocol):
+    """The settings these checks read (service/config/settings.py checks its own with them,
+    so they see the fields rather than import the class)."""
+
+    @property
+    def kafka_security_protocol(self) -> str: ...
+    @property
+    def postgres_sslmode(self) -> str: ...
+    @property
+    def postgres_sslrootcert(self) -> Path | None: ...
+    @property
+    def postgres_sslcert(self) -> Path | None: ...
+
 
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
@@ -20,15 +33,15 @@ VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 CLIENT_CERT_SSLMODES = ("require", "verify-ca", "verify-full")
 
 
-def transport_problems(settings: Settings) -> list[str]:
+def transport_problems(settings: TransportSettings) -> list[str]:
     return [*kafka_problems(settings), *postgres_problems(settings)]
 
 
-def _set(settings: Settings, *names: str) -> list[str]:
+def _set(settings: TransportSettings, *names: str) -> list[str]:
     return [name.upper() for name in names if getattr(settings, name) is not None]
 
 
-def kafka_problems(settings: Settings) -> list[str]:
+def kafka_problems(settings: TransportSettings) -> list[str]:
     protocol = settings.kafka_security_protocol
     current = f"KAFKA_SECURITY_PROTOCOL={protocol}"
     problems = []
@@ -71,7 +84,7 @@ def kafka_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def postgres_problems(settings: Settings) -> list[str]:
+def postgres_problems(settings: TransportSettings) -> list[str]:
     mode = settings.postgres_sslmode
     current = f"POSTGRES_SSLMODE={mode}"
     files = ("postgres_sslrootcert", "postgres_sslcert", "postgres_sslkey", "postgres_sslpassword")
@@ -101,7 +114,7 @@ def postgres_problems(settings: Settings) -> list[str]:
 
 
 def _client_certificate_problems(
-    settings: Settings, cert: str, key: str, password: str
+    settings: TransportSettings, cert: str, key: str, password: str
 ) -> list[str]:
     """A key or its password without the certificate they belong to."""
     if getattr(settings, cert) is not None:

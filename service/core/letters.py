@@ -1,18 +1,91 @@
-"""What a dead letter says, and what its replay carries: pure, no I/O.
+"""The dead-letter format, written (`DeadLetter`) and read (`Letter`): pure, no I/O.
 
-A dead letter (see dead_letter.py) is the original record's key and value with its original
-headers, followed by the sink's `error.*` and `original.*` headers. Replaying it publishes the
+A dead letter is the original record's key and value with its original headers, followed by
+the sink's `error.*` and `original.*` headers (and, for a letter cut to fit the dead-letter
+topic, the cut's headers: service/core/letter_fit.py). Replaying it publishes the
 key, the value and the original headers again (never the sink's), plus `replayed.from`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from service.core.domain import Reason
+from service.core.letter_fit import CUT_HEADERS, Form, Header, fit
 from service.core.records import Record
-from service.kafka.dead_letters import ERROR_HEADERS, cut_letter, original_headers
+
+ERROR_HEADERS = (
+    "error.reason",
+    "error.message",
+    "original.topic",
+    "original.partition",
+    "original.offset",
+)
+MAX_MESSAGE_CHARS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: Reason
+    message: str
+
+    def headers(self) -> list[Header]:
+        """The original headers exactly as they came (bytes or None, duplicates and names
+        like the sink's own kept, in order), then the sink's five: a reader takes the last
+        header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back.
+        The one change: a name that was not UTF-8 (see lenient_fetch.py) cannot be sent as
+        it was; each invalid byte becomes U+FFFD."""
+        return [*self._original(), *self._sink(MAX_MESSAGE_CHARS)]
+
+    def forms(self, *budgets: int) -> list[Form | None]:
+        """For each budget, the letter as it is if its batch fits that many bytes, else cut
+        to fit (None if even its smallest form does not)."""
+        chars = min(len(self.message), MAX_MESSAGE_CHARS)
+        record = self.record
+        return fit(record.key, record.value, self._original(), self._sink, chars, budgets)
+
+    def _original(self) -> list[Header]:
+        return [(_sendable(name), value) for name, value in self.record.headers]
+
+    def _sink(self, message_chars: int) -> list[Header]:
+        return [
+            ("error.reason", self.reason.value.encode()),
+            ("error.message", self.message[:message_chars].encode("utf-8", "replace")),
+            ("original.topic", self.record.topic.encode()),
+            ("original.partition", str(self.record.partition).encode()),
+            ("original.offset", str(self.record.offset).encode()),
+        ]
+
+
+def _sendable(name: str) -> str:
+    """`name` as a producer can encode it: bytes that were not UTF-8 (kept as surrogate
+    escapes by lenient_fetch) become U+FFFD."""
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def original_headers(headers: Sequence[Header]) -> list[Header]:
+    """The original record's headers from a dead letter's: all but the sink's last five
+    (and, after them, the three of a cut letter; see letter_fit.py: a cut letter may have
+    dropped them all)."""
+    headers = list(headers)
+    if cut_letter(headers):
+        headers = headers[: -len(CUT_HEADERS)]
+    if [name for name, _ in headers[-len(ERROR_HEADERS) :]] != list(ERROR_HEADERS):
+        raise ValueError("not a dead letter of this sink: its last headers are not error.*")
+    return headers[: -len(ERROR_HEADERS)]
+
+
+def cut_letter(headers: Sequence[Header]) -> bool:
+    """True for a letter this sink cut to fit (its last headers: the five, then the cut's)."""
+    tail = [name for name, _ in headers[-len(ERROR_HEADERS) - len(CUT_HEADERS) :]]
+    return tail == [*ERROR_HEADERS, *CUT_HEADERS]
+
 
 REPLAYED_FROM = "replayed.from"  # "<dlq topic>/<partition>/<offset>" of the replayed letter
 

@@ -1,4 +1,4 @@
-"""Why Kafka refused this client, as one sentence naming the setting to fix.
+"""Why Kafka refused this client, as one sentence naming the setting or the ACL to fix.
 
 aiokafka gives up with `KafkaConnectionError: Unable to bootstrap from [...]` and keeps the
 reason only in its log line. `kafka_refusal` opens the first connection again exactly as
@@ -23,6 +23,19 @@ from aiokafka.errors import (
 from service.config.settings import Settings
 from service.config.transport_checks import TLS_PROTOCOLS
 from service.kafka.security import client_kwargs
+
+
+class KafkaAccessDenied(RuntimeError):
+    """Kafka's authorizer refused an operation the command needs: an ACL is missing."""
+
+    def __init__(self, operation: str, resource: str, name: str) -> None:
+        super().__init__(
+            f"Kafka denied this client {operation} on {resource} {name!r}; allow its user "
+            f"(KAFKA_SASL_USERNAME, or the client certificate's name) {operation} on {resource} "
+            f"{name} (README: Kafka ACLs)"
+        )
+        self.operation, self.resource, self.name = operation, resource, name
+
 
 # Each bootstrap server is asked once, each within this time.
 CONNECT_TIMEOUT_S = 10.0

@@ -9,10 +9,13 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
-from service.cli.transport_errors import KafkaAccessDenied
 from service.config.settings import Settings
-from service.kafka.dead_letters import DLQ_MAX_MESSAGE_BYTES
+from service.kafka.refusal import KafkaAccessDenied
 from service.kafka.security import client_kwargs
+
+# The DLQ topic accepts records larger than the input topic's limit, so an original record
+# near that limit still fits once the error headers are added.
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 log = logging.getLogger("service.topics")
 

@@ -42,7 +42,7 @@ from service.core.position_verdict import (
 )
 from service.core.records import TopicAndPartition
 from service.kafka.topic_ids import topic_ids
-from service.postgres import consumer_offsets as position_store
+from service.postgres import consumer_offsets
 
 log = logging.getLogger("service.positions")
 
@@ -276,7 +276,7 @@ class PartitionGuard:
         ids = await topic_ids(consumer._client, sorted({t for t, _ in running}))
         for topic in {t for t, _ in running}:
             async with self.sessions() as session:
-                stored = await position_store.read(session, self.group_id, topic)
+                stored = await consumer_offsets.read(session, self.group_id, topic)
             changed = {
                 tp
                 for tp in running
@@ -306,7 +306,7 @@ class PartitionGuard:
             stored: dict[TopicAndPartition, Stored] = {}
             async with self.sessions() as session:
                 for topic in sorted({t for t, _ in tps}):
-                    rows = await position_store.read(session, self.group_id, topic)
+                    rows = await consumer_offsets.read(session, self.group_id, topic)
                     stored.update({(topic, p): s for p, s in rows.items()})
         except Exception as error:
             log.warning(
@@ -344,7 +344,7 @@ class PartitionGuard:
         assert decision.offset is not None
         if decision.act is Act.MOVE:
             async with self.sessions() as session, session.begin():
-                moved = await position_store.move(
+                moved = await consumer_offsets.move(
                     session, self.group_id, *tp, stored, decision.offset, bounds.topic_id
                 )
             if not moved:  # someone else changed it meanwhile: look again soon

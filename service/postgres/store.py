@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.domain import ProductState
+from service.core.failures import Conflict, UnstorableRow
 from service.core.records import TopicAndPartition
-from service.write_path.retry import Conflict, UnstorableRow
 
 _ENSURE_POSITIONS = text(
     """

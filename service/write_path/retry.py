@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from service.core.failures import Conflict, PartitionStopped, UnstorableRow
+from service.kafka.transient import retriable_kafka_error
 
 T = TypeVar("T")
 log = logging.getLogger("service.retry")
@@ -31,29 +34,6 @@ _TRANSIENT_PG = (
     # or default_transaction_read_only); it takes writes again once it is primary.
     asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
-
-
-class UnstorableRow(ValueError):
-    """A value of the batch cannot be put into a statement at all (the database never saw
-    it): like a refusal by the database, retrying cannot help."""
-
-
-class Conflict(Exception):
-    """Another transaction changed a row this one read before writing it (a product in two
-    partitions written at once, after the partition count changed): run the batch again."""
-
-
-class PartitionStopped(Exception):
-    """A partition of the batch was stopped while it was written (its dead letter cannot be
-    published in any form): run the batch again, which now holds that partition back."""
-
-
-def retriable_kafka_error(error: BaseException) -> bool:
-    """A Kafka error that may pass by itself (aiokafka's `retriable`: no leader yet, broker
-    unreachable, ...; and a timeout). Any other, retried as it is, fails the same way."""
-    return isinstance(error, KafkaError) and (
-        error.retriable or isinstance(error, KafkaTimeoutError)
-    )
 
 
 def is_transient(error: BaseException) -> bool:

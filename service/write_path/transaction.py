@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.core.claims import claimed_ids, claims_to_release
 from service.core.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.core.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
+from service.core.letters import DeadLetter
 from service.core.records import Record, Run, TopicAndPartition, first_offsets, partition_runs
-from service.kafka.dead_letters import DeadLetter, DeadLetterSink
+from service.kafka.dead_letter_producer import DeadLetterSink
 from service.observability.logs import partition_fields, record_fields
 from service.observability.metrics import Metrics
 from service.postgres import store

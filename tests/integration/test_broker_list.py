@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.app import build_broker
 from service.cli.status import partition_lag
 from service.health.checks import kafka_check
-from service.kafka.dead_letters import KafkaDeadLetterSink
+from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.publisher import publish_pairs
 from service.kafka.security import client_kwargs
 from service.kafka.topics import ensure_topics, partitions_of

@@ -13,14 +13,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from service.config.settings import Settings
 from service.core.domain import Reason
-from service.kafka.dead_letters import (
-    DLQ_MAX_MESSAGE_BYTES,
-    LOGGED_MESSAGE_CHARS,
-    MAX_MESSAGE_CHARS,
-    DeadLetter,
-    KafkaDeadLetterSink,
-)
-from service.kafka.topics import ensure_topics
+from service.core.letters import MAX_MESSAGE_CHARS, DeadLetter
+from service.kafka.dead_letter_producer import LOGGED_MESSAGE_CHARS, KafkaDeadLetterSink
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES, ensure_topics
 from tests.support.kafka import read_topic
 from tests.support.write_path import SimpleRecord
 

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config.settings import Settings
-from service.kafka.dead_letters import ERROR_HEADERS, original_headers
+from service.core.letters import ERROR_HEADERS, original_headers
 from service.kafka.topics import ensure_topics
 from testbed.events import adjust, record, upsert
 from tests.support.consumer import ConsumerProcess

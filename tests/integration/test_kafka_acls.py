@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.cli.sample import sample_events
-from service.cli.transport_errors import KafkaAccessDenied
 from service.config.settings import Settings
+from service.kafka.refusal import KafkaAccessDenied
 from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import ROOT, make_settings
 from tests.support.cli import run_cli

@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config.settings import Settings
 from service.core.letter_fit import CUT_HEADERS, batch_size
-from service.kafka.dead_letters import DLQ_MAX_MESSAGE_BYTES, ERROR_HEADERS, original_headers
-from service.kafka.topics import ensure_topics
+from service.core.letters import ERROR_HEADERS, original_headers
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES, ensure_topics
 from testbed.events import record, upsert
 from testbed.publish import publish_acked
 from tests.conftest import make_settings

@@ -19,7 +19,8 @@ from service.cli.replay_selection import Selection
 from service.cli.status import partition_lag
 from service.config.settings import Settings
 from service.core.domain import Reason
-from service.kafka.dead_letters import DeadLetter, KafkaDeadLetterSink
+from service.core.letters import DeadLetter
+from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.topics import ensure_topics, partitions_of
 from testbed.events import adjust, record, upsert
 from testbed.oracle import table

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.kafka.dead_letters import DeadLetter
+from service.core.letters import DeadLetter
 from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert

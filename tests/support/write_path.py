@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from service.core.letters import DeadLetter
 from service.core.records import Record
-from service.kafka.dead_letters import DeadLetter
 from service.write_path.transaction import BatchReport, Ownership, WritePath
 
 
@@ -25,7 +25,7 @@ class SimpleRecord:
 
 
 class MemoryDeadLetterSink:
-    """Keeps letters in a list (service.kafka.dead_letters.DeadLetterSink)."""
+    """Keeps letters in a list (service.kafka.dead_letter_producer.DeadLetterSink)."""
 
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.core.domain import Reason
-from service.kafka.dead_letters import DeadLetter, original_headers
+from service.core.letters import DeadLetter, original_headers
 from tests.support.write_path import SimpleRecord
 
 

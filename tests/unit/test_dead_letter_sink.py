@@ -21,11 +21,14 @@ from aiokafka.errors import (
 )
 
 from service.core.domain import Reason
+from service.core.failures import PartitionStopped
 from service.core.letter_fit import batch_size
-from service.kafka import dead_letters as dead_letter
-from service.kafka.dead_letters import DLQ_MAX_MESSAGE_BYTES, DeadLetter, KafkaDeadLetterSink
+from service.core.letters import DeadLetter
+from service.kafka import dead_letter_producer
+from service.kafka.dead_letter_producer import KafkaDeadLetterSink
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
 from service.observability.metrics import Metrics
-from service.write_path.retry import PartitionStopped, is_transient
+from service.write_path.retry import is_transient
 from tests.support.write_path import SimpleRecord
 
 
@@ -54,7 +57,7 @@ class FakeProducer:
 @pytest.fixture
 def producers(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
     FakeProducer.made = []
-    monkeypatch.setattr(dead_letter, "AIOKafkaProducer", FakeProducer)
+    monkeypatch.setattr(dead_letter_producer, "AIOKafkaProducer", FakeProducer)
     return FakeProducer.made
 
 
@@ -145,7 +148,7 @@ class Stops:
 @pytest.fixture
 def refusing(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
     FakeProducer.made = []
-    monkeypatch.setattr(dead_letter, "AIOKafkaProducer", RefusingProducer)
+    monkeypatch.setattr(dead_letter_producer, "AIOKafkaProducer", RefusingProducer)
     return FakeProducer.made
 
 

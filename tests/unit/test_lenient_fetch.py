@@ -8,7 +8,7 @@ from aiokafka.record.memory_records import MemoryRecords
 
 from service.core.decoding import record_size
 from service.core.domain import Reason
-from service.kafka.dead_letters import DeadLetter
+from service.core.letters import DeadLetter
 from service.kafka.lenient_fetch import LenientMemoryRecords
 from tests.support.record_batches import BAD_KEY, batch, gzipped
 from tests.support.write_path import SimpleRecord

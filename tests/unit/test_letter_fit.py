@@ -21,14 +21,14 @@ from service.core.letter_fit import (
     budgets,
     varint_size,
 )
-from service.kafka.dead_letters import (
-    DLQ_MAX_MESSAGE_BYTES,
+from service.core.letters import (
     ERROR_HEADERS,
     MAX_MESSAGE_CHARS,
     DeadLetter,
     cut_letter,
     original_headers,
 )
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
 from tests.support.write_path import SimpleRecord
 
 names = st.text(min_size=0, max_size=12)

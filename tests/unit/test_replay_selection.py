@@ -16,8 +16,7 @@ from service.cli.replay_selection import (
     selection_from_args,
 )
 from service.core.domain import Reason
-from service.core.letters import Letter
-from service.kafka.dead_letters import DeadLetter
+from service.core.letters import DeadLetter, Letter
 from tests.support.write_path import SimpleRecord
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

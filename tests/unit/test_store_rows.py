@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from service.core.domain import ProductState
+from service.core.failures import Conflict, UnstorableRow
 from service.postgres import store
-from service.write_path.retry import Conflict, UnstorableRow, is_permanent
+from service.write_path.retry import is_permanent
 
 
 class _Rows:

@@ -15,8 +15,8 @@ from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from service.cli.explain import explain
-from service.cli.transport_errors import KafkaAccessDenied
 from service.config.settings import ConfigurationError, Settings, load_settings
+from service.kafka.refusal import KafkaAccessDenied
 from service.kafka.security import broker_security, client_kwargs
 from service.postgres.tls import connect_args
 from tests.support.certs import CertificateAuthority, Issued, make_ca

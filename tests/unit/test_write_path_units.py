@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from service.core.decoding import Unusable, decode
 from service.core.domain import Applied, ProductState, Reason, Rejected, Stale
+from service.core.letters import DeadLetter
 from service.core.records import partition_runs
-from service.kafka.dead_letters import DeadLetter
 from service.write_path import transaction as pipeline
 from service.write_path.overlap import OverlappedWriter
 from service.write_path.retry import Backoff

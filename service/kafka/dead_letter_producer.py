@@ -1,4 +1,4 @@
-"""Dead-letter records: the original key and value bytes, with the reason in headers.
+"""The dead-letter producer: publishes letters (service/core/letters.py) to the DLQ topic.
 
 A letter too large for the dead-letter topic, or refused by the broker for good in any
 other way, is published cut (service/core/letter_fit.py decides the form); one refused even in
@@ -10,93 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from service.core.domain import Reason
-from service.core.letter_fit import CUT_HEADERS, Form, Header, budgets, fit
-from service.core.records import Record, TopicAndPartition
+from service.core.failures import PartitionStopped
+from service.core.letter_fit import Form, budgets
+from service.core.letters import DeadLetter
+from service.core.records import TopicAndPartition
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
+from service.kafka.transient import retriable_kafka_error
 from service.observability.logs import record_fields
 from service.observability.metrics import Metrics
-from service.write_path.retry import PartitionStopped, retriable_kafka_error
 
-ERROR_HEADERS = (
-    "error.reason",
-    "error.message",
-    "original.topic",
-    "original.partition",
-    "original.offset",
-)
-MAX_MESSAGE_CHARS = 2_000
 LOGGED_MESSAGE_CHARS = 300
-# The DLQ topic accepts records larger than the input topic's limit, so an original record
-# near that limit still fits once the error headers are added.
-DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 log = logging.getLogger("service.dead_letter")
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    record: Record
-    reason: Reason
-    message: str
-
-    def headers(self) -> list[Header]:
-        """The original headers exactly as they came (bytes or None, duplicates and names
-        like the sink's own kept, in order), then the sink's five: a reader takes the last
-        header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back.
-        The one change: a name that was not UTF-8 (see lenient_fetch.py) cannot be sent as
-        it was; each invalid byte becomes U+FFFD."""
-        return [*self._original(), *self._sink(MAX_MESSAGE_CHARS)]
-
-    def forms(self, *budgets: int) -> list[Form | None]:
-        """For each budget, the letter as it is if its batch fits that many bytes, else cut
-        to fit (None if even its smallest form does not)."""
-        chars = min(len(self.message), MAX_MESSAGE_CHARS)
-        record = self.record
-        return fit(record.key, record.value, self._original(), self._sink, chars, budgets)
-
-    def _original(self) -> list[Header]:
-        return [(_sendable(name), value) for name, value in self.record.headers]
-
-    def _sink(self, message_chars: int) -> list[Header]:
-        return [
-            ("error.reason", self.reason.value.encode()),
-            ("error.message", self.message[:message_chars].encode("utf-8", "replace")),
-            ("original.topic", self.record.topic.encode()),
-            ("original.partition", str(self.record.partition).encode()),
-            ("original.offset", str(self.record.offset).encode()),
-        ]
-
-
-def _sendable(name: str) -> str:
-    """`name` as a producer can encode it: bytes that were not UTF-8 (kept as surrogate
-    escapes by lenient_fetch) become U+FFFD."""
-    if name.isascii():
-        return name
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def original_headers(headers: Sequence[Header]) -> list[Header]:
-    """The original record's headers from a dead letter's: all but the sink's last five
-    (and, after them, the three of a cut letter; see letter_fit.py: a cut letter may have
-    dropped them all)."""
-    headers = list(headers)
-    if cut_letter(headers):
-        headers = headers[: -len(CUT_HEADERS)]
-    if [name for name, _ in headers[-len(ERROR_HEADERS) :]] != list(ERROR_HEADERS):
-        raise ValueError("not a dead letter of this sink: its last headers are not error.*")
-    return headers[: -len(ERROR_HEADERS)]
-
-
-def cut_letter(headers: Sequence[Header]) -> bool:
-    """True for a letter this sink cut to fit (its last headers: the five, then the cut's)."""
-    tail = [name for name, _ in headers[-len(ERROR_HEADERS) - len(CUT_HEADERS) :]]
-    return tail == [*ERROR_HEADERS, *CUT_HEADERS]
 
 
 class DeadLetterSink(Protocol):
