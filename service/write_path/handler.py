@@ -72,7 +72,7 @@ class BatchHandler:
     async def __call__(self, message: BatchMessage, consumer: KafkaConsumer | None) -> None:
         """Handle one batch. `consumer` is the subscriber's aiokafka consumer (None under
         FastStream's TestKafkaBroker). The batch is a flat sequence of records: a tuple from
-        aiokafka, a list from TestKafkaBroker (tests/unit/test_batch_handler.py pins both)."""
+        aiokafka, a list from TestKafkaBroker (tests/unit/write_path/test_handler.py pins both)."""
         async with self._busy:
             if self.closed:
                 # Fetched while shutting down: not written, not committed; the partition's

@@ -2,7 +2,7 @@
 
 The write path keeps hand-written, set-based SQL (constant text, one round trip per
 statement). Nothing at run time ties that text to the models the migrations are made from,
-so `tests/unit/test_sql_schema.py` finds every statement the code can send and checks each
+so `tests/unit/postgres/test_sql_schema.py` finds every statement the code can send and checks each
 table and column it names here, with PostgreSQL's own parser (pglast, libpg_query):
 
 - statements are found in the source, not listed by hand: every string literal or f-string

@@ -301,7 +301,7 @@ def test_tls_failures_are_explained_with_the_settings_to_fix() -> None:
 
 
 def test_every_setting_is_explained_in_env_example() -> None:
-    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    example = (Path(__file__).resolve().parents[3] / ".env.example").read_text()
     documented = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line}
     missing = [name.upper() for name in Settings.model_fields if name.upper() not in documented]
     assert missing == []

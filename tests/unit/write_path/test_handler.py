@@ -19,7 +19,7 @@ from service.kafka.offset_mirror import OffsetMirror
 from service.write_path.handler import BatchHandler
 from service.write_path.transaction import BatchReport
 from tests.support.fake_consumer import FakeConsumer
-from tests.unit.test_subscriber import SETTINGS, _no_positions
+from tests.unit.kafka.test_subscriber import SETTINGS, _no_positions
 
 
 @dataclass(frozen=True)

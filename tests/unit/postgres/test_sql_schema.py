@@ -14,7 +14,7 @@ from sqlalchemy import Column, Integer, MetaData, Table
 from service.postgres.models import Base
 from tests.support.sql_schema import Statement, problems, schema_of, statements_in_source
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TABLES = schema_of(Base.metadata)
 
 
