@@ -135,9 +135,7 @@ def _positions(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "reset":
         partitions = None if args.all else args.partition
-        return asyncio.run(
-            positions.reset(settings, partitions, args.to, args.dry_run, args.force)
-        )
+        return asyncio.run(positions.reset(settings, partitions, args.to, args.dry_run, args.force))
     return 0 if asyncio.run(positions.print_report(settings)) else 1
 
 
