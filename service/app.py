@@ -42,7 +42,7 @@ from service.kafka.security import broker_security, client_kwargs
 from service.kafka.topics import ensure_topics
 from service.observability.metrics import Metrics
 from service.positions.guard import PartitionGuard
-from service.positions.rebalance import PositionReader, SeekToStoredPositions
+from service.positions.rebalance import SeekToStoredPositions
 from service.postgres import store
 from service.postgres.engine import make_engine, make_session_factory
 from service.postgres.retention import purge_forever
@@ -90,13 +90,9 @@ async def _raw_records(message: Any) -> Any:
     return message.raw_message
 
 
-def build_broker(
-    settings: Settings,
-    handler: BatchHandler,
-    read_positions: PositionReader,
-    guard: PartitionGuard | None = None,
-) -> KafkaBroker:
-    """The broker with its one subscriber: batches of raw records go to `handler`."""
+def build_broker(settings: Settings, handler: BatchHandler, guard: PartitionGuard) -> KafkaBroker:
+    """The broker with its one subscriber: batches of raw records go to `handler`; `guard`
+    checks each assigned partition's stored position and resumes it there."""
     lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
         settings.kafka_brokers,
@@ -121,15 +117,14 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
-        listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions, guard),
+        listener=SeekToStoredPositions(guard),
         # Item 8: FastStream's batch parser decodes every header and crashes on binary ones.
         parser=RawBatchParser(lambda: subscriber.consumer),
         decoder=_raw_records,
         title="product-events",
         description="Product events, contract v1 (see README).",
     )
-    if guard is not None:
-        guard.attach(lambda: subscriber.consumer)
+    guard.attach(lambda: subscriber.consumer)
 
     @subscriber
     async def consume(message: KafkaMessage, consumer: Consumer) -> None:
@@ -209,7 +204,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     writer = OverlappedWriter(write_path)
     handler = BatchHandler(writer)
-    broker = build_broker(settings, handler, read_positions, guard)
+    broker = build_broker(settings, handler, guard)
     subscriber = broker.subscribers[0]
 
     # The database is the only source of positions: lag, stalls and lost commits are all

@@ -6,7 +6,7 @@ a partition; every subset the consumer takes keeps that order).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +29,16 @@ class Record(Protocol):
 # A partition as a plain (topic, partition) tuple: a dict key, ordered by topic then number.
 # aiokafka's TopicPartition is a NamedTuple of the same shape, so one of those fits too.
 TopicAndPartition = tuple[str, int]
+
+
+def partition_name(tp: TopicAndPartition) -> str:
+    """How logs and messages name a partition: `topic[partition]`."""
+    return f"{tp[0]}[{tp[1]}]"
+
+
+def partition_names(tps: Iterable[TopicAndPartition]) -> str:
+    """Partitions named in order, separated by commas: `a[0], a[1], b[0]`."""
+    return ", ".join(partition_name(tp) for tp in sorted(tps))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ When:
   decides) and only then resumed at its position;
 - when a fetch shows it: records below the stored position arrive and the partition's log now
   ends below that position (aiokafka reset the fetch to the new log's start), or a batch skips
-  offsets that retention deleted (the write path asks `accept_gap`);
+  offsets that retention deleted (the write path decides on the guard's `snapshot`, taken
+  before it locks the positions, and tells the guard afterwards: `log_was_reset`,
+  `crossed_gap`);
 - every POSITION_CHECK_INTERVAL_S: the topic ids of running partitions are compared with the
   stored ones (a recreated topic that already holds more records than the stored position
   shows nothing else), and stopped partitions are checked again, so an operator's
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -40,8 +42,9 @@ from service.core.position_verdict import (
     lost_in_gap,
     problem,
 )
-from service.core.records import TopicAndPartition
+from service.core.records import TopicAndPartition, partition_name, partition_names
 from service.kafka.topic_ids import topic_ids
+from service.positions.log_snapshot import Gap, LogSnapshot
 from service.postgres import consumer_offsets
 
 log = logging.getLogger("service.positions")
@@ -76,7 +79,9 @@ class StoppedPartitions:
         """The readiness check: None while no partition is stopped, else each one's reason."""
         if not self._reasons:
             return None
-        named = "; ".join(f"{t}[{p}]: {why}" for (t, p), why in sorted(self._reasons.items()))
+        named = "; ".join(
+            f"{partition_name(tp)}: {why}" for tp, why in sorted(self._reasons.items())
+        )
         return (
             f"{len(self._reasons)} partition(s) stopped: {named}; inspect and reset them with "
             "`python -m service positions` (see README, Stored positions and the log)"
@@ -170,21 +175,40 @@ class PartitionGuard:
         self._pending |= tps
         self._wake.set()
 
-    # -- the write path (service/write_path/transaction.py) ------------------------------------
+    # -- the write path (service/write_path/transaction.py) -------------------------------
 
     def holds(self, tp: TopicAndPartition) -> bool:
         """True while nothing of `tp` may be written: stopped, or waiting for a check."""
         return tp in self.stopped or tp in self._pending
 
-    def log_was_reset(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
-        """Records below the stored position arrived: an ordinary redelivery, unless the log
-        now ends below the stored position. Then the partition is held back and checked."""
-        consumer = self._consumer()
-        if consumer is None:
-            return False
-        end = consumer.highwater(TopicPartition(*tp))
-        if end is None or end >= stored:
-            return False
+    async def snapshot(
+        self, first: Mapping[TopicAndPartition, int], sought: Mapping[TopicAndPartition, int]
+    ) -> LogSnapshot:
+        """What the write path needs before it locks the positions of a batch whose
+        partitions start at `first`: which are held, each one's log end (the consumer's own
+        fetch state, no round trip), and for the partitions `sought` back to a position the
+        batch now starts past, the gap judged against the log start (the one round trip)."""
+        consumer = self._attached()
+        held = frozenset(tp for tp in first if self.holds(tp))
+        ends = {
+            tp: end for tp in first if (end := consumer.highwater(TopicPartition(*tp))) is not None
+        }
+        gapped = [TopicPartition(*tp) for tp in sorted(sought) if tp not in held]
+        starts = await consumer.beginning_offsets(gapped) if gapped else {}
+        gaps: dict[TopicAndPartition, Gap] = {}
+        for ktp in gapped:
+            tp = (ktp.topic, ktp.partition)
+            stored, offset, start = sought[tp], first[tp], starts[ktp]
+            lost = lost_in_gap(stored, offset, start)
+            accepted = not lost or self.on_lost is OnRecordsLost.CONTINUE
+            gaps[tp] = Gap(stored, offset, start, ends.get(tp) or offset, accepted)
+        return LogSnapshot(held, ends, gaps)
+
+    def log_was_reset(
+        self, tp: TopicAndPartition, stored: int, first_offset: int, end: int
+    ) -> None:
+        """After the transaction: records below the stored position arrived and the log now
+        ends below it. The partition is held back and checked."""
         log.error(
             "%s[%d]: offset %d arrived but the stored position is %d and the log now ends at "
             "%d: the log was reset (topic deleted and created again, or Kafka replaced). "
@@ -194,35 +218,29 @@ class PartitionGuard:
             stored,
             end,
         )
-        _pause(consumer, {tp})
+        _pause(self._attached(), {tp})
         self._pending.add(tp)
         self._wake.set()
-        return True
 
-    async def accept_gap(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
-        """A batch starts at `first_offset` past the stored position even after a seek back.
-        True: move on (compaction or transaction markers, or retention loss with
-        ON_RECORDS_LOST_TO_RETENTION=continue). False: the partition is stopped."""
-        consumer = self._consumer()
-        if consumer is None:
-            return True
-        ktp = TopicPartition(*tp)
-        start = (await consumer.beginning_offsets([ktp]))[ktp]
-        lost = lost_in_gap(stored, first_offset, start)
+    def crossed_gap(self, tp: TopicAndPartition, gap: Gap) -> None:
+        """After the transaction: the write path met `gap` after a seek back and went on past
+        it (`gap.accepted`) or held the partition back (it is stopped here)."""
+        lost = gap.lost
         if not lost:
             log.info(
                 "%s[%d]: offsets %d..%d are not in the log (compaction or transaction "
                 "markers); continuing at %d",
                 *tp,
-                stored,
-                first_offset - 1,
-                first_offset,
+                gap.stored,
+                gap.first - 1,
+                gap.first,
             )
-            return True
-        first_time = self._count_lost(tp, stored, lost.stop)
-        if self.on_lost is OnRecordsLost.CONTINUE:
-            if not first_time:  # the same batch again (a retried transaction)
-                return True
+            return
+        first_time = self._count_lost(tp, gap.stored, lost.stop)
+        if not gap.accepted:
+            bounds = LogBounds(gap.log_start, gap.log_end)
+            self._stop(self._attached(), tp, Stored(gap.stored), bounds, Status.BEHIND_LOG_START)
+        elif first_time:  # the same batch again (a retried transaction) is said once
             log.error(
                 "%s[%d]: offsets %d..%d (%d records) were deleted by retention before they "
                 "were applied (log start %d); continuing at %d "
@@ -231,14 +249,18 @@ class PartitionGuard:
                 lost.start,
                 lost.stop - 1,
                 len(lost),
-                start,
-                first_offset,
+                gap.log_start,
+                gap.first,
             )
-            return True
-        stored_position = Stored(stored)
-        bounds = LogBounds(start, consumer.highwater(ktp) or first_offset)
-        self._stop(consumer, tp, stored_position, bounds, Status.BEHIND_LOG_START)
-        return False
+
+    def _attached(self) -> Any:
+        consumer = self._consumer()
+        if consumer is None:
+            raise RuntimeError(
+                "the partition guard has no consumer: attach() it to the subscriber's consumer "
+                "before batches are written"
+            )
+        return consumer
 
     # -- background: stopped and pending partitions, topic ids --------------------------
 
@@ -312,7 +334,7 @@ class PartitionGuard:
             log.warning(
                 "could not check the stored positions of %s against the log (%s); they stay "
                 "paused and are checked again in %.0fs",
-                _names(tps),
+                partition_names(tps),
                 error,
                 RETRY_CHECK_S,
             )
@@ -437,7 +459,3 @@ def _pause(consumer: Any, tps: Iterable[TopicAndPartition]) -> None:
     ktps = [ktp for ktp in (TopicPartition(*tp) for tp in tps) if ktp in owned]
     if ktps:
         consumer.pause(*ktps)
-
-
-def _names(tps: Iterable[TopicAndPartition]) -> str:
-    return ", ".join(f"{t}[{p}]" for t, p in sorted(tps))

@@ -18,11 +18,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from service.core.records import Record
+from service.core.records import Record, TopicAndPartition, partition_name, partition_names
 from service.kafka.consumer import ConsumerAdapter, KafkaConsumer
 from service.kafka.offset_mirror import OffsetMirror
+from service.write_path.admission import Ownership
 from service.write_path.overlap import Seek
-from service.write_path.transaction import BatchReport, Ownership
+from service.write_path.transaction import BatchReport
 
 log = logging.getLogger("service.batch_handler")
 # How long close() waits for the batch in flight (a database outage retries it forever).
@@ -35,10 +36,7 @@ class BatchWriter(Protocol):
     """The write path as the handler uses it (service/write_path/overlap.py's OverlappedWriter)."""
 
     async def submit(
-        self,
-        records: Sequence[Record],
-        still_owned: Ownership | None = None,
-        seek: Seek | None = None,
+        self, records: Sequence[Record], still_owned: Ownership, seek: Seek
     ) -> BatchReport | None:
         """Start writing `records`; the report of the batch that finished before, if any."""
 
@@ -107,7 +105,7 @@ class BatchHandler:
         paused = adapter.pause_all()
         log.info(
             "shutting down: stopped fetching %s; finishing the batch in flight",
-            _names(paused) or "(no partitions assigned)",
+            partition_names(paused) or "(no partitions assigned)",
         )
         try:
             async with asyncio.timeout(self.close_timeout_s):
@@ -130,7 +128,7 @@ class BatchHandler:
             "%s; leaving the group",
             finished.records if finished is not None else 0,
             _positions(committed) or "none",
-            extra={"positions": {f"{t}[{p}]": o for (t, p), o in sorted(committed.items())}},
+            extra={"positions": {partition_name(tp): o for tp, o in sorted(committed.items())}},
         )
 
     def _cancel_call(self) -> None:
@@ -140,9 +138,5 @@ class BatchHandler:
             self._call.cancel()
 
 
-def _names(partitions: Sequence[tuple[str, int]]) -> str:
-    return ", ".join(f"{t}[{p}]" for t, p in partitions)
-
-
-def _positions(offsets: dict[tuple[str, int], int]) -> str:
-    return ", ".join(f"{t}[{p}]={o}" for (t, p), o in sorted(offsets.items()))
+def _positions(offsets: dict[TopicAndPartition, int]) -> str:
+    return ", ".join(f"{partition_name(tp)}={o}" for tp, o in sorted(offsets.items()))

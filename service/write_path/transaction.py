@@ -1,10 +1,11 @@
 """The write path: one batch of records becomes one PostgreSQL transaction.
 
-decode -> lock positions -> drop redelivered records -> claim the ids of stock adjustments
-(finding duplicates; versioned events need none) -> read states (no row locks) -> fold (pure)
--> release the claims of rejected adjustments -> write
-states (only if unchanged since read, else retry) and positions -> dead-letter the unusable ->
-commit.
+snapshot of the log (the partition guard, before any lock) -> lock positions -> admit (what
+of the batch may be written: admission.py) -> claim the ids of stock adjustments (finding
+duplicates; versioned events need none) -> read states (no row locks) -> fold (pure) ->
+release the claims of rejected adjustments -> write states (only if unchanged since read,
+else retry) and positions -> dead-letter the unusable -> commit -> tell the guard what the
+admission found (pauses and stops happen here, after the locks are gone).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,16 +24,19 @@ from service.core.claims import claimed_ids, claims_to_release
 from service.core.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.core.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
 from service.core.letters import DeadLetter
-from service.core.records import Record, Run, TopicAndPartition, first_offsets, partition_runs
+from service.core.records import Record, TopicAndPartition
 from service.kafka.dead_letter_producer import DeadLetterSink
-from service.observability.logs import partition_fields, record_fields
+from service.observability.logs import record_fields
 from service.observability.metrics import Metrics
+from service.positions.log_snapshot import Gap, LogSnapshot
 from service.postgres import store
+from service.write_path.admission import Admission, Ownership, admit
+from service.write_path.batch import Batch
 from service.write_path.retry import Backoff, is_permanent, retry_forever
+from service.write_path.rewinds import Rewind, Rewinds
 
 log = logging.getLogger("service.pipeline")
 
-Ownership = Callable[[str, int], bool]
 # Records validated between yields to the event loop. Each database reply of the transaction
 # in flight waits for the chunk being validated: smaller chunks answer it sooner, at some
 # cost per yield. Chosen with the benchmark (bench/README.md); measure again before changing.
@@ -40,18 +44,24 @@ DECODE_CHUNK = 64
 
 
 class PositionGuard(Protocol):
-    """Checks stored positions against Kafka's log (service/positions/guard.py)."""
+    """Stored positions against Kafka's log, as the write path asks (service/positions/guard.py,
+    with the partitions a refused dead letter stopped: service/write_path/letter_stops.py)."""
 
-    def holds(self, tp: TopicAndPartition) -> bool:
-        """True while nothing of the partition may be written (stopped or being checked)."""
+    async def snapshot(
+        self, first: Mapping[TopicAndPartition, int], sought: Mapping[TopicAndPartition, int]
+    ) -> LogSnapshot:
+        """Before the positions are locked: what the admission needs of the log for a batch
+        whose partitions start at `first` (`sought`: those sought back to a position the
+        batch starts past, where a gap is expected)."""
 
-    def log_was_reset(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
-        """Records below the stored position arrived: True if the log was reset (the
-        partition is then held back), False for an ordinary redelivery."""
+    def log_was_reset(
+        self, tp: TopicAndPartition, stored: int, first_offset: int, end: int
+    ) -> None:
+        """After the transaction: the partition's log was reset under it (it is held back)."""
 
-    async def accept_gap(self, tp: TopicAndPartition, stored: int, first_offset: int) -> bool:
-        """Offsets [stored, first_offset) are missing even after a seek back: True to move
-        on past them, False if the partition was stopped."""
+    def crossed_gap(self, tp: TopicAndPartition, gap: Gap) -> None:
+        """After the transaction: the admission met `gap` (crossed it, or held the partition
+        back if the guard refused it)."""
 
 
 @dataclass(slots=True)
@@ -63,12 +73,11 @@ class BatchReport:
     redelivered: int = 0
     abandoned: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
-    # Partitions whose batch started past the stored position: the consumer must seek back.
-    rewind: dict[tuple[str, int], int] = field(default_factory=dict)
-    # ... and the first offset of the records abandoned there (see overlap.OverlappedWriter).
-    fence: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Partitions whose batch started past the stored position: where the consumer seeks back
+    # to, and from which offset their records were abandoned (rewinds.py).
+    rewinds: dict[TopicAndPartition, Rewind] = field(default_factory=dict)
     # The positions this batch committed to the database.
-    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    next_offsets: dict[TopicAndPartition, int] = field(default_factory=dict)
 
     def merged(self, other: BatchReport) -> BatchReport:
         """The report of two consecutive parts of one batch."""
@@ -80,8 +89,7 @@ class BatchReport:
             redelivered=self.redelivered + other.redelivered,
             abandoned=self.abandoned + other.abandoned,
             dead_lettered=self.dead_lettered + other.dead_lettered,
-            rewind={**self.rewind, **other.rewind},
-            fence={**other.fence, **self.fence},
+            rewinds=_merged_rewinds(self.rewinds, other.rewinds),
             next_offsets={**self.next_offsets, **other.next_offsets},
         )
 
@@ -105,7 +113,8 @@ class WritePath:
         backoff: Backoff,
         metrics: Metrics | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-        guard: PositionGuard | None = None,
+        *,
+        guard: PositionGuard,
     ) -> None:
         self.max_record_bytes = max_record_bytes
         self.sessions = sessions
@@ -114,7 +123,7 @@ class WritePath:
         self.group_id = group_id
         self.backoff = backoff
         self.metrics = metrics or Metrics()
-        self._rewound: dict[tuple[str, int], int] = {}
+        self.rewinds = Rewinds()
         # Told of every committed batch (progress tracking); must not raise.
         self.on_commit: list[Callable[[BatchReport], None]] = []
         # Told when a batch committed after failed attempts: the database may have been
@@ -134,12 +143,7 @@ class WritePath:
                 await asyncio.sleep(0)
         return decoded
 
-    async def write(
-        self,
-        records: Sequence[Record],
-        decoded: Sequence[Event | Unusable],
-        still_owned: Ownership | None = None,
-    ) -> BatchReport:
+    async def write(self, batch: Batch, still_owned: Ownership) -> BatchReport:
         """Commit an already decoded batch exactly once; retries transient failures until it
         commits.
 
@@ -147,7 +151,7 @@ class WritePath:
         of a partition this consumer lost in a rebalance are abandoned (the new owner reads
         them again from the stored position) and nothing is written for that partition.
         """
-        if not records:
+        if not len(batch):
             return BatchReport()
         started = time.perf_counter()
         failures = 0
@@ -158,12 +162,12 @@ class WritePath:
             self.metrics.retries.inc()
 
         report = await retry_forever(
-            lambda: self._commit_isolating(records, decoded, still_owned),
+            lambda: self._commit_isolating(batch, still_owned),
             self.backoff,
-            what=f"batch of {len(records)} records",
+            what=f"batch of {len(batch)} records",
             on_retry=failed,
         )
-        self._rewound.update(report.rewind)
+        self.rewinds.remember(report.rewinds)
         self._observe(report, time.perf_counter() - started)
         for listener in self.on_commit:
             listener(report)
@@ -172,169 +176,88 @@ class WritePath:
                 recovered()
         return report
 
-    def forget_rewind(self, tp: TopicAndPartition) -> None:
-        """Forget that `tp` was sought back to its stored position: a batch that starts past
-        the position is then rewound again rather than taken for a gap in the log."""
-        self._rewound.pop(tp, None)
-
-    async def _commit_isolating(
-        self,
-        records: Sequence[Record],
-        decoded: Sequence[Event | Unusable],
-        still_owned: Ownership | None,
-    ) -> BatchReport:
+    async def _commit_isolating(self, batch: Batch, still_owned: Ownership) -> BatchReport:
         """Commit the batch; if the database refuses its data, find the refusing record by
         bisection (committing the halves in order) and dead-letter it as `unstorable`, so one
         such record can never stop the consumer. Transient failures propagate to the retry."""
         try:
-            return await self._commit(records, decoded, still_owned)
+            return await self._commit(batch, still_owned)
         except Exception as error:
             if not is_permanent(error):
                 raise
-            if len(records) == 1:
+            if len(batch) == 1:
+                (record,) = batch.records
                 log.error(
                     "the database refused %s[%d]@%d: %s; dead-lettering it",
-                    records[0].topic,
-                    records[0].partition,
-                    records[0].offset,
+                    record.topic,
+                    record.partition,
+                    record.offset,
                     error,
-                    extra=record_fields(records[0]),
+                    extra=record_fields(record),
                 )
                 refused = Unusable(
                     Reason.UNSTORABLE,
                     f"the database refused this event ({type(error).__name__}: "
                     f"{str(error).splitlines()[0][:300]}); fix the event or the schema",
                 )
-                return await self._commit(records, [refused], still_owned)
-            middle = len(records) // 2
-            first = await self._commit_isolating(records[:middle], decoded[:middle], still_owned)
-            second = await self._commit_isolating(records[middle:], decoded[middle:], still_owned)
+                return await self._commit(
+                    Batch(batch.records, [refused], batch.runs, batch.first), still_owned
+                )
+            first_half, second_half = batch.halves()
+            first = await self._commit_isolating(first_half, still_owned)
+            second = await self._commit_isolating(second_half, still_owned)
             return first.merged(second)
 
-    async def _commit(
-        self,
-        records: Sequence[Record],
-        decoded: Sequence[Event | Unusable],
-        still_owned: Ownership | None,
-    ) -> BatchReport:
-        report = BatchReport(records=len(records))
-        runs = partition_runs(records)
+    async def _commit(self, batch: Batch, still_owned: Ownership) -> BatchReport:
+        # Asked before the transaction: the rows locked below are not kept waiting for Kafka.
+        snapshot = await self.guard.snapshot(batch.first, self.rewinds.sought(batch.first))
         async with self.sessions() as session, session.begin():
-            positions = await store.lock_positions(session, self.group_id, {run.tp for run in runs})
-            if still_owned is not None:
-                lost = {tp for tp in positions if not still_owned(*tp)}
-                if lost:
-                    log.info(
-                        "abandoning records of revoked partitions %s",
-                        sorted(lost),
-                        extra={"partitions": [f"{t}[{p}]" for t, p in sorted(lost)]},
-                    )
-                    report.abandoned = sum(run.stop - run.start for run in runs if run.tp in lost)
-                    positions = {tp: o for tp, o in positions.items() if tp not in lost}
-            self._hold_back(records, runs, positions, report)
-            await self._guard_gaps(records, runs, positions, report)
-            fresh, items, next_offsets = _fresh(records, decoded, runs, positions)
-            report.redelivered = len(records) - len(fresh) - report.abandoned
-
-            events = [item for item in items if not isinstance(item, Unusable)]
-            already = await store.claim_events(session, claimed_ids(events))
-            states, read = await store.load_products(session, {e.product_id for e in events})
-            result = fold(states, events, already)
-
-            fates = Counter(map(type, result.outcomes))
-            report.applied, report.stale = fates[Applied], fates[Stale]
-            report.duplicates = fates[type(None)]
-            if fates[Rejected]:  # a rejected adjustment's claim is given back (claims.py)
-                await store.release_events(
-                    session,
-                    claims_to_release(events, result.outcomes, already),
-                )
-            dead = _dead_letters(fresh, items, result.outcomes)
-            report.dead_lettered.update(letter.reason.value for letter in dead)
-
-            await store.save_products(session, list(result.changed.values()), read)
-            await store.advance_positions(session, self.group_id, next_offsets)
-            report.next_offsets = next_offsets
-            # Published and acknowledged before the transaction commits: a crash in between
-            # re-delivers the batch and re-publishes the letters (at-least-once on the DLQ,
-            # deduplicated by original.topic/partition/offset), never loses one.
-            await self.dead_letters.send(dead)
+            locked = await store.lock_positions(session, self.group_id, set(batch.first))
+            admission = admit(batch, locked, snapshot, self.rewinds, still_owned)
+            report = await self._write(session, admission)
+            report.records = len(batch)
+        self._tell_guard(admission)
         return report
 
-    def _hold_back(
-        self,
-        records: Sequence[Record],
-        runs: Sequence[Run],
-        positions: dict[TopicAndPartition, int],
-        report: BatchReport,
-    ) -> None:
-        """Write nothing of a partition whose stored position does not match the log (the
-        guard stopped it or is checking it), nor of one whose log was reset under us: its
-        records are new ones, not redeliveries of those the stored position covers."""
-        if self.guard is None:
-            return
-        first = first_offsets(records, runs)
-        for tp in sorted(positions):
-            stored = positions[tp]
-            if self.guard.holds(tp) or (
-                first[tp] < stored and self.guard.log_was_reset(tp, stored, first[tp])
-            ):
-                report.abandoned += sum(run.stop - run.start for run in runs if run.tp == tp)
-                del positions[tp]
+    async def _write(self, session: AsyncSession, admission: Admission) -> BatchReport:
+        """Write what the admission kept, in the transaction of `session`."""
+        report = BatchReport(
+            redelivered=admission.redelivered,
+            abandoned=admission.abandoned_records,
+            rewinds=admission.rewinds,
+        )
+        events = [item for item in admission.items if not isinstance(item, Unusable)]
+        already = await store.claim_events(session, claimed_ids(events))
+        states, read = await store.load_products(session, {e.product_id for e in events})
+        result = fold(states, events, already)
 
-    async def _guard_gaps(
-        self,
-        records: Sequence[Record],
-        runs: Sequence[Run],
-        positions: dict[TopicAndPartition, int],
-        report: BatchReport,
-    ) -> None:
-        """Never move a stored position over records this consumer has not seen.
-
-        A batch that starts past the stored position means records in between were not
-        delivered to this handler. The partition's records are abandoned and the consumer
-        seeks back to the stored position. If the batch after that seek still starts past it,
-        those offsets are not in the log: inside the log they are compaction or transaction
-        markers (the gap is accepted); below the log start retention deleted them before they
-        were applied, which the guard counts and logs as an ERROR, and either accepts or
-        answers by stopping the partition (ON_RECORDS_LOST_TO_RETENTION).
-        """
-        for tp, offset in first_offsets(records, runs).items():
-            if tp not in positions:
-                continue
-            stored = positions[tp]
-            if offset <= stored:
-                continue
-            if self._rewound.get(tp) == stored:
-                if self.guard is not None:
-                    if not await self.guard.accept_gap(tp, stored, offset):
-                        report.abandoned += sum(
-                            run.stop - run.start for run in runs if run.tp == tp
-                        )
-                        del positions[tp]
-                    continue
-                log.info(
-                    "%s[%d]: offsets %d..%d are not in the log (retention, compaction or "
-                    "transaction markers); continuing at %d",
-                    *tp,
-                    stored,
-                    offset - 1,
-                    offset,
-                    extra=partition_fields(tp, offset) | {"stored_offset": stored},
-                )
-                continue
-            log.warning(
-                "%s[%d]: batch starts at offset %d but the database is at %d; seeking back "
-                "so no record is skipped",
-                *tp,
-                offset,
-                stored,
-                extra=partition_fields(tp, offset) | {"stored_offset": stored},
+        fates = Counter(map(type, result.outcomes))
+        report.applied, report.stale = fates[Applied], fates[Stale]
+        report.duplicates = fates[type(None)]
+        if fates[Rejected]:  # a rejected adjustment's claim is given back (claims.py)
+            await store.release_events(
+                session,
+                claims_to_release(events, result.outcomes, already),
             )
-            report.rewind[tp] = stored
-            report.fence[tp] = offset
-            report.abandoned += sum(run.stop - run.start for run in runs if run.tp == tp)
-            del positions[tp]
+        dead = _dead_letters(admission.fresh, admission.items, result.outcomes)
+        report.dead_lettered.update(letter.reason.value for letter in dead)
+
+        await store.save_products(session, list(result.changed.values()), read)
+        await store.advance_positions(session, self.group_id, admission.next_offsets)
+        report.next_offsets = admission.next_offsets
+        # Published and acknowledged before the transaction commits: a crash in between
+        # re-delivers the batch and re-publishes the letters (at-least-once on the DLQ,
+        # deduplicated by original.topic/partition/offset), never loses one.
+        await self.dead_letters.send(dead)
+        return report
+
+    def _tell_guard(self, admission: Admission) -> None:
+        """The transaction committed and its locks are gone: the guard may now pause and stop
+        partitions on what the admission found."""
+        for tp, reset in admission.log_resets.items():
+            self.guard.log_was_reset(tp, reset.stored, reset.first, reset.log_end)
+        for tp, gap in admission.gaps.items():
+            self.guard.crossed_gap(tp, gap)
 
     def _observe(self, report: BatchReport, seconds: float) -> None:
         m = self.metrics
@@ -349,32 +272,15 @@ class WritePath:
         log.debug("batch committed in %.3fs: %s", seconds, report.as_counts())
 
 
-def _fresh(
-    records: Sequence[Record],
-    decoded: Sequence[Event | Unusable],
-    runs: Sequence[Run],
-    positions: dict[TopicAndPartition, int],
-) -> tuple[list[Record], list[Event | Unusable], dict[TopicAndPartition, int]]:
-    """The records at or past their partition's stored position (those of partitions not in
-    `positions` are left out), their decoded items, and each partition's next position."""
-    fresh: list[Record] = []
-    items: list[Event | Unusable] = []
-    next_offsets: dict[TopicAndPartition, int] = {}
-    for run in runs:
-        stored = positions.get(run.tp)
-        if stored is None:
-            continue
-        start, stop = run.start, run.stop
-        if records[start].offset < stored:  # redelivered: skip up to the stored position
-            start = next((i for i in range(start, stop) if records[i].offset >= stored), stop)
-        if start == stop:
-            continue
-        fresh.extend(records[start:stop])
-        items.extend(decoded[start:stop])
-        following = records[stop - 1].offset + 1
-        if following > next_offsets.get(run.tp, 0):
-            next_offsets[run.tp] = following
-    return fresh, items, next_offsets
+def _merged_rewinds(
+    earlier: Mapping[TopicAndPartition, Rewind], later: Mapping[TopicAndPartition, Rewind]
+) -> dict[TopicAndPartition, Rewind]:
+    """The rewinds of two consecutive parts of a batch: the later position to seek to, and
+    the first offset abandoned (records from there on were fetched before the seek)."""
+    merged = {**earlier, **later}
+    for tp in earlier.keys() & later.keys():
+        merged[tp] = Rewind(later[tp].to, earlier[tp].fence)
+    return merged
 
 
 def _dead_letters(

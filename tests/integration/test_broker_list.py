@@ -29,6 +29,7 @@ from tests.integration.test_health import get_json, wait_for_status, wait_for_ta
 from tests.support.brokers import free_port
 from tests.support.consumer import ConsumerProcess
 from tests.support.services import PostgresEndpoint
+from tests.support.write_path import partition_guard
 
 
 @pytest.fixture
@@ -67,10 +68,6 @@ class _Unused:
         raise AssertionError("nothing is consumed here")
 
 
-async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
-    return {}
-
-
 async def test_every_client_skips_a_dead_first_broker(
     pg: PostgresEndpoint,
     kafka: str,
@@ -97,7 +94,7 @@ async def test_every_client_skips_a_dead_first_broker(
     await sink.start()
     await sink.stop()
 
-    broker = build_broker(settings, BatchHandler(_Unused()), _no_positions)
+    broker = build_broker(settings, BatchHandler(_Unused()), partition_guard())
     await broker.connect()
     try:
         assert await kafka_check(broker, settings)() is None  # readiness

@@ -26,7 +26,7 @@ from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import run_service, service_env
 from tests.support.grants import effective_grants
 from tests.support.services import PostgresEndpoint
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
 
 DATABASE = f"{TEST_DATABASE}_privileges"
 
@@ -131,6 +131,7 @@ async def test_the_consumer_role_runs_the_whole_write_path(
             MemoryDeadLetterSink(),
             "least-privilege",
             Backoff(0.01, 0.1),
+            guard=guard(group_id="least-privilege"),
         )
         pairs = [record(upsert(41, 1, quantity=10)), record(adjust(41, -4)), record(upsert(41, 2))]
         batch = [SimpleRecord("t", 0, offset, k, v) for offset, (k, v) in enumerate(pairs)]

@@ -21,7 +21,7 @@ from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert
 from testbed.oracle import table
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
 
 
 async def committed(engine: AsyncEngine) -> dict[str, Any]:
@@ -69,14 +69,16 @@ def _batch(pairs: list[tuple[bytes, bytes]], start: int = 0) -> list[SimpleRecor
 async def test_a_sink_failing_after_positions_are_written_moves_neither_products_nor_positions(
     engine: AsyncEngine,
 ) -> None:
-    setup = WritePath(async_sessionmaker(engine), MemoryDeadLetterSink(), "g", Backoff(0.01, 0.1))
+    setup = WritePath(
+        async_sessionmaker(engine), MemoryDeadLetterSink(), "g", Backoff(0.01, 0.1), guard=guard()
+    )
     await process(setup, _batch([record(upsert(1, 1, quantity=10))]))
     before = await committed(engine)
     # An upsert claims no id (it is idempotent by its version); only adjustments do.
     assert before == {"products": [(1, 10, 1)], "positions": [("t", 0, 1)], "claimed": 0}
 
     sink = FailingOnceSink(engine)
-    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
+    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), guard=guard())
     batch = _batch([record(adjust(1, -4)), record(upsert(2, 1, quantity=1)), (b"1", b"junk")], 1)
     report = await process(write_path, batch)
 
@@ -125,7 +127,7 @@ async def test_a_failed_position_write_takes_the_products_and_letters_back_with_
     first: the retry would then count the batch's events as duplicates and send its dead
     letters a second time."""
     sink = MemoryDeadLetterSink()
-    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
+    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), guard=guard())
     pairs = [record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")]
 
     report = await process(write_path, _batch(pairs))
@@ -143,7 +145,7 @@ async def test_a_redelivery_is_dropped_by_the_stored_offset_alone(engine: AsyncE
     """With the processed ids gone, only the position stored with the products can tell the
     redelivered batch from a new one."""
     sink = MemoryDeadLetterSink()
-    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1))
+    write_path = WritePath(async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), guard=guard())
     batch = _batch([record(upsert(1, 1, quantity=10)), record(adjust(1, -4)), (b"1", b"junk")])
     await process(write_path, batch)
     async with engine.begin() as connection:

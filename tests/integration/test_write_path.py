@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -15,15 +16,19 @@ from service.core.domain import Reason
 from service.postgres import store
 from service.postgres.retention import purge_once
 from service.write_path.retry import Backoff
+from service.write_path.rewinds import Rewind
 from service.write_path.transaction import WritePath
 from testbed.events import BASE_TIME, LabelledSpec, adjust, delete, generate_records, record, upsert
 from testbed.model import Product
 from testbed.oracle import diff, expected_outcome, table
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
+from tests.support.fake_consumer import FakeConsumer
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
 
 
 def _write_path(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> WritePath:
-    return WritePath(async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1))
+    return WritePath(
+        async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1), guard=guard(group_id=group)
+    )
 
 
 def _records(
@@ -346,7 +351,12 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
     )
     sink = MemoryDeadLetterSink()
     write_path = WritePath(
-        async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), max_record_bytes=limit
+        async_sessionmaker(engine),
+        sink,
+        "g",
+        Backoff(0.01, 0.1),
+        max_record_bytes=limit,
+        guard=guard(),
     )
     batch = [SimpleRecord("t", 0, i, r.key, r.value, r.headers) for i, r in enumerate(records)]
     reports = [
@@ -431,13 +441,63 @@ async def test_a_batch_starting_past_the_stored_position_is_rewound_once(
     await process(write_path, _records([record(upsert(9, 1, quantity=1))]))  # stored: 1
     late = _records([record(adjust(9, 1))], start=5)
 
-    first = await process(write_path, late)
-    assert (first.rewind, first.applied, first.abandoned) == ({("t", 0): 1}, 0, 1)
+    seeks: list[tuple[tuple[str, int], int]] = []
+
+    def seek(tp: tuple[str, int], offset: int) -> None:
+        seeks.append((tp, offset))
+
+    first = await process(write_path, late, seek=seek)
+    assert (first.rewinds, first.applied, first.abandoned) == ({("t", 0): Rewind(1, 5)}, 0, 1)
+    assert seeks == [(("t", 0), 1)]
     assert (await table(engine))[9].quantity == 1
 
-    again = await process(write_path, late)
-    assert (again.rewind, again.applied) == ({}, 1)
+    again = await process(write_path, late, seek=seek)
+    assert (again.rewinds, again.applied) == ({}, 1)
     assert (await table(engine))[9].quantity == 2
+    assert seeks == [(("t", 0), 1)]
+
+
+async def test_a_position_that_moves_while_kafka_is_asked_is_never_written_past(
+    engine: AsyncEngine,
+) -> None:
+    """The consumer was sought back to 1 and the refetch starts at 5: the partition guard is
+    asked about that gap before the positions are locked. Meanwhile another writer commits
+    offsets 1..2 (stored: 3). The locked row, not the snapshot, decides: the batch is not
+    written past offsets 3..4, the consumer is sought back to 3 instead; the refetch from 3
+    is written."""
+    sessions = async_sessionmaker(engine)
+    consumer = FakeConsumer([("t", 0)], log_ends={("t", 0): 6})
+
+    class AnotherWriterCommits(FakeConsumer):
+        async def beginning_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+            looked = await consumer.beginning_offsets(partitions)
+            async with sessions() as session, session.begin():
+                await store.advance_positions(session, "g", {("t", 0): 3})
+            return looked
+
+    write_path = _write_path(engine, MemoryDeadLetterSink())
+    write_path.guard = guard(AnotherWriterCommits([("t", 0)], log_ends={("t", 0): 6}))
+    await process(write_path, _records([record(upsert(9, 1, quantity=1))]))  # stored: 1
+    write_path.rewinds.remember({("t", 0): Rewind(1, 5)})  # sought back to 1 before
+    late = _records([record(adjust(9, 1))], start=5)
+    seeks: list[tuple[tuple[str, int], int]] = []
+
+    def seek(tp: tuple[str, int], offset: int) -> None:
+        seeks.append((tp, offset))
+
+    moved = await process(write_path, late, seek=seek)
+
+    assert consumer.events == [("beginning_offsets", [("t", 0)])]  # asked before the lock
+    assert (moved.rewinds, moved.applied, moved.next_offsets) == ({("t", 0): Rewind(3, 5)}, 0, {})
+    assert seeks == [(("t", 0), 3)]
+    assert (await table(engine))[9].quantity == 1
+    async with sessions() as session:
+        assert await store.read_positions(session, "g", {"t"}) == {("t", 0): 3}
+
+    write_path.guard = guard(FakeConsumer([("t", 0)]))
+    refetch = _records([record(upsert(9, 2, quantity=5)), record(adjust(9, 1))], start=3)
+    assert (await process(write_path, refetch, seek=seek)).applied == 2
+    assert (await table(engine))[9].quantity == 6
 
 
 async def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_applied(

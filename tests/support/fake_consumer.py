@@ -8,16 +8,24 @@ from aiokafka import TopicPartition
 
 
 class FakeConsumer:
-    """Owns `assigned`; records seeks, pauses, commits and stop in `events`, optionally
-    shared with other fakes so a test can assert the order of everything."""
+    """Owns `assigned`; records seeks, pauses, commits, log start look-ups and stop in
+    `events`, optionally shared with other fakes so a test can assert the order of
+    everything. The log of each partition starts at `log_starts` (0 if not given) and ends
+    at `log_ends` as last fetched (unknown if not given)."""
 
     def __init__(
-        self, assigned: Iterable[tuple[str, int]] = (), events: list[object] | None = None
+        self,
+        assigned: Iterable[tuple[str, int]] = (),
+        events: list[object] | None = None,
+        log_starts: dict[tuple[str, int], int] | None = None,
+        log_ends: dict[tuple[str, int], int] | None = None,
     ) -> None:
         self.assigned = {TopicPartition(t, p) for t, p in assigned}
         self.events: list[object] = [] if events is None else events
         self.commits: list[dict[tuple[str, int], int]] = []
         self.fail_commits = 0  # how many of the next commits raise
+        self.log_starts = dict(log_starts or {})
+        self.log_ends = dict(log_ends or {})
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -30,6 +38,16 @@ class FakeConsumer:
 
     def pause(self, *partitions: TopicPartition) -> None:
         self.events.append(("pause", sorted((tp.topic, tp.partition) for tp in partitions)))
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.log_ends.get((partition.topic, partition.partition))
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """A round trip to the broker in aiokafka."""
+        self.events.append(("beginning_offsets", [(tp.topic, tp.partition) for tp in partitions]))
+        return {tp: self.log_starts.get((tp.topic, tp.partition), 0) for tp in partitions}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self.fail_commits:

@@ -1,15 +1,25 @@
-"""What the tests hand the write path: plain records, an in-memory dead-letter sink, and
-`process`, which decodes and writes one batch as the subscriber does (service/app.py through
+"""What the tests hand the write path: plain records, an in-memory dead-letter sink, the
+guard production passes (the real PartitionGuard inside LetterStops, on a fake consumer), and
+`process`, which decodes and writes one batch as the subscriber does (through
 service/write_path/overlap.py, there with the next batch's decoding overlapped)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from service.core.letters import DeadLetter
-from service.core.records import Record
-from service.write_path.transaction import BatchReport, Ownership, WritePath
+from service.core.position_verdict import OnRecordsLost
+from service.core.records import Record, TopicAndPartition
+from service.positions.guard import PartitionGuard
+from service.write_path.admission import Ownership
+from service.write_path.letter_stops import LetterStops
+from service.write_path.overlap import OverlappedWriter, Seek
+from service.write_path.transaction import BatchReport, WritePath
+from tests.support.fake_consumer import FakeConsumer
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +44,54 @@ class MemoryDeadLetterSink:
         self.letters.extend(letters)
 
 
+def partition_guard(
+    sessions: Any = None, group_id: str = "g", on_lost: OnRecordsLost = OnRecordsLost.CONTINUE
+) -> PartitionGuard:
+    """The partition guard as service/app.py builds it, not yet attached to a consumer
+    (build_broker attaches it to the subscriber's)."""
+    return PartitionGuard(sessions, group_id, CollectorRegistry(), on_lost=on_lost)
+
+
+def guard(
+    consumer: FakeConsumer | None = None,
+    *,
+    sessions: Any = None,
+    group_id: str = "g",
+    on_lost: OnRecordsLost = OnRecordsLost.CONTINUE,
+) -> LetterStops:
+    """The write path's guard as service/app.py builds it, attached to `consumer` (by
+    default one whose logs start at 0 and whose log ends are not fetched yet). `sessions` is
+    only read by the guard's own checks (assignment, rechecks), not by the write path."""
+    partitions = partition_guard(sessions, group_id, on_lost)
+    attached = consumer or FakeConsumer()
+    partitions.attach(lambda: attached)
+    stops = LetterStops(partitions)
+    stops.attach(lambda: attached)
+    return stops
+
+
+def owns_everything(topic: str, partition: int) -> bool:
+    return True
+
+
+def seeks_nowhere(tp: TopicAndPartition, offset: int) -> None:
+    """A consumer's seek where no consumer fetches: the next batch a test writes is its own."""
+
+
 async def process(
-    write_path: WritePath, records: Sequence[Record], still_owned: Ownership | None = None
+    write_path: WritePath,
+    records: Sequence[Record],
+    still_owned: Ownership = owns_everything,
+    seek: Seek = seeks_nowhere,
 ) -> BatchReport:
-    """Apply a batch exactly once; retries transient failures until it commits.
+    """Apply a batch exactly once, as the subscriber's handler does; retries transient
+    failures until it commits. An empty report if nothing of it was written (all of it was
+    fetched before a seek back, see service/write_path/rewinds.py).
 
     `still_owned(topic, partition)` is asked after the partition rows are locked: records
     of a partition this consumer lost in a rebalance are abandoned (the new owner reads
     them again from the stored position) and nothing is written for that partition.
     """
-    return await write_path.write(records, await write_path.decode(records), still_owned)
+    writer = OverlappedWriter(write_path)
+    await writer.submit(records, still_owned, seek)
+    return await writer.drain() or BatchReport()

@@ -17,6 +17,7 @@ from service.kafka.parser import RawBatchParser
 from service.write_path.handler import BatchHandler
 from service.write_path.transaction import BatchReport
 from tests.support.record_batches import batch
+from tests.support.write_path import partition_guard
 
 SETTINGS = Settings(
     postgres_user="u",
@@ -81,13 +82,9 @@ class RecordingWriter:
         return BatchReport()
 
 
-async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
-    return {}
-
-
 async def test_records_with_binary_null_and_duplicate_headers_reach_the_handler() -> None:
     writer = RecordingWriter()
-    broker = build_broker(SETTINGS, BatchHandler(writer), _no_positions)
+    broker = build_broker(SETTINGS, BatchHandler(writer), partition_guard())
     async with TestKafkaBroker(broker):
         (subscriber,) = broker.subscribers
         await subscriber.process_message((_record(0), _record(1, [("only", None)])))

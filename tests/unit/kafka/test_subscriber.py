@@ -14,6 +14,7 @@ from service.core.records import Record
 from service.write_path.handler import BatchHandler
 from service.write_path.transaction import BatchReport
 from testbed.events import record, upsert
+from tests.support.write_path import partition_guard
 
 SETTINGS = Settings(
     postgres_user="u",
@@ -36,12 +37,8 @@ class RecordingProcessor:
         return BatchReport()
 
 
-async def _no_positions(topics: set[str]) -> dict[tuple[str, int], int]:
-    return {}
-
-
 def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group() -> None:
-    broker = build_broker(SETTINGS, BatchHandler(RecordingProcessor()), _no_positions)
+    broker = build_broker(SETTINGS, BatchHandler(RecordingProcessor()), partition_guard())
     (subscriber,) = broker.subscribers
     assert subscriber.topics[0].name == "events"
     assert subscriber.group_id == "grp"
@@ -52,7 +49,7 @@ def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group()
 
 async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
     write_path = RecordingProcessor()
-    broker = build_broker(SETTINGS, BatchHandler(write_path), _no_positions)
+    broker = build_broker(SETTINGS, BatchHandler(write_path), partition_guard())
     key, value = record(upsert(3, 1))
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(value, topic="events", key=key)
@@ -68,6 +65,6 @@ async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
 def test_the_broker_and_its_consumer_are_given_every_broker_of_the_list() -> None:
     # FastStream takes a string as one host name: "a:1,b:2" would be a host "a:1,b".
     settings = SETTINGS.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1,127.0.0.1:2"})
-    broker = build_broker(settings, BatchHandler(RecordingProcessor()), _no_positions)
+    broker = build_broker(settings, BatchHandler(RecordingProcessor()), partition_guard())
     assert broker.specification.url == ["127.0.0.1:1", "127.0.0.1:2"]
     assert broker.config.builder.keywords["bootstrap_servers"] == ["127.0.0.1:1", "127.0.0.1:2"]

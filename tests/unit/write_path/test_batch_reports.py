@@ -9,7 +9,6 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -19,15 +18,18 @@ from sqlalchemy.exc import OperationalError
 
 from service.core.decoding import Unusable
 from service.core.domain import Reason
-from service.core.records import partition_runs
 from service.observability.metrics import Metrics
+from service.write_path.batch import Batch
 from service.write_path.retry import Backoff
+from service.write_path.rewinds import Rewind
 from service.write_path.transaction import BatchReport, WritePath
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord
+from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard
+from tests.unit.write_path.test_transaction import _fake_store
 
 
-def _records(*offsets: int) -> list[SimpleRecord]:
-    return [SimpleRecord("t", 3, o, b"1", b"{}") for o in offsets]
+def _batch(*offsets: int, decoded: Any = None) -> Batch:
+    records = [SimpleRecord("t", 3, o, b"1", b"{}") for o in offsets]
+    return Batch.of(records, decoded or [None] * len(records))
 
 
 def _write_path() -> WritePath:
@@ -37,6 +39,7 @@ def _write_path() -> WritePath:
         "g",
         Backoff(0.001, 0.002),
         metrics=Metrics(CollectorRegistry()),
+        guard=guard(),
     )
 
 
@@ -54,8 +57,7 @@ def test_the_report_of_two_parts_adds_their_counts_and_keeps_the_first_fence() -
         redelivered=3,
         abandoned=0,
         dead_lettered=Counter({"invalid_json": 1}),
-        rewind={("t", 0): 5, ("t", 1): 2},
-        fence={("t", 0): 9},
+        rewinds={("t", 0): Rewind(5, 9), ("t", 1): Rewind(2, 3)},
         next_offsets={("t", 0): 20, ("t", 1): 4},
     )
     second = BatchReport(
@@ -66,8 +68,7 @@ def test_the_report_of_two_parts_adds_their_counts_and_keeps_the_first_fence() -
         redelivered=1,
         abandoned=3,
         dead_lettered=Counter({"invalid_json": 2, "unstorable": 1}),
-        rewind={("t", 1): 3},
-        fence={("t", 0): 12, ("t", 2): 1},
+        rewinds={("t", 1): Rewind(3, 6), ("t", 2): Rewind(0, 1)},
         next_offsets={("t", 0): 25},
     )
     assert first.merged(second) == BatchReport(
@@ -78,8 +79,9 @@ def test_the_report_of_two_parts_adds_their_counts_and_keeps_the_first_fence() -
         redelivered=4,
         abandoned=3,
         dead_lettered=Counter({"invalid_json": 3, "unstorable": 1}),
-        rewind={("t", 0): 5, ("t", 1): 3},  # the later rewind of a partition wins
-        fence={("t", 0): 9, ("t", 2): 1},  # the first abandoned offset wins
+        # A partition rewound in both parts: sought to the later position, fenced at the
+        # first offset abandoned.
+        rewinds={("t", 0): Rewind(5, 9), ("t", 1): Rewind(3, 3), ("t", 2): Rewind(0, 1)},
         next_offsets={("t", 0): 25, ("t", 1): 4},  # the later position wins
     )
 
@@ -113,7 +115,7 @@ async def test_a_committed_batch_is_counted_timed_and_told_to_the_listeners(
         duplicates=1,
         redelivered=3,
         dead_lettered=Counter({"invalid_json": 2, "unknown_product": 1}),
-        rewind={("t", 3): 40},
+        rewinds={("t", 3): Rewind(40, 46)},
     )
     attempts: list[int] = []
 
@@ -132,10 +134,11 @@ async def test_a_committed_batch_is_counted_timed_and_told_to_the_listeners(
         caplog.at_level(logging.WARNING, "service.retry"),
         caplog.at_level(logging.DEBUG, "service.pipeline"),
     ):
-        returned = await write_path.write(_records(*range(9)), [None] * 9)
+        returned = await write_path.write(_batch(*range(9)), lambda topic, partition: True)
 
     assert returned is report and told == [report] and len(attempts) == 2
-    assert write_path._rewound == {("t", 3): 40}  # the next batch may accept that gap
+    assert write_path.rewinds.sought_to(("t", 3)) == 40  # the next batch may cross that gap
+    assert write_path.rewinds.fenced({("t", 3): 47}) == {("t", 3)}  # fetched before the seek
     retried, committed = (r.getMessage() for r in caplog.records)
     assert retried.startswith("batch of 9 records failed (attempt 1, transient: ")
     assert re.fullmatch(
@@ -169,7 +172,7 @@ async def test_an_empty_batch_commits_nothing_and_counts_nothing() -> None:
     write_path = _write_path()
     told: list[BatchReport] = []
     write_path.on_commit.append(told.append)
-    assert await write_path.write([], []) == BatchReport()
+    assert await write_path.write(Batch.of([], []), lambda topic, partition: True) == BatchReport()
     assert told == [] and _sample(write_path.metrics, "inventory_sink_batches_total") == 0
 
 
@@ -188,21 +191,20 @@ async def test_a_refused_record_is_found_by_bisection_logged_and_dead_lettered(
     def still_owned(topic: str, partition: int) -> bool:
         return True
 
-    async def commit(
-        records: Sequence[SimpleRecord], decoded: Sequence[Any], owned: Any
-    ) -> BatchReport:
+    async def commit(batch: Batch, owned: Any) -> BatchReport:
         checks.append(owned)
-        offsets = [r.offset for r in records]
-        if 12 in offsets and not isinstance(decoded[0], Unusable):
+        offsets = [r.offset for r in batch.records]
+        assert batch.first == {("t", 3): offsets[0]}  # each part knows its own partitions
+        if 12 in offsets and not isinstance(batch.decoded[0], Unusable):
             raise refusal
         commits.append(offsets)
-        letters.extend(item for item in decoded if isinstance(item, Unusable))
-        applied = sum(not isinstance(item, Unusable) for item in decoded)
-        return BatchReport(records=len(records), applied=applied)
+        letters.extend(item for item in batch.decoded if isinstance(item, Unusable))
+        applied = sum(not isinstance(item, Unusable) for item in batch.decoded)
+        return BatchReport(records=len(offsets), applied=applied)
 
     write_path._commit = commit  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR, "service.pipeline"):
-        report = await write_path.write(_records(10, 11, 12, 13), [object()] * 4, still_owned)
+        report = await write_path.write(_batch(10, 11, 12, 13, decoded=[object()] * 4), still_owned)
 
     assert commits == [[10, 11], [12], [13]]
     assert checks and all(check is still_owned for check in checks)
@@ -221,33 +223,36 @@ async def test_a_refused_record_is_found_by_bisection_logged_and_dead_lettered(
     assert (line.topic, line.partition, line.offset) == ("t", 3, 12)  # type: ignore[attr-defined]
 
 
-async def test_the_gap_guard_says_where_it_seeks_back_and_which_gap_it_accepts(
-    caplog: pytest.LogCaptureFixture,
+async def test_the_gap_guard_says_where_it_seeks_back_and_the_partition_guard_which_gap_it_crosses(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    write_path = _write_path()
-    records = [SimpleRecord("t", 3, o, b"1", b"{}") for o in (46, 47)]
-    runs = partition_runs(records)
-    with caplog.at_level(logging.INFO, "service.pipeline"):
-        first = BatchReport()
-        await write_path._guard_gaps(records, runs, {("t", 3): 40}, first)
-        write_path._rewound.update(first.rewind)
-        again = BatchReport()
-        positions = {("t", 3): 40}
-        await write_path._guard_gaps(records, runs, positions, again)
+    """Through the whole write path on a fake store: the first batch of t[3] starts at 46 but
+    the database is at 40; the refetch after the seek back starts at 46 again."""
+    _, write_path = _fake_store(monkeypatch, {("t", 3): 40})
+    junk = [Unusable(Reason.INVALID_JSON, "x")] * 2
+    with caplog.at_level(logging.INFO):
+        first = await write_path.write(_batch(46, 47, decoded=junk), lambda topic, partition: True)
+        assert write_path.rewinds.fenced({("t", 3): 46}) == set()  # the refetch
+        again = await write_path.write(_batch(46, 47, decoded=junk), lambda topic, partition: True)
 
-    assert (first.rewind, first.fence, first.abandoned) == ({("t", 3): 40}, {("t", 3): 46}, 2)
-    assert (again.rewind, again.abandoned, positions) == ({}, 0, {("t", 3): 40})
-    seek, accepted = (r for r in caplog.records if r.name == "service.pipeline")
-    assert (seek.levelno, seek.getMessage()) == (
+    assert (first.rewinds, first.abandoned) == ({("t", 3): Rewind(40, 46)}, 2)
+    assert (again.rewinds, again.abandoned, again.next_offsets) == ({}, 0, {("t", 3): 48})
+    seek, crossed = (
+        r
+        for r in caplog.records
+        if r.name in ("service.pipeline", "service.positions") and r.levelno >= logging.INFO
+    )
+    assert (seek.name, seek.levelno, seek.getMessage()) == (
+        "service.pipeline",
         logging.WARNING,
         "t[3]: batch starts at offset 46 but the database is at 40; seeking back so no record "
         "is skipped",
     )
-    assert (accepted.levelno, accepted.getMessage()) == (
+    fields = (seek.topic, seek.partition, seek.offset, seek.stored_offset)  # type: ignore[attr-defined]
+    assert fields == ("t", 3, 46, 40)
+    assert (crossed.name, crossed.levelno, crossed.getMessage()) == (
+        "service.positions",
         logging.INFO,
-        "t[3]: offsets 40..45 are not in the log (retention, compaction or transaction "
-        "markers); continuing at 46",
+        "t[3]: offsets 40..45 are not in the log (compaction or transaction markers); "
+        "continuing at 46",
     )
-    for line in (seek, accepted):
-        fields = (line.topic, line.partition, line.offset, line.stored_offset)  # type: ignore[attr-defined]
-        assert fields == ("t", 3, 46, 40)

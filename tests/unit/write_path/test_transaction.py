@@ -1,10 +1,12 @@
 """The write path's pieces without a database: the redelivery skip, the gap guard, the order
 of dead letters, the letter's headers, the key check, the overlap fence, and the order of a
-batch's writes within its one transaction (a fake session and store)."""
+batch's writes within its one transaction, with the partition guard's look at the log before
+it and its acts after it (a fake session, store and consumer)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,13 +19,25 @@ from hypothesis import strategies as st
 from service.core.decoding import Unusable, decode
 from service.core.domain import Applied, ProductState, Reason, Rejected, Stale
 from service.core.letters import DeadLetter
-from service.core.records import partition_runs
+from service.core.position_verdict import OnRecordsLost
+from service.positions.log_snapshot import Gap, LogSnapshot
 from service.write_path import transaction as pipeline
+from service.write_path.admission import Admission, admit
+from service.write_path.batch import Batch
 from service.write_path.overlap import OverlappedWriter
 from service.write_path.retry import Backoff
-from service.write_path.transaction import BatchReport, WritePath, _dead_letters, _fresh
+from service.write_path.rewinds import Rewind, Rewinds
+from service.write_path.transaction import BatchReport, WritePath, _dead_letters
 from testbed.events import BASE_TIME, adjust, delete, record, upsert
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
+from tests.support.fake_consumer import FakeConsumer
+from tests.support.write_path import (
+    MemoryDeadLetterSink,
+    SimpleRecord,
+    guard,
+    owns_everything,
+    process,
+    seeks_nowhere,
+)
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:
@@ -34,7 +48,13 @@ def junk(records: Sequence[SimpleRecord]) -> list[Any]:
     return [Unusable(Reason.INVALID_JSON, f"#{r.offset}") for r in records]
 
 
-# -- _fresh: the redelivery skip ----------------------------------------------------------
+# -- the redelivery skip ------------------------------------------------------------------
+
+
+def admitted(records: Sequence[SimpleRecord], positions: dict[tuple[str, int], int]) -> Admission:
+    return admit(
+        Batch.of(records, junk(records)), positions, LogSnapshot(), Rewinds(), owns_everything
+    )
 
 
 @pytest.mark.parametrize(
@@ -44,92 +64,73 @@ def junk(records: Sequence[SimpleRecord]) -> list[Any]:
 def test_records_below_the_stored_position_are_skipped(
     stored: int, kept: list[int], following: int | None
 ) -> None:
-    records = recs(0, 0, 1, 2, 3, 4)
-    items = junk(records)
-    fresh, fresh_items, next_offsets = _fresh(
-        records, items, partition_runs(records), {("t", 0): stored}
-    )
-    assert [r.offset for r in fresh] == kept
-    assert [i.message for i in fresh_items] == [f"#{o}" for o in kept]
-    assert next_offsets == ({} if following is None else {("t", 0): following})
+    admission = admitted(recs(0, 0, 1, 2, 3, 4), {("t", 0): stored})
+    assert [r.offset for r in admission.fresh] == kept
+    assert [i.message for i in admission.items] == [f"#{o}" for o in kept]
+    assert admission.next_offsets == ({} if following is None else {("t", 0): following})
+    assert admission.redelivered == 5 - len(kept)
 
 
 def test_partitions_without_a_locked_position_are_left_out_and_each_gets_its_own_next() -> None:
     records = recs(0, 7, 8) + recs(1, 2, 3) + recs(2, 0) + recs(0, 9)
-    fresh, _, next_offsets = _fresh(
-        records, junk(records), partition_runs(records), {("t", 0): 8, ("t", 1): 0}
-    )
-    assert [(r.partition, r.offset) for r in fresh] == [(0, 8), (1, 2), (1, 3), (0, 9)]
-    assert next_offsets == {("t", 0): 10, ("t", 1): 4}
+    batch = Batch.of(records, junk(records))
+    positions = {("t", 0): 8, ("t", 1): 2}
+    admission = admit(batch, positions, LogSnapshot(), Rewinds(), owns_everything)
+    assert [(r.partition, r.offset) for r in admission.fresh] == [(0, 8), (1, 2), (1, 3), (0, 9)]
+    assert admission.next_offsets == {("t", 0): 10, ("t", 1): 4}
 
 
-# -- _guard_gaps ---------------------------------------------------------------------------
-
-
-class Guard:
-    def __init__(self, accept: bool) -> None:
-        self.accept = accept
-        self.asked: list[tuple[tuple[str, int], int, int]] = []
-
-    def holds(self, tp: tuple[str, int]) -> bool:
-        return False
-
-    def log_was_reset(self, tp: tuple[str, int], stored: int, first_offset: int) -> bool:
-        return False
-
-    async def accept_gap(self, tp: tuple[str, int], stored: int, first_offset: int) -> bool:
-        self.asked.append((tp, stored, first_offset))
-        return self.accept
-
-
-def write_path(guard: Guard | None = None, sink: Any = None) -> WritePath:
-    return WritePath(
-        None,  # type: ignore[arg-type]
-        sink or MemoryDeadLetterSink(),
-        "g",
-        Backoff(0.001, 0.01),
-        guard=guard,  # type: ignore[arg-type]
-    )
+# -- the gap guard, with the real partition guard on a fake consumer ----------------------
 
 
 async def test_a_batch_at_or_below_the_stored_position_passes_the_gap_guard() -> None:
-    records = recs(0, 4, 5) + recs(1, 2)
-    positions = {("t", 0): 4, ("t", 1): 3}
-    report = BatchReport()
-    await write_path()._guard_gaps(records, partition_runs(records), positions, report)
-    assert positions == {("t", 0): 4, ("t", 1): 3}
-    assert (report.rewind, report.fence, report.abandoned) == ({}, {}, 0)
+    admission = admitted(recs(0, 4, 5) + recs(1, 2), {("t", 0): 4, ("t", 1): 3})
+    assert admission.positions == {("t", 0): 4, ("t", 1): 3}
+    assert (admission.rewinds, admission.abandoned_records) == ({}, 0)
 
 
-async def test_a_batch_past_the_stored_position_is_abandoned_and_rewound_then_accepted() -> None:
-    sink = write_path()
+async def test_a_batch_past_the_stored_position_is_abandoned_and_rewound_then_crossed() -> None:
+    rewinds = Rewinds()
     records = recs(0, 6, 7) + recs(1, 0)
-    positions = {("t", 0): 4, ("t", 1): 0}
-    report = BatchReport()
-    await sink._guard_gaps(records, partition_runs(records), positions, report)
-    assert positions == {("t", 1): 0}
-    assert (report.rewind, report.fence, report.abandoned) == ({("t", 0): 4}, {("t", 0): 6}, 2)
+    first = admit(
+        Batch.of(records, junk(records)),
+        {("t", 0): 4, ("t", 1): 0},
+        LogSnapshot(),
+        rewinds,
+        owns_everything,
+    )
+    assert first.positions == {("t", 1): 0}
+    assert (first.rewinds, first.abandoned_records) == ({("t", 0): Rewind(4, 6)}, 2)
 
-    sink._rewound.update(report.rewind)  # what write() does once the batch committed
-    positions = {("t", 0): 4}
-    again = BatchReport()
-    await sink._guard_gaps(records[:2], partition_runs(records[:2]), positions, again)
-    assert positions == {("t", 0): 4}  # the same gap after the seek back: not in the log
-    assert (again.rewind, again.abandoned) == ({}, 0)
+    rewinds.remember(first.rewinds)  # what write() does once the batch committed
+    consumer = FakeConsumer()
+    batch = Batch.of(records[:2], junk(records[:2]))
+    snapshot = await guard(consumer).snapshot(batch.first, rewinds.sought(batch.first))
+    again = admit(batch, {("t", 0): 4}, snapshot, rewinds, owns_everything)
+    assert again.positions == {("t", 0): 4}  # the same gap after the seek back: not in the log
+    assert (again.rewinds, again.abandoned_records, again.gaps) == (
+        {},
+        0,
+        {("t", 0): Gap(4, 6, 0, 6, accepted=True)},
+    )
+    assert consumer.events == [("beginning_offsets", [("t", 0)])]  # asked in the snapshot
 
 
-@pytest.mark.parametrize("accept", [True, False])
-async def test_after_a_rewind_the_guard_decides_the_gap(accept: bool) -> None:
-    guard = Guard(accept)
-    sink = write_path(guard)
-    sink._rewound[("t", 0)] = 4
-    records = recs(0, 6, 7)
-    positions = {("t", 0): 4}
-    report = BatchReport()
-    await sink._guard_gaps(records, partition_runs(records), positions, report)
-    assert guard.asked == [(("t", 0), 4, 6)]
-    assert positions == ({("t", 0): 4} if accept else {})
-    assert (report.rewind, report.abandoned) == ({}, 0 if accept else 2)
+@pytest.mark.parametrize("on_lost", list(OnRecordsLost))
+async def test_after_a_rewind_the_guard_decides_the_gap(on_lost: OnRecordsLost) -> None:
+    """Offsets 4 and 5 were deleted by retention (the log starts at 6)."""
+    consumer = FakeConsumer([("t", 0)], log_starts={("t", 0): 6}, log_ends={("t", 0): 9})
+    rewinds = Rewinds()
+    rewinds.remember({("t", 0): Rewind(4, 6)})
+    batch = Batch.of(recs(0, 6, 7), junk(recs(0, 6, 7)))
+    snapshot = await guard(consumer, on_lost=on_lost).snapshot(
+        batch.first, rewinds.sought(batch.first)
+    )
+    admission = admit(batch, {("t", 0): 4}, snapshot, rewinds, owns_everything)
+    accept = on_lost is OnRecordsLost.CONTINUE
+    assert admission.gaps == {("t", 0): Gap(4, 6, 6, 9, accepted=accept)}
+    assert admission.positions == ({("t", 0): 4} if accept else {})
+    assert (admission.rewinds, admission.abandoned_records) == ({}, 0 if accept else 2)
 
 
 # -- _dead_letters: record order, unusable and rejected interleaved ------------------------
@@ -210,18 +211,17 @@ def test_a_key_naming_another_product_is_an_invalid_event(key: bytes) -> None:
 class Recorder:
     def __init__(self) -> None:
         self.written: list[list[tuple[int, int]]] = []
+        self.rewinds = Rewinds()
 
     async def decode(self, records: Sequence[SimpleRecord]) -> list[Any]:
         return junk(records)
 
-    async def write(
-        self, records: Sequence[SimpleRecord], decoded: Any, owned: Any = None
-    ) -> BatchReport:
-        self.written.append([(r.partition, r.offset) for r in records])
+    async def write(self, batch: Batch, owned: Any) -> BatchReport:
+        self.written.append([(r.partition, r.offset) for r in batch.records])
         report = BatchReport()
         if self.written == [[(0, 8), (0, 9)]]:
-            report.rewind[("t", 0)] = 5
-            report.fence[("t", 0)] = 8
+            report.rewinds[("t", 0)] = Rewind(5, 8)
+        self.rewinds.remember(report.rewinds)  # as WritePath.write does once it committed
         return report
 
 
@@ -231,9 +231,9 @@ async def test_the_fence_keeps_a_refetch_and_drops_what_was_fetched_before_the_s
 ) -> None:
     writer_ = Recorder()
     writer = OverlappedWriter(writer_)  # type: ignore[arg-type]
-    await writer.submit(recs(0, 8, 9))
+    await writer.submit(recs(0, 8, 9), owns_everything, seeks_nowhere)
     await writer.drain()
-    await writer.submit(recs(0, refetch) + recs(1, 3))
+    await writer.submit(recs(0, refetch) + recs(1, 3), owns_everything, seeks_nowhere)
     await writer.drain()
     assert writer_.written[1] == ([(0, refetch)] if kept else []) + [(1, 3)]
 
@@ -314,7 +314,7 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
     monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
     sink = LoggingSink(store)
-    write_path = WritePath(store.session, sink, "g", Backoff(0.001, 0.01))  # type: ignore[arg-type]
+    write_path = WritePath(store.session, sink, "g", Backoff(0.001, 0.01), guard=guard())  # type: ignore[arg-type]
     pairs = [record(upsert(1, 1)), record(upsert(2, 1)), record(adjust(3, 1)), (b"1", b"junk")]
     batch = [SimpleRecord("t", 0, i, k, v) for i, (k, v) in enumerate(pairs)]
 
@@ -334,13 +334,26 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     assert [letter.record.offset for letter in sink.letters] == [2, 3]
 
 
-def _fake_store(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeStore, WritePath]:
-    store = FakeStore({})
+def _fake_store(
+    monkeypatch: pytest.MonkeyPatch,
+    positions: dict[tuple[str, int], int] | None = None,
+    on_lost: OnRecordsLost = OnRecordsLost.CONTINUE,
+    **log: Any,
+) -> tuple[FakeStore, WritePath]:
+    """A write path on a fake store, with the real guard on a consumer owning t[0] and t[1]
+    whose look-ups and pauses go to the store's log (`log`: log_starts, log_ends)."""
+    store = FakeStore(positions or {})
     for name in ("lock_positions", "claim_events", "load_products", "release_events"):
         monkeypatch.setattr(pipeline.store, name, getattr(store, name))
     monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
     monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
-    write_path = WritePath(store.session, MemoryDeadLetterSink(), "g", Backoff(0.001, 0.01))  # type: ignore[arg-type]
+    write_path = WritePath(
+        store.session,  # type: ignore[arg-type]
+        MemoryDeadLetterSink(),
+        "g",
+        Backoff(0.001, 0.01),
+        guard=guard(FakeConsumer([("t", 0), ("t", 1)], events=store.log, **log), on_lost=on_lost),
+    )
     return store, write_path
 
 
@@ -358,6 +371,78 @@ async def test_only_the_ids_of_stock_adjustments_are_claimed(
     assert store.claims == [[UUID(bodies[1]["event_id"]), UUID(bodies[4]["event_id"])]]
     assert store.releases == [[UUID(bodies[4]["event_id"])]]  # the unknown product's delta
     assert (report.applied, sum(report.dead_lettered.values())) == (3, 2)
+
+
+# -- the partition guard around the transaction -------------------------------------------
+
+
+async def test_kafka_is_asked_before_the_positions_are_locked_and_paused_after_the_commit(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """t[0] was sought back to 4 and its batch still starts at 6: the log starts at 6, so
+    offsets 4..5 were deleted by retention and the guard (ON_RECORDS_LOST_TO_RETENTION=stop
+    here) stops it. t[1]'s log now ends at 3, below its stored 9: reset. Neither the look-up
+    of the log start nor either pause happens while the positions are locked."""
+    store, write_path = _fake_store(
+        monkeypatch,
+        {("t", 0): 4, ("t", 1): 9},
+        log_starts={("t", 0): 6},
+        log_ends={("t", 0): 8, ("t", 1): 3},
+        on_lost=OnRecordsLost.STOP,
+    )
+    write_path.rewinds.remember({("t", 0): Rewind(4, 6)})
+    batch = recs(0, 6, 7) + recs(1, 1, 2)
+
+    with caplog.at_level(logging.ERROR, "service.positions"):
+        report = await process(write_path, batch)
+
+    assert store.log == [
+        ("beginning_offsets", [("t", 0)]),  # the snapshot: before the transaction
+        ("lock", 1),
+        ("claim", 1),
+        ("save", 1),
+        ("positions", 1),
+        ("commit", 1),
+        ("pause", [("t", 1)]),  # the log reset: checked by the guard from now on
+        ("pause", [("t", 0)]),  # the gap refused: stopped
+    ]
+    assert (report.abandoned, report.applied, report.rewinds) == (4, 0, {})
+    assert store.positions == {("t", 0): 4, ("t", 1): 9}
+    reset, stopped = (r.getMessage() for r in caplog.records)
+    assert reset.startswith(
+        "t[1]: offset 1 arrived but the stored position is 9 and the log now ends at 3"
+    )
+    assert "The partition is stopped" in stopped
+
+
+async def test_a_position_moved_between_the_snapshot_and_the_lock_is_judged_by_the_locked_row(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guard judged t[0]'s gap from 4 (where it was sought back to); before the rows are
+    locked another writer moves the position to 5. Crossing the snapshot's gap would skip
+    offset 5 unapplied: the partition is sought back to 5 instead, nothing of it written."""
+    store, write_path = _fake_store(monkeypatch, {("t", 0): 4})
+
+    class MovingLog(FakeConsumer):
+        async def beginning_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+            looked = await super().beginning_offsets(partitions)
+            store.positions[("t", 0)] = 5  # another writer's commit, while Kafka answers
+            return looked
+
+    write_path.guard = guard(MovingLog([("t", 0)], events=store.log))
+    write_path.rewinds.remember({("t", 0): Rewind(4, 6)})
+    seeks: list[tuple[tuple[str, int], int]] = []
+
+    with caplog.at_level(logging.INFO):
+        report = await process(
+            write_path, recs(0, 6, 7), seek=lambda tp, offset: seeks.append((tp, offset))
+        )
+
+    assert (report.applied, report.abandoned, report.next_offsets) == (0, 2, {})
+    assert report.rewinds == {("t", 0): Rewind(5, 6)} and seeks == [(("t", 0), 5)]
+    assert store.positions == {("t", 0): 5}
+    assert not [r for r in caplog.records if "not in the log" in r.getMessage()]
+    assert write_path.rewinds.sought_to(("t", 0)) == 5  # the refetch from 5 decides next
 
 
 # -- what a person reads in error.message (mutation testing found these unasserted) -------
