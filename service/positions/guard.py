@@ -188,7 +188,9 @@ class PartitionGuard:
         partitions start at `first`: which are held, each one's log end (the consumer's own
         fetch state, no round trip), and for the partitions `sought` back to a position the
         batch now starts past, the gap judged against the log start (the one round trip)."""
-        consumer = self._attached()
+        consumer = self._consumer()
+        if consumer is None:  # stopped (shutdown): no partition is this process's to write
+            return LogSnapshot(held=frozenset(first))
         held = frozenset(tp for tp in first if self.holds(tp))
         ends = {
             tp: end for tp in first if (end := consumer.highwater(TopicPartition(*tp))) is not None
@@ -218,7 +220,7 @@ class PartitionGuard:
             stored,
             end,
         )
-        _pause(self._attached(), {tp})
+        _pause(self._consumer(), {tp})
         self._pending.add(tp)
         self._wake.set()
 
@@ -239,7 +241,7 @@ class PartitionGuard:
         first_time = self._count_lost(tp, gap.stored, lost.stop)
         if not gap.accepted:
             bounds = LogBounds(gap.log_start, gap.log_end)
-            self._stop(self._attached(), tp, Stored(gap.stored), bounds, Status.BEHIND_LOG_START)
+            self._stop(self._consumer(), tp, Stored(gap.stored), bounds, Status.BEHIND_LOG_START)
         elif first_time:  # the same batch again (a retried transaction) is said once
             log.error(
                 "%s[%d]: offsets %d..%d (%d records) were deleted by retention before they "
@@ -252,15 +254,6 @@ class PartitionGuard:
                 gap.log_start,
                 gap.first,
             )
-
-    def _attached(self) -> Any:
-        consumer = self._consumer()
-        if consumer is None:
-            raise RuntimeError(
-                "the partition guard has no consumer: attach() it to the subscriber's consumer "
-                "before batches are written"
-            )
-        return consumer
 
     # -- background: stopped and pending partitions, topic ids --------------------------
 
@@ -455,6 +448,8 @@ async def log_bounds(
 
 
 def _pause(consumer: Any, tps: Iterable[TopicAndPartition]) -> None:
+    if consumer is None:  # stopped: it fetches nothing
+        return
     owned = consumer.assignment()
     ktps = [ktp for ktp in (TopicPartition(*tp) for tp in tps) if ktp in owned]
     if ktps:

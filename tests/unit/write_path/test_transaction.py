@@ -24,6 +24,7 @@ from service.positions.log_snapshot import Gap, LogSnapshot
 from service.write_path import transaction as pipeline
 from service.write_path.admission import Admission, admit
 from service.write_path.batch import Batch
+from service.write_path.letter_stops import LetterStops
 from service.write_path.overlap import OverlappedWriter
 from service.write_path.retry import Backoff
 from service.write_path.rewinds import Rewind, Rewinds
@@ -35,6 +36,7 @@ from tests.support.write_path import (
     SimpleRecord,
     guard,
     owns_everything,
+    partition_guard,
     process,
     seeks_nowhere,
 )
@@ -443,6 +445,18 @@ async def test_a_position_moved_between_the_snapshot_and_the_lock_is_judged_by_t
     assert store.positions == {("t", 0): 5}
     assert not [r for r in caplog.records if "not in the log" in r.getMessage()]
     assert write_path.rewinds.sought_to(("t", 0)) == 5  # the refetch from 5 decides next
+
+
+async def test_after_the_consumer_stopped_nothing_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch still in flight when the consumer has stopped (a shutdown that outwaited it):
+    no partition is this process's any more, the next owner reads them again."""
+    store, write_path = _fake_store(monkeypatch, {("t", 0): 0})
+    write_path.guard = LetterStops(partition_guard())  # FastStream's consumer is None now
+    report = await process(write_path, recs(0, 0, 1))
+    assert (report.applied, report.abandoned, report.next_offsets) == (0, 2, {})
+    assert store.positions == {("t", 0): 0}
 
 
 # -- what a person reads in error.message (mutation testing found these unasserted) -------
