@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from aiokafka import TopicPartition
 
+from service.core.records import TopicAndPartition
+
 
 class FakeConsumer:
     """Owns `assigned`; records seeks, pauses, commits, log start look-ups and stop in
@@ -15,14 +17,14 @@ class FakeConsumer:
 
     def __init__(
         self,
-        assigned: Iterable[tuple[str, int]] = (),
+        assigned: Iterable[TopicAndPartition] = (),
         events: list[object] | None = None,
-        log_starts: dict[tuple[str, int], int] | None = None,
-        log_ends: dict[tuple[str, int], int] | None = None,
+        log_starts: dict[TopicAndPartition, int] | None = None,
+        log_ends: dict[TopicAndPartition, int] | None = None,
     ) -> None:
         self.assigned = {TopicPartition(t, p) for t, p in assigned}
         self.events: list[object] = [] if events is None else events
-        self.commits: list[dict[tuple[str, int], int]] = []
+        self.commits: list[dict[TopicAndPartition, int]] = []
         self.fail_commits = 0  # how many of the next commits raise
         self.log_starts = dict(log_starts or {})
         self.log_ends = dict(log_ends or {})
