@@ -100,7 +100,7 @@ def build_broker(
     lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
         settings.kafka_brokers,
-        security=broker_security(settings),  # transport security (issue 8, item 4)
+        security=broker_security(settings),  # TLS and SASL, as every client
         client_id="inventory-sink",
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
@@ -122,7 +122,7 @@ def build_broker(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         listener=SeekToStoredPositions(lambda: subscriber.consumer, read_positions, guard),
-        # Item 8: FastStream's batch parser decodes every header and crashes on binary ones.
+        # FastStream's batch parser decodes every header and crashes on binary ones.
         parser=RawBatchParser(lambda: subscriber.consumer),
         decoder=_raw_records,
         title="product-events",
@@ -173,7 +173,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     metrics = Metrics()
-    # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
+    # Stored positions vs the log; `guard.stopped` is for readiness.
     guard = PartitionGuard(
         sessions,
         settings.kafka_group_id,
@@ -189,7 +189,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         settings.kafka_brokers,
         settings.kafka_dlq_topic,
         "inventory-sink-dlq",
-        client_kwargs(settings),  # transport security (issue 8, item 4)
+        client_kwargs(settings),  # TLS and SASL, as every client
         metrics,
         letter_stops,
     )

@@ -80,7 +80,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
             settings.kafka_brokers,
             settings.kafka_topic,
             pairs,
-            client_kwargs(settings),  # transport security (issue 8, item 4)
+            client_kwargs(settings),  # TLS and SASL, as every client
         )
 
     asyncio.run(go())
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--count", action="store_true", help="print only how many there are")
     dead.add_argument("--last", type=int, default=20)
     dead.set_defaults(func=_dead_letters)
-    # item 6: `dead-letters replay` (dead-letters without an action still lists them)
+    # `dead-letters replay` (dead-letters without an action still lists them)
     from service.cli.replay_selection import add_selection_arguments
 
     replay = dead.add_subparsers(dest="action", title="actions").add_parser(
