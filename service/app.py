@@ -38,7 +38,7 @@ from service.health.progress import ProgressTracker
 from service.kafka import lenient_fetch
 from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.parser import RawBatchParser
-from service.kafka.security import broker_security, client_kwargs
+from service.kafka.security import broker_security
 from service.kafka.topics import ensure_topics
 from service.observability.metrics import Metrics
 from service.positions.guard import PartitionGuard
@@ -185,14 +185,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     # Partitions whose dead letter the DLQ topic refuses in every form; held back like the
     # guard's stopped partitions (the write path asks both through `letter_stops`).
     letter_stops = LetterStops(guard)
-    dead_letters = KafkaDeadLetterSink(
-        settings.kafka_brokers,
-        settings.kafka_dlq_topic,
-        "inventory-sink-dlq",
-        client_kwargs(settings),  # transport security (issue 8, item 4)
-        metrics,
-        letter_stops,
-    )
+    dead_letters = KafkaDeadLetterSink(settings, "inventory-sink-dlq", metrics, letter_stops)
     write_path = WritePath(
         sessions,
         dead_letters,

@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupAuthorizationFailedError
 
 from service.config.settings import Settings
 from service.core.position_verdict import LogBounds, Status, Stored, classify, reset_target
+from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
-from service.kafka.security import client_kwargs
 from service.kafka.topics import partitions_of
 from service.positions.guard import log_bounds
 from service.postgres import consumer_offsets
@@ -40,17 +38,13 @@ class PartitionPosition:
 async def read_report(settings: Settings) -> list[PartitionPosition]:
     """Every partition of KAFKA_TOPIC: stored position, log bounds and status."""
     topic = settings.kafka_topic
-    partitions = await partitions_of(settings.kafka_brokers, topic, client_kwargs(settings))
+    partitions = await partitions_of(settings, topic)
     if not partitions:
         raise RuntimeError(
             f"topic {topic!r} does not exist on {', '.join(settings.kafka_brokers)}; "
             "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS"
         )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_brokers,
-        enable_auto_commit=False,
-        **client_kwargs(settings),
-    )
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         bounds = await log_bounds(consumer, {(topic, p) for p in partitions})
@@ -100,7 +94,7 @@ async def print_report(settings: Settings) -> bool:
 
 async def group_members(settings: Settings) -> int:
     """How many consumers are in KAFKA_GROUP_ID now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers, **client_kwargs(settings))
+    admin = clients.admin(settings)
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])

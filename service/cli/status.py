@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from service.config.settings import Settings
-from service.kafka.security import client_kwargs
+from service.kafka import clients
 from service.kafka.topics import partitions_of
 from service.postgres.engine import make_engine
 
@@ -39,15 +39,14 @@ async def print_products(settings: Settings, include_deleted: bool = True) -> No
 
 async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
     """Per partition of KAFKA_TOPIC: (records not yet in the database, end offset)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
     from service.postgres import store
     from service.postgres.engine import make_session_factory
 
-    security = client_kwargs(settings)
-    partitions = await partitions_of(settings.kafka_brokers, settings.kafka_topic, security)
+    partitions = await partitions_of(settings, settings.kafka_topic)
     tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers, **security)
+    consumer = clients.consumer(settings)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}
@@ -88,19 +87,14 @@ async def print_lag(settings: Settings, wait: float) -> bool:
 
 
 async def print_dead_letters(settings: Settings, count_only: bool, last: int) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    security = client_kwargs(settings)
-    partitions = await partitions_of(
-        settings.kafka_brokers, settings.kafka_dlq_topic, security, needs="Read"
-    )
+    partitions = await partitions_of(settings, settings.kafka_dlq_topic, needs="Read")
     tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
     if not tps:
         print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")
         return
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_brokers, enable_auto_commit=False, **security
-    )
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps)

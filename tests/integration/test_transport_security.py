@@ -145,7 +145,9 @@ async def test_consumer_dead_letters_and_cli_over_a_secured_listener(
     settings = make_settings(pg, secure.plaintext, names, **kafka_fields(secure, mode))
     created = await asyncio.to_thread(run_cli, settings, "create-topics")
     assert created.returncode == 0, created.stderr
-    assert await partitions_of(secure.plaintext, settings.kafka_topic) == [0, 1, 2]
+    # Seen through the broker's plaintext listener, not the one under test.
+    plaintext = make_settings(pg, secure.plaintext, names)
+    assert await partitions_of(plaintext, settings.kafka_topic) == [0, 1, 2]
     published = await asyncio.to_thread(run_cli, settings, "publish", "--sample", "--run", mode)
     assert published.returncode == 0, published.stderr
     assert f"published {len(sample_events(mode))} records" in published.stdout
