@@ -21,7 +21,7 @@ from service.kafka.refusal import KafkaAccessDenied
 from service.kafka.topics import partitions_of
 from service.positions.guard import log_bounds
 from service.postgres import consumer_offsets
-from service.postgres.engine import make_engine, make_session_factory
+from service.postgres.engine import connected, make_session_factory
 
 # Statuses a running consumer never writes (it stops them): safe to reset under it.
 HELD_BY_CONSUMER = {Status.AHEAD_OF_LOG, Status.TOPIC_ID_CHANGED, Status.BEHIND_LOG_START}
@@ -50,12 +50,8 @@ async def read_report(settings: Settings) -> list[PartitionPosition]:
         bounds = await log_bounds(consumer, {(topic, p) for p in partitions})
     finally:
         await consumer.stop()
-    engine = make_engine(settings)
-    try:
-        async with make_session_factory(engine)() as session:
-            stored = await consumer_offsets.read(session, settings.kafka_group_id, topic)
-    finally:
-        await engine.dispose()
+    async with connected(settings) as engine, make_session_factory(engine)() as session:
+        stored = await consumer_offsets.read(session, settings.kafka_group_id, topic)
     rows = []
     for partition in partitions:
         log = bounds[(topic, partition)]
@@ -145,20 +141,20 @@ async def reset(
     if dry_run:
         print("dry run: nothing changed")
         return 0
-    engine = make_engine(settings)
-    try:
-        async with make_session_factory(engine)() as session, session.begin():
-            for row, offset in plan:
-                await consumer_offsets.set_position(
-                    session,
-                    settings.kafka_group_id,
-                    settings.kafka_topic,
-                    row.partition,
-                    offset,
-                    row.log.topic_id,
-                )
-    finally:
-        await engine.dispose()
+    async with (
+        connected(settings) as engine,
+        make_session_factory(engine)() as session,
+        session.begin(),
+    ):
+        for row, offset in plan:
+            await consumer_offsets.set_position(
+                session,
+                settings.kafka_group_id,
+                settings.kafka_topic,
+                row.partition,
+                offset,
+                row.log.topic_id,
+            )
     print(
         f"reset {len(plan)} position(s); a running consumer resumes a stopped partition "
         f"within POSITION_CHECK_INTERVAL_S ({settings.position_check_interval_s:g}s)"

@@ -7,23 +7,19 @@ from sqlalchemy import text
 from service.config.settings import Settings
 from service.kafka import clients
 from service.kafka.topics import partitions_of
-from service.postgres.engine import make_engine
+from service.postgres.engine import connected
 
 
 async def print_products(settings: Settings, include_deleted: bool = True) -> None:
-    engine = make_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    text(
-                        "SELECT id, name, price, quantity, version, deleted_at IS NOT NULL "
-                        "FROM products ORDER BY id"
-                    )
+    async with connected(settings) as engine, engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT id, name, price, quantity, version, deleted_at IS NOT NULL "
+                    "FROM products ORDER BY id"
                 )
-            ).all()
-    finally:
-        await engine.dispose()
+            )
+        ).all()
     header = f"{'id':>4}  {'name':<24} {'price':>10} {'quantity':>9} {'version':>8}  deleted"
     print(header)
     print("-" * len(header))
@@ -53,14 +49,10 @@ async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
         starts = await consumer.beginning_offsets(tps) if tps else {}
     finally:
         await consumer.stop()
-    engine = make_engine(settings)
-    try:
-        async with make_session_factory(engine)() as session:
-            stored = await store.read_positions(
-                session, settings.kafka_group_id, {settings.kafka_topic}
-            )
-    finally:
-        await engine.dispose()
+    async with connected(settings) as engine, make_session_factory(engine)() as session:
+        stored = await store.read_positions(
+            session, settings.kafka_group_id, {settings.kafka_topic}
+        )
     lag = {}
     for tp in tps:
         done = max(stored.get((tp.topic, tp.partition), 0), starts[tp])

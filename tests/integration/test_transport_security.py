@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.cli.sample import sample_events
 from service.config.settings import Settings
 from service.kafka.topics import partitions_of
-from service.postgres.engine import make_engine
+from service.postgres.engine import connected
 from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import make_settings
 from tests.support.brokers import free_port
@@ -118,11 +118,8 @@ async def wait_for_sample_over_tls(
     settings: Settings, secure: SecureBroker, run: str, process: ConsumerProcess
 ) -> None:
     """wait_for_sample, reading the table through the service's own (TLS) engine."""
-    engine = make_engine(settings)
-    try:
+    async with connected(settings) as engine:
         await wait_for_sample(engine, settings, secure, run, process)
-    finally:
-        await engine.dispose()
 
 
 def start_consumer(settings: Settings, tmp_path: Path, name: str) -> tuple[ConsumerProcess, int]:
