@@ -22,6 +22,7 @@ from prometheus_client import make_asgi_app
 
 from service.config.settings import Settings, get_settings
 from service.core.position_verdict import OnAheadOfLog, OnRecordsLost
+from service.core.records import TopicAndPartition
 from service.health.checks import (
     Lifecycle,
     consumer_of,
@@ -43,7 +44,7 @@ from service.kafka.topics import ensure_topics
 from service.observability.metrics import Metrics
 from service.positions.guard import PartitionGuard
 from service.positions.rebalance import PositionReader, SeekToStoredPositions
-from service.postgres import store
+from service.postgres import consumer_offsets
 from service.postgres.engine import make_engine, make_session_factory
 from service.postgres.retention import purge_forever
 from service.postgres.schema_gate import require_current_schema
@@ -196,9 +197,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         guard=letter_stops,
     )
 
-    async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+    async def read_positions(topics: set[str]) -> dict[TopicAndPartition, int]:
         async with sessions() as session:
-            return await store.read_positions(session, settings.kafka_group_id, topics)
+            return await consumer_offsets.read_positions(session, settings.kafka_group_id, topics)
 
     writer = OverlappedWriter(write_path)
     handler = BatchHandler(writer)
