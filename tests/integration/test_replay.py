@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.cli.replay import ReplayError, replay
 from service.cli.replay_selection import Selection
-from service.cli.status import partition_lag
+from service.cli.status import partition_lag, print_dead_letters
 from service.config.settings import Settings
 from service.core.domain import Reason
 from service.core.letters import DeadLetter
@@ -176,6 +176,31 @@ async def test_selections_dry_run_and_headers_on_the_real_broker(
         *forged,
         ("replayed.from", f"{settings.kafka_dlq_topic}/{dlq_partition}/0".encode()),
     ]
+
+
+async def test_dead_letters_lists_each_letter_by_the_sinks_own_headers(
+    settings: Settings, kafka: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dead-letters` reads letters as the replay does (Letter.of): an original header named
+    like the sink's own is not taken for it."""
+    await ensure_topics(settings)
+    topic = settings.kafka_topic
+    forged = (("error.reason", b"forged"), ("original.offset", b"1"))
+    await _dead_letter(
+        settings,
+        [
+            (SimpleRecord(topic, 2, 5, b"7", b"{}", forged), Reason.UNKNOWN_PRODUCT),
+            (SimpleRecord(topic, 0, 9, b"8", b"{not json", ()), Reason.INVALID_JSON),
+        ],
+    )
+    await read_topic(kafka, settings.kafka_dlq_topic, 2)
+    await print_dead_letters(settings, count_only=False, last=5)
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines[:-1]) == [
+        f"{topic}[0]@9 invalid_json: because invalid_json",
+        f"{topic}[2]@5 unknown_product: because unknown_product",
+    ]
+    assert lines[-1] == f"(2 dead letters in {settings.kafka_dlq_topic})"
 
 
 def test_the_command_refuses_to_run_without_a_selection(settings: Settings) -> None:
