@@ -64,14 +64,17 @@ def producers(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
 
 
 def sink_settings(dlq: str = "dlq", **extra: object) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        postgres_user="inv",
-        postgres_password="unit-secret",
-        postgres_db="inventory",
-        kafka_bootstrap_servers="127.0.0.1:1",
-        kafka_dlq_topic=dlq,
-        **extra,  # type: ignore[arg-type]
-    )
+    """Settings for the sink alone: plaintext unless `extra` says otherwise, whatever the
+    environment of the test run holds."""
+    values: dict[str, object] = {
+        "postgres_user": "inv",
+        "postgres_password": "unit-secret",
+        "postgres_db": "inventory",
+        "kafka_bootstrap_servers": "127.0.0.1:1",
+        "kafka_dlq_topic": dlq,
+        "kafka_security_protocol": "PLAINTEXT",
+    }
+    return Settings(**(values | extra))  # type: ignore[arg-type]
 
 
 async def test_the_producer_is_idempotent_acks_all_sends_at_once_and_takes_big_letters(
