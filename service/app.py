@@ -101,7 +101,7 @@ def build_broker(
     lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
         settings.kafka_brokers,
-        security=broker_security(settings),  # transport security (issue 8, item 4)
+        security=broker_security(settings),  # transport security: TLS, SASL
         client_id="inventory-sink",
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     metrics = Metrics()
-    # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
+    # Stored positions vs the log; `guard.stopped` is for readiness.
     guard = PartitionGuard(
         sessions,
         settings.kafka_group_id,

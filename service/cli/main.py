@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--count", action="store_true", help="print only how many there are")
     dead.add_argument("--last", type=int, default=20)
     dead.set_defaults(func=_dead_letters)
-    # item 6: `dead-letters replay` (dead-letters without an action still lists them)
+    # `dead-letters replay` (dead-letters without an action still lists them)
     from service.cli.replay_selection import add_selection_arguments
 
     replay = dead.add_subparsers(dest="action", title="actions").add_parser(

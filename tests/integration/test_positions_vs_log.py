@@ -1,4 +1,4 @@
-"""Stored positions that no longer match Kafka's log (issue 8, item 1), on the real services.
+"""Stored positions that no longer match Kafka's log, on the real services.
 
 The consumer applies a first stream and stops. Then Kafka forgets: the topic is deleted and
 created again, or a fresh cluster takes its place, and new events are published. The stored
