@@ -22,6 +22,7 @@ from prometheus_client import make_asgi_app
 
 from service.config.settings import Settings, get_settings
 from service.core.position_verdict import OnAheadOfLog, OnRecordsLost
+from service.core.records import TopicAndPartition
 from service.health.checks import (
     Lifecycle,
     consumer_of,
@@ -38,12 +39,12 @@ from service.health.progress import ProgressTracker
 from service.kafka import lenient_fetch
 from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.parser import RawBatchParser
-from service.kafka.security import broker_security, client_kwargs
+from service.kafka.security import broker_security
 from service.kafka.topics import ensure_topics
 from service.observability.metrics import Metrics
 from service.positions.guard import PartitionGuard
 from service.positions.rebalance import PositionReader, SeekToStoredPositions
-from service.postgres import store
+from service.postgres import consumer_offsets
 from service.postgres.engine import make_engine, make_session_factory
 from service.postgres.retention import purge_forever
 from service.postgres.schema_gate import require_current_schema
@@ -185,14 +186,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     # Partitions whose dead letter the DLQ topic refuses in every form; held back like the
     # guard's stopped partitions (the write path asks both through `letter_stops`).
     letter_stops = LetterStops(guard)
-    dead_letters = KafkaDeadLetterSink(
-        settings.kafka_brokers,
-        settings.kafka_dlq_topic,
-        "inventory-sink-dlq",
-        client_kwargs(settings),  # TLS and SASL, as every client
-        metrics,
-        letter_stops,
-    )
+    dead_letters = KafkaDeadLetterSink(settings, "inventory-sink-dlq", metrics, letter_stops)
     write_path = WritePath(
         sessions,
         dead_letters,
@@ -203,9 +197,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         guard=letter_stops,
     )
 
-    async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+    async def read_positions(topics: set[str]) -> dict[TopicAndPartition, int]:
         async with sessions() as session:
-            return await store.read_positions(session, settings.kafka_group_id, topics)
+            return await consumer_offsets.read_positions(session, settings.kafka_group_id, topics)
 
     writer = OverlappedWriter(write_path)
     handler = BatchHandler(writer)

@@ -64,7 +64,6 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from service.cli.sample import sample_events
     from service.kafka.publisher import publish_pairs, read_jsonl
-    from service.kafka.security import client_kwargs
     from service.kafka.topics import ensure_topics
 
     if args.sample:
@@ -76,12 +75,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         await ensure_topics(
             settings, needs={settings.kafka_topic: "Write", settings.kafka_dlq_topic: "Describe"}
         )
-        await publish_pairs(
-            settings.kafka_brokers,
-            settings.kafka_topic,
-            pairs,
-            client_kwargs(settings),  # TLS and SASL, as every client
-        )
+        await publish_pairs(settings, settings.kafka_topic, pairs)
 
     asyncio.run(go())
     print(f"published {len(pairs)} records to {settings.kafka_topic}")

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from aiokafka import TopicPartition as KafkaPartition
 
+from service.core.records import TopicAndPartition
+
 
 class KafkaConsumer(Protocol):
     """The part of `aiokafka.AIOKafkaConsumer` used here (tests pass a fake)."""
@@ -42,26 +44,26 @@ class ConsumerAdapter:
             return True
         return KafkaPartition(topic, partition) in self._consumer.assignment()
 
-    def seek(self, tp: tuple[str, int], offset: int) -> None:
+    def seek(self, tp: TopicAndPartition, offset: int) -> None:
         """Fetch the partition from `offset` next (the write path's rewinds)."""
         if self._consumer is not None:
             self._consumer.seek(KafkaPartition(*tp), offset)
 
-    def owned(self, offsets: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    def owned(self, offsets: Mapping[TopicAndPartition, int]) -> dict[TopicAndPartition, int]:
         """The entries of `offsets` whose partitions this consumer still owns."""
         if self._consumer is None:
             return dict(offsets)
         assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         return {tp: offset for tp, offset in offsets.items() if tp in assigned}
 
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+    async def commit(self, offsets: Mapping[TopicAndPartition, int]) -> None:
         """Commit these next offsets to Kafka (the caller keeps them to owned partitions)."""
         if self._consumer is not None and offsets:
             await self._consumer.commit(
                 {KafkaPartition(*tp): offset for tp, offset in offsets.items()}
             )
 
-    def pause_all(self) -> list[tuple[str, int]]:
+    def pause_all(self) -> list[TopicAndPartition]:
         """Stop fetching every assigned partition; returns them, sorted."""
         if self._consumer is None:
             return []
@@ -71,5 +73,5 @@ class ConsumerAdapter:
         return _pairs(assigned)
 
 
-def _pairs(partitions: Iterable[KafkaPartition]) -> list[tuple[str, int]]:
+def _pairs(partitions: Iterable[KafkaPartition]) -> list[TopicAndPartition]:
     return sorted((tp.topic, tp.partition) for tp in partitions)

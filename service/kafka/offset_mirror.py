@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from service.core.records import TopicAndPartition
 from service.kafka.consumer import ConsumerAdapter
 
 log = logging.getLogger("service.offset_mirror")
@@ -29,13 +30,13 @@ class OffsetMirror:
         self._clock = clock
         self._last_commit: float | None = None
         # (topic, partition) -> next offset committed in PostgreSQL, not yet in Kafka.
-        self._pending: dict[tuple[str, int], int] = {}
+        self._pending: dict[TopicAndPartition, int] = {}
 
     @property
-    def pending(self) -> dict[tuple[str, int], int]:
+    def pending(self) -> dict[TopicAndPartition, int]:
         return dict(self._pending)
 
-    def committed(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+    def committed(self, next_offsets: Mapping[TopicAndPartition, int]) -> None:
         """The database has committed these next offsets (a batch's report)."""
         for tp, offset in next_offsets.items():
             if offset > self._pending.get(tp, -1):
@@ -51,7 +52,7 @@ class OffsetMirror:
         self._last_commit = now
         await self.flush(consumer)
 
-    async def flush(self, consumer: ConsumerAdapter) -> dict[tuple[str, int], int]:
+    async def flush(self, consumer: ConsumerAdapter) -> dict[TopicAndPartition, int]:
         """Commit everything pending now (at shutdown, before the consumer leaves its group).
         Returns what was committed; partitions no longer owned are dropped (their new owner
         commits them)."""

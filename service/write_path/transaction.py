@@ -27,7 +27,7 @@ from service.core.records import Record, Run, TopicAndPartition, first_offsets, 
 from service.kafka.dead_letter_producer import DeadLetterSink
 from service.observability.logs import partition_fields, record_fields
 from service.observability.metrics import Metrics
-from service.postgres import store
+from service.postgres import consumer_offsets, processed_events, products
 from service.write_path.retry import Backoff, is_permanent, retry_forever
 
 log = logging.getLogger("service.pipeline")
@@ -220,7 +220,9 @@ class WritePath:
         report = BatchReport(records=len(records))
         runs = partition_runs(records)
         async with self.sessions() as session, session.begin():
-            positions = await store.lock_positions(session, self.group_id, {run.tp for run in runs})
+            positions = await consumer_offsets.lock_positions(
+                session, self.group_id, {run.tp for run in runs}
+            )
             if still_owned is not None:
                 lost = {tp for tp in positions if not still_owned(*tp)}
                 if lost:
@@ -237,23 +239,23 @@ class WritePath:
             report.redelivered = len(records) - len(fresh) - report.abandoned
 
             events = [item for item in items if not isinstance(item, Unusable)]
-            already = await store.claim_events(session, claimed_ids(events))
-            states, read = await store.load_products(session, {e.product_id for e in events})
+            already = await processed_events.claim_events(session, claimed_ids(events))
+            states, read = await products.load_products(session, {e.product_id for e in events})
             result = fold(states, events, already)
 
             fates = Counter(map(type, result.outcomes))
             report.applied, report.stale = fates[Applied], fates[Stale]
             report.duplicates = fates[type(None)]
             if fates[Rejected]:  # a rejected adjustment's claim is given back (claims.py)
-                await store.release_events(
+                await processed_events.release_events(
                     session,
                     claims_to_release(events, result.outcomes, already),
                 )
             dead = _dead_letters(fresh, items, result.outcomes)
             report.dead_lettered.update(letter.reason.value for letter in dead)
 
-            await store.save_products(session, list(result.changed.values()), read)
-            await store.advance_positions(session, self.group_id, next_offsets)
+            await products.save_products(session, list(result.changed.values()), read)
+            await consumer_offsets.advance_positions(session, self.group_id, next_offsets)
             report.next_offsets = next_offsets
             # Published and acknowledged before the transaction commits: a crash in between
             # re-delivers the batch and re-publishes the letters (at-least-once on the DLQ,

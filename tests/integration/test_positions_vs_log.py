@@ -123,7 +123,7 @@ async def recreate_topic(settings: Settings) -> None:
     finally:
         await admin.close()
     deadline = time.monotonic() + 60
-    while len(await partitions_of(bootstrap, topic)) != settings.kafka_topic_partitions:
+    while len(await partitions_of(settings, topic)) != settings.kafka_topic_partitions:
         assert time.monotonic() < deadline, f"{topic} was never created again"
         await ensure_topics(settings)
         await asyncio.sleep(0.3)

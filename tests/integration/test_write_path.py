@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from service.core.domain import Reason
-from service.postgres import store
+from service.postgres import consumer_offsets
 from service.postgres.retention import purge_once
 from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
@@ -318,9 +318,9 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     # committed first, so both wait for that lock, not for a row being inserted.
     sessions = async_sessionmaker(engine)
     async with sessions() as creator, creator.begin():
-        await store.lock_positions(creator, "g", {("t", 0)})
+        await consumer_offsets.lock_positions(creator, "g", {("t", 0)})
     async with sessions() as blocker, blocker.begin():
-        assert await store.lock_positions(blocker, "g", {("t", 0)}) == {("t", 0): 0}
+        assert await consumer_offsets.lock_positions(blocker, "g", {("t", 0)}) == {("t", 0): 0}
         first = asyncio.create_task(process(zombie, records[:150]))
         await asyncio.sleep(0.5)
         second = asyncio.create_task(process(owner, records[50:]))
