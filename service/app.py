@@ -32,7 +32,7 @@ from service.health.checks import (
     schema_check,
     started_check,
 )
-from service.health.metrics import HealthMetrics
+from service.health.collector import HealthMetrics
 from service.health.position_watch import PositionWatch
 from service.health.probe import Probe, every, probe_route, scrape_route
 from service.health.progress import ProgressTracker

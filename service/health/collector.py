@@ -1,4 +1,5 @@
-"""Prometheus metrics of progress and readiness, computed when /metrics is scraped."""
+"""The Prometheus collector of progress and readiness: its values are computed when /metrics
+is scraped, from the same checks the probes answer with."""
 
 from __future__ import annotations
 
