@@ -17,7 +17,7 @@ SINCE_PROGRESS = "inventory_sink_seconds_since_progress"
 
 
 class ProgressCollector(Collector):
-    """Per assigned partition, as last observed by the progress monitor."""
+    """Per assigned partition, as the position watch last observed it."""
 
     def __init__(self, tracker: ProgressTracker) -> None:
         self.tracker = tracker
