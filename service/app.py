@@ -22,6 +22,7 @@ from prometheus_client import make_asgi_app
 
 from service.config.settings import Settings, get_settings
 from service.core.position_verdict import OnAheadOfLog, OnRecordsLost
+from service.core.records import TopicAndPartition
 from service.health.checks import (
     Lifecycle,
     consumer_of,
@@ -31,19 +32,19 @@ from service.health.checks import (
     schema_check,
     started_check,
 )
-from service.health.metrics import HealthMetrics
+from service.health.collector import HealthMetrics
 from service.health.position_watch import PositionWatch
 from service.health.probe import Probe, every, probe_route, scrape_route
 from service.health.progress import ProgressTracker
 from service.kafka import lenient_fetch
 from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.parser import RawBatchParser
-from service.kafka.security import broker_security, client_kwargs
+from service.kafka.security import broker_security
 from service.kafka.topics import ensure_topics
 from service.observability.metrics import Metrics
 from service.positions.guard import PartitionGuard
 from service.positions.rebalance import SeekToStoredPositions
-from service.postgres import store
+from service.postgres import consumer_offsets
 from service.postgres.engine import make_engine, make_session_factory
 from service.postgres.retention import purge_forever
 from service.postgres.schema_gate import require_current_schema
@@ -96,7 +97,7 @@ def build_broker(settings: Settings, handler: BatchHandler, guard: PartitionGuar
     lenient_fetch.install()  # a header key that is not UTF-8 must not stop a partition
     broker = KafkaBroker(
         settings.kafka_brokers,
-        security=broker_security(settings),  # transport security (issue 8, item 4)
+        security=broker_security(settings),  # TLS and SASL, as every client
         client_id="inventory-sink",
         graceful_timeout=30.0,
         logger=logging.getLogger("service.broker"),
@@ -118,7 +119,7 @@ def build_broker(settings: Settings, handler: BatchHandler, guard: PartitionGuar
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
         listener=SeekToStoredPositions(guard),
-        # Item 8: FastStream's batch parser decodes every header and crashes on binary ones.
+        # FastStream's batch parser decodes every header and crashes on binary ones.
         parser=RawBatchParser(lambda: subscriber.consumer),
         decoder=_raw_records,
         title="product-events",
@@ -168,7 +169,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     metrics = Metrics()
-    # Stored positions vs the log (issue 8, item 1); `guard.stopped` is for readiness.
+    # Stored positions vs the log; `guard.stopped` is for readiness.
     guard = PartitionGuard(
         sessions,
         settings.kafka_group_id,
@@ -180,14 +181,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     # Partitions whose dead letter the DLQ topic refuses in every form; held back like the
     # guard's stopped partitions (the write path asks both through `letter_stops`).
     letter_stops = LetterStops(guard)
-    dead_letters = KafkaDeadLetterSink(
-        settings.kafka_brokers,
-        settings.kafka_dlq_topic,
-        "inventory-sink-dlq",
-        client_kwargs(settings),  # transport security (issue 8, item 4)
-        metrics,
-        letter_stops,
-    )
+    dead_letters = KafkaDeadLetterSink(settings, "inventory-sink-dlq", metrics, letter_stops)
     write_path = WritePath(
         sessions,
         dead_letters,
@@ -198,9 +192,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         guard=letter_stops,
     )
 
-    async def read_positions(topics: set[str]) -> dict[tuple[str, int], int]:
+    async def read_positions(topics: set[str]) -> dict[TopicAndPartition, int]:
         async with sessions() as session:
-            return await store.read_positions(session, settings.kafka_group_id, topics)
+            return await consumer_offsets.read_positions(session, settings.kafka_group_id, topics)
 
     writer = OverlappedWriter(write_path)
     handler = BatchHandler(writer)

@@ -30,7 +30,8 @@ def explain(error: BaseException, settings: Settings | None = None) -> str | Non
     while current is not None and len(chain) < 10:
         chain.append(current)
         current = current.__cause__ or current.__context__
-    transport = explain_transport(chain)  # TLS/SASL/pg_hba first (issue 8, item 4)
+    # TLS/SASL/pg_hba first: further up the chain they look like "cannot connect".
+    transport = explain_transport(chain)
     if transport is not None:
         return transport
     for item in chain:

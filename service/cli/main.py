@@ -64,7 +64,6 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from service.cli.sample import sample_events
     from service.kafka.publisher import publish_pairs, read_jsonl
-    from service.kafka.security import client_kwargs
     from service.kafka.topics import ensure_topics
 
     if args.sample:
@@ -76,12 +75,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         await ensure_topics(
             settings, needs={settings.kafka_topic: "Write", settings.kafka_dlq_topic: "Describe"}
         )
-        await publish_pairs(
-            settings.kafka_brokers,
-            settings.kafka_topic,
-            pairs,
-            client_kwargs(settings),  # transport security (issue 8, item 4)
-        )
+        await publish_pairs(settings, settings.kafka_topic, pairs)
 
     asyncio.run(go())
     print(f"published {len(pairs)} records to {settings.kafka_topic}")
@@ -194,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--count", action="store_true", help="print only how many there are")
     dead.add_argument("--last", type=int, default=20)
     dead.set_defaults(func=_dead_letters)
-    # item 6: `dead-letters replay` (dead-letters without an action still lists them)
+    # `dead-letters replay` (dead-letters without an action still lists them)
     from service.cli.replay_selection import add_selection_arguments
 
     replay = dead.add_subparsers(dest="action", title="actions").add_parser(

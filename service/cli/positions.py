@@ -12,18 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupAuthorizationFailedError
 
 from service.config.settings import Settings
 from service.core.position_verdict import LogBounds, Status, Stored, classify, reset_target
+from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
-from service.kafka.security import client_kwargs
 from service.kafka.topics import partitions_of
 from service.positions.guard import log_bounds
 from service.postgres import consumer_offsets
-from service.postgres.engine import make_engine, make_session_factory
+from service.postgres.engine import connected, make_session_factory
 
 # Statuses a running consumer never writes (it stops them): safe to reset under it.
 HELD_BY_CONSUMER = {Status.AHEAD_OF_LOG, Status.TOPIC_ID_CHANGED, Status.BEHIND_LOG_START}
@@ -40,28 +38,20 @@ class PartitionPosition:
 async def read_report(settings: Settings) -> list[PartitionPosition]:
     """Every partition of KAFKA_TOPIC: stored position, log bounds and status."""
     topic = settings.kafka_topic
-    partitions = await partitions_of(settings.kafka_brokers, topic, client_kwargs(settings))
+    partitions = await partitions_of(settings, topic)
     if not partitions:
         raise RuntimeError(
             f"topic {topic!r} does not exist on {', '.join(settings.kafka_brokers)}; "
             "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS"
         )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_brokers,
-        enable_auto_commit=False,
-        **client_kwargs(settings),
-    )
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         bounds = await log_bounds(consumer, {(topic, p) for p in partitions})
     finally:
         await consumer.stop()
-    engine = make_engine(settings)
-    try:
-        async with make_session_factory(engine)() as session:
-            stored = await consumer_offsets.read(session, settings.kafka_group_id, topic)
-    finally:
-        await engine.dispose()
+    async with connected(settings) as engine, make_session_factory(engine)() as session:
+        stored = await consumer_offsets.read(session, settings.kafka_group_id, topic)
     rows = []
     for partition in partitions:
         log = bounds[(topic, partition)]
@@ -100,7 +90,7 @@ async def print_report(settings: Settings) -> bool:
 
 async def group_members(settings: Settings) -> int:
     """How many consumers are in KAFKA_GROUP_ID now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_brokers, **client_kwargs(settings))
+    admin = clients.admin(settings)
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])
@@ -151,20 +141,20 @@ async def reset(
     if dry_run:
         print("dry run: nothing changed")
         return 0
-    engine = make_engine(settings)
-    try:
-        async with make_session_factory(engine)() as session, session.begin():
-            for row, offset in plan:
-                await consumer_offsets.set_position(
-                    session,
-                    settings.kafka_group_id,
-                    settings.kafka_topic,
-                    row.partition,
-                    offset,
-                    row.log.topic_id,
-                )
-    finally:
-        await engine.dispose()
+    async with (
+        connected(settings) as engine,
+        make_session_factory(engine)() as session,
+        session.begin(),
+    ):
+        for row, offset in plan:
+            await consumer_offsets.set_position(
+                session,
+                settings.kafka_group_id,
+                settings.kafka_topic,
+                row.partition,
+                offset,
+                row.log.topic_id,
+            )
     print(
         f"reset {len(plan)} position(s); a running consumer resumes a stopped partition "
         f"within POSITION_CHECK_INTERVAL_S ({settings.position_check_interval_s:g}s)"

@@ -23,9 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from service.cli.replay_selection import (
     Selection,
@@ -35,9 +34,9 @@ from service.cli.replay_selection import (
 )
 from service.config.settings import Settings
 from service.core.letters import Letter
+from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
-from service.kafka.security import client_kwargs
-from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
+from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES, described_partitions
 
 # A letter cut to fit the DLQ topic is not the original record: publishing it would be wrong.
 CUT_LETTER = (
@@ -46,19 +45,11 @@ CUT_LETTER = (
 )
 PUBLISH_CHUNK = 500  # records sent before waiting for their acknowledgements
 STALL_SECONDS = 30.0  # reading the DLQ makes no progress this long: give up
+CLIENT_ID = "inventory-sink-replay"  # every Kafka client of the replay
 
 
 class ReplayError(RuntimeError):
     """The replay cannot go on; the message names the problem and the fix."""
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """What every Kafka client of the replay connects with (one place for security options)."""
-    return {
-        "bootstrap_servers": settings.kafka_brokers,
-        "client_id": "inventory-sink-replay",
-        **client_kwargs(settings),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +70,7 @@ async def replay(
     did goes to `out` (stdout), and `progress(done, total)` is told after each chunk."""
     out = out or sys.stdout
     dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
-    partitions, denied = await _partitions(settings, [dlq, topic])
+    partitions, denied = await described_partitions(settings, [dlq, topic], client_id=CLIENT_ID)
     if dlq in denied:
         raise KafkaAccessDenied("Read", "topic", dlq)
     if topic in denied and not dry_run:
@@ -95,8 +86,9 @@ async def replay(
             "it with `inventory-sink create-topics`"
         )
     # Made once the topics are known: a consumer never started must not be left unclosed.
-    consumer = AIOKafkaConsumer(
-        **kafka_client_options(settings),
+    consumer = clients.consumer(
+        settings,
+        client_id=CLIENT_ID,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -126,27 +118,6 @@ async def replay(
         await consumer.stop()
     print(f"replayed {published} of {read} dead letters read from {dlq} to {topic}", file=out)
     return ReplayResult(read, selected, published)
-
-
-async def _partitions(
-    settings: Settings, topics: list[str]
-) -> tuple[dict[str, list[int]], set[str]]:
-    """Each topic's partition numbers ([] when it does not exist or Kafka will not describe
-    it), and the topics Kafka will not describe to this user (no ACL)."""
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    found: dict[str, list[int]] = {name: [] for name in topics}
-    denied: set[str] = set()
-    for item in described:
-        if item["error_code"] == 0:
-            found[item["topic"]] = sorted(p["partition"] for p in item["partitions"])
-        elif for_code(item["error_code"]) is TopicAuthorizationFailedError:
-            denied.add(item["topic"])
-    return found, denied
 
 
 async def _ranges(
@@ -214,8 +185,9 @@ async def _publish(
     progress: Callable[[int, int], None] | None,
 ) -> int:
     dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
-    producer = AIOKafkaProducer(
-        **kafka_client_options(settings),
+    producer = clients.producer(
+        settings,
+        client_id=CLIENT_ID,
         acks="all",
         enable_idempotence=True,
         # The DLQ accepts larger records than the input topic may; the broker has the last word.

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from service.config.settings import Settings
-from service.kafka.security import client_kwargs
+from service.core.letters import Letter
+from service.kafka import clients
 from service.kafka.topics import partitions_of
-from service.postgres.engine import make_engine
+from service.postgres import consumer_offsets, products
+from service.postgres.engine import connected, make_session_factory
 
 
 async def print_products(settings: Settings, include_deleted: bool = True) -> None:
-    engine = make_engine(settings)
-    try:
-        async with engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    text(
-                        "SELECT id, name, price, quantity, version, deleted_at IS NOT NULL "
-                        "FROM products ORDER BY id"
-                    )
-                )
-            ).all()
-    finally:
-        await engine.dispose()
+    async with connected(settings) as engine, make_session_factory(engine)() as session:
+        rows = await products.list_products(session)
     header = f"{'id':>4}  {'name':<24} {'price':>10} {'quantity':>9} {'version':>8}  deleted"
     print(header)
     print("-" * len(header))
@@ -39,32 +28,24 @@ async def print_products(settings: Settings, include_deleted: bool = True) -> No
 
 async def partition_lag(settings: Settings) -> dict[int, tuple[int, int]]:
     """Per partition of KAFKA_TOPIC: (records not yet in the database, end offset)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    from service.postgres import store
-    from service.postgres.engine import make_session_factory
-
-    security = client_kwargs(settings)
-    partitions = await partitions_of(settings.kafka_brokers, settings.kafka_topic, security)
+    partitions = await partitions_of(settings, settings.kafka_topic)
     tps = [TopicPartition(settings.kafka_topic, p) for p in partitions]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers, **security)
+    consumer = clients.consumer(settings)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps) if tps else {}
         starts = await consumer.beginning_offsets(tps) if tps else {}
     finally:
         await consumer.stop()
-    engine = make_engine(settings)
-    try:
-        async with make_session_factory(engine)() as session:
-            stored = await store.read_positions(
-                session, settings.kafka_group_id, {settings.kafka_topic}
-            )
-    finally:
-        await engine.dispose()
+    async with connected(settings) as engine, make_session_factory(engine)() as session:
+        stored = await consumer_offsets.read_positions(
+            session, settings.kafka_group_id, {settings.kafka_topic}
+        )
     lag = {}
     for tp in tps:
-        done = max(stored.get((tp.topic, tp.partition), 0), starts[tp])
+        done = max(stored.get(tp, 0), starts[tp])
         lag[tp.partition] = (max(ends[tp] - done, 0), ends[tp])
     return lag
 
@@ -88,19 +69,14 @@ async def print_lag(settings: Settings, wait: float) -> bool:
 
 
 async def print_dead_letters(settings: Settings, count_only: bool, last: int) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    security = client_kwargs(settings)
-    partitions = await partitions_of(
-        settings.kafka_brokers, settings.kafka_dlq_topic, security, needs="Read"
-    )
+    partitions = await partitions_of(settings, settings.kafka_dlq_topic, needs="Read")
     tps = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
     if not tps:
         print(0 if count_only else f"no topic {settings.kafka_dlq_topic}")
         return
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_brokers, enable_auto_commit=False, **security
-    )
+    consumer = clients.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps)
@@ -112,17 +88,15 @@ async def print_dead_letters(settings: Settings, count_only: bool, last: int) ->
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, max(starts[tp], ends[tp] - last))
-        letters = []
+        records = []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                letters.extend(records)
-        letters.sort(key=lambda r: r.timestamp)
-        for letter in letters[-last:]:
-            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in letter.headers}
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records.extend(batch)
+        records.sort(key=lambda r: r.timestamp)
+        for letter in map(Letter.of, records[-last:]):
             print(
-                f"{headers.get('original.topic')}[{headers.get('original.partition')}]"
-                f"@{headers.get('original.offset')} {headers.get('error.reason')}: "
-                f"{headers.get('error.message')}"
+                f"{letter.original_topic}[{letter.original_partition}]"
+                f"@{letter.original_offset} {letter.reason}: {letter.message}"
             )
         print(f"({total} dead letters in {settings.kafka_dlq_topic})")
     finally:

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.config.transport_checks import transport_problems
 
 
-# Transport security (issue 8, item 4): an empty variable (as in .env.example) means unset.
+# Transport security: an empty variable (as in .env.example) means unset.
 def _unset_if_empty(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
@@ -112,20 +112,20 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
 
-    # Logs and limits (issue 8, item 7)
+    # Logs and limits
     log_format: Literal["text", "json"] = "text"
     max_record_bytes: int = Field(default=1024 * 1024, ge=1)
-    # Health probes (issue 8, item 5: a stuck consumer must not look healthy)
+    # Health probes (a stuck consumer must not look healthy)
     stall_timeout_s: float = Field(default=120.0, gt=0)
     progress_check_interval_s: float = Field(default=5.0, gt=0)
     schema_check_interval_s: float = Field(default=30.0, gt=0)
     start_timeout_s: float = Field(default=300.0, gt=0)
-    # Stored positions vs Kafka's log (issue 8, item 1; see service/core/position_verdict.py)
+    # Stored positions vs Kafka's log (see service/core/position_verdict.py)
     on_position_ahead_of_log: Literal["stop", "restart-from-log-start"] = "stop"
     on_records_lost_to_retention: Literal["continue", "stop"] = "continue"
     position_check_interval_s: float = Field(default=30.0, gt=0)
     kafka_metadata_max_age_ms: int = Field(default=30_000, ge=1000)
-    # Least privilege (issue 8, item 4): `migrate` logs in as the schema owner, the consumer as
+    # Least privilege: `migrate` logs in as the schema owner, the consumer as
     # POSTGRES_USER, which migrate then grants exactly what its statements need (no DDL). Unset (or
     # empty): migrations use POSTGRES_USER/POSTGRES_PASSWORD, as before.
     postgres_migration_user: str | None = None
@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         )
         return url.render_as_string(hide_password=False)
 
-    # Transport security (issue 8, item 4): TLS and SASL for Kafka, TLS for PostgreSQL.
+    # Transport security: TLS and SASL for Kafka, TLS for PostgreSQL.
     # Combinations are checked by service.transport_checks; see README "Security".
     kafka_security_protocol: Annotated[
         Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], BeforeValidator(_upper)

@@ -2,8 +2,8 @@
 
 `apply_event` decides the outcome of a single event against a product's current state;
 `fold` runs a whole batch of events, in order, over the states it touches. The write
-path (pipeline.py) stores what `fold` returns. The tests judge these functions by an
-independent model of the contract (tests/support/model.py), which imports nothing from here.
+path (service/write_path) stores what `fold` returns. The tests judge these functions by an
+independent model of the contract (testbed/model.py), which imports nothing from here.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ class DeadLetter:
         """The original headers exactly as they came (bytes or None, duplicates and names
         like the sink's own kept, in order), then the sink's five: a reader takes the last
         header of a name (Kafka's `lastHeader`), and `original_headers` gives the rest back.
-        The one change: a name that was not UTF-8 (see lenient_fetch.py) cannot be sent as
-        it was; each invalid byte becomes U+FFFD."""
+        The one change: a name that was not UTF-8 (see service/kafka/lenient_fetch.py) cannot
+        be sent as it was; each invalid byte becomes U+FFFD."""
         return [*self._original(), *self._sink(MAX_MESSAGE_CHARS)]
 
     def forms(self, *budgets: int) -> list[Form | None]:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config.settings import Settings
 from service.health.probe import Check, Problem
+from service.observability.logs import brief
 from service.postgres.schema_gate import SchemaNotReady, require_current_schema
 
 log = logging.getLogger("service.probes")
@@ -44,7 +45,7 @@ def database_check(engine: AsyncEngine, settings: Settings) -> Check:
         except Exception as error:
             return (
                 f"cannot query PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
-                f"({_brief(error)}); check POSTGRES_HOST/POSTGRES_PORT, the credentials and "
+                f"({brief(error)}); check POSTGRES_HOST/POSTGRES_PORT, the credentials and "
                 "that the server runs"
             )
         return None
@@ -137,8 +138,3 @@ def consumer_task_check(subscriber: Any, lifecycle: Lifecycle, start_timeout_s: 
 def consumer_of(subscriber: Any) -> Callable[[], AIOKafkaConsumer | None]:
     """The aiokafka consumer of a FastStream Kafka subscriber (None until it has started)."""
     return lambda: getattr(subscriber, "consumer", None)
-
-
-def _brief(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__

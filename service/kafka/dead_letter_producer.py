@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from service.config.settings import Settings
 from service.core.failures import PartitionStopped
 from service.core.letter_fit import Form, budgets
 from service.core.letters import DeadLetter
 from service.core.records import TopicAndPartition
+from service.kafka import clients
 from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
 from service.kafka.transient import retriable_kafka_error
 from service.observability.logs import record_fields
@@ -51,32 +53,28 @@ class KafkaDeadLetterSink:
 
     def __init__(
         self,
-        bootstrap_servers: list[str],
-        topic: str,
+        settings: Settings,
         client_id: str,
-        security: Mapping[str, Any] | None = None,
         metrics: Metrics | None = None,
         stops: LetterStops | None = None,
     ) -> None:
-        """`security`: service.kafka.security.client_kwargs(settings)."""
-        self.topic = topic
+        """Publishes to KAFKA_DLQ_TOPIC of `settings`."""
+        self.topic = settings.kafka_dlq_topic
         self.metrics = metrics or Metrics()
         self.stops = stops
-        self._bootstrap_servers = bootstrap_servers
+        self._settings = settings
         self._client_id = client_id
-        self._security = dict(security or {})
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         # aiokafka binds a producer to the running loop, so it is made here, not in __init__.
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
+        self._producer = clients.producer(
+            self._settings,
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
             max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
             linger_ms=0,  # send() is awaited before the commit: lingering only adds latency
-            **self._security,
         )
         await self._producer.start()
 

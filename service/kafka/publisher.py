@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from service.config.settings import Settings
+from service.kafka import clients
 
 
 def read_jsonl(path: Path | None) -> list[tuple[bytes, bytes]]:
@@ -29,19 +29,9 @@ def read_jsonl(path: Path | None) -> list[tuple[bytes, bytes]]:
 
 
 async def publish_pairs(
-    bootstrap_servers: list[str],
-    topic: str,
-    pairs: Sequence[tuple[bytes | None, bytes]],
-    security: Mapping[str, Any] | None = None,
+    settings: Settings, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]
 ) -> None:
-    """`security`: service.kafka.security.client_kwargs(settings)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=10,
-        **(security or {}),
-    )
+    producer = clients.producer(settings, acks="all", enable_idempotence=True, linger_ms=10)
     await producer.start()
     try:
         futures = [await producer.send(topic, value=value, key=key or None) for key, value in pairs]

@@ -23,6 +23,7 @@ from aiokafka.errors import (
 from service.config.settings import Settings
 from service.config.transport_checks import TLS_PROTOCOLS
 from service.kafka.security import client_kwargs
+from service.observability.logs import brief
 
 
 class KafkaAccessDenied(RuntimeError):
@@ -63,13 +64,13 @@ async def _explain(error: BaseException, settings: Settings, host: str, port: in
     if isinstance(error, SaslAuthenticationFailed):
         return (
             f"{where} refused the login of KAFKA_SASL_USERNAME={settings.kafka_sasl_username} "
-            f"({_brief(error)}); check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, and that the "
+            f"({brief(error)}); check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD, and that the "
             f"user exists for KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism}"
         )
     if isinstance(error, UnsupportedSaslMechanismError):
         return (
             f"{where} does not enable KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism} "
-            f"({_brief(error)}); set KAFKA_SASL_MECHANISM to one the listener enables"
+            f"({brief(error)}); set KAFKA_SASL_MECHANISM to one the listener enables"
         )
     if isinstance(error, ssl.SSLCertVerificationError):
         reason = error.verify_message or error.reason or str(error)
@@ -80,7 +81,7 @@ async def _explain(error: BaseException, settings: Settings, host: str, port: in
         )
     if uses_tls and isinstance(error, ssl.SSLError | ConnectionResetError | TimeoutError):
         return (
-            f"{where}: the TLS handshake failed ({_brief(error)}): the listener does not seem to "
+            f"{where}: the TLS handshake failed ({brief(error)}): the listener does not seem to "
             f"speak TLS; check {protocol} (PLAINTEXT or SASL_PLAINTEXT for a listener without "
             "TLS) and KAFKA_BOOTSTRAP_SERVERS"
         )
@@ -92,7 +93,7 @@ async def _explain(error: BaseException, settings: Settings, host: str, port: in
                 "listener expects, with KAFKA_SSL_CA_FILE"
             )
         return (
-            f"{where} closed the connection ({_brief(error)}); check {protocol} against the "
+            f"{where} closed the connection ({brief(error)}); check {protocol} against the "
             "listener's protocol (SASL_* where it requires a login, SSL where it requires a "
             "client certificate: KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE)"
         )
@@ -103,11 +104,11 @@ async def _explain(error: BaseException, settings: Settings, host: str, port: in
         )
     if isinstance(error, OSError):
         return (
-            f"cannot connect to {where} ({_brief(error)}); check KAFKA_BOOTSTRAP_SERVERS and "
+            f"cannot connect to {where} ({brief(error)}); check KAFKA_BOOTSTRAP_SERVERS and "
             "that the broker runs (scripts/local-stack up)"
         )
     return (
-        f"{where} refused the connection ({_brief(error)}); check {protocol}, "
+        f"{where} refused the connection ({brief(error)}); check {protocol}, "
         "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SSL_*"
     )
 
@@ -128,11 +129,3 @@ async def _speaks_tls(host: str, port: int) -> bool:
     with contextlib.suppress(OSError, ssl.SSLError):
         await writer.wait_closed()
     return True
-
-
-def _brief(error: BaseException) -> str:
-    name = type(error).__name__
-    lines = str(error).strip().splitlines()
-    if not lines:
-        return name
-    return lines[0][:300] if name in lines[0] else f"{name}: {lines[0][:300]}"

@@ -1,12 +1,9 @@
 """Kafka transport security from the settings, for every Kafka client of the service.
 
 `client_kwargs(settings)` gives the keyword arguments of aiokafka's producer, consumer and
-admin client; `broker_security(settings)` the same for FastStream's KafkaBroker. Every
-client the service makes takes one of them, so that none connects in plain text by
-accident:
-
-    AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers,
-                     **client_kwargs(settings))
+admin client, which service/kafka/clients.py applies to every client it makes (make clients
+there, never by hand, so that none connects in plain text by accident);
+`broker_security(settings)` the same for FastStream's KafkaBroker.
 """
 
 from __future__ import annotations

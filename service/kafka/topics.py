@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
 from service.config.settings import Settings
+from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
-from service.kafka.security import client_kwargs
 
 # The DLQ topic accepts records larger than the input topic's limit, so an original record
 # near that limit still fits once the error headers are added.
@@ -39,11 +39,7 @@ async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = No
             topic_configs={"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)},
         ),
     ]
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_brokers,
-        client_id="inventory-sink-admin",
-        **client_kwargs(settings),
-    )
+    admin = clients.admin(settings, client_id="inventory-sink-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -69,24 +65,32 @@ async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = No
         await admin.close()
 
 
-async def partitions_of(
-    bootstrap_servers: list[str],
-    topic: str,
-    security: Mapping[str, Any] | None = None,
-    needs: str = "Describe",
-) -> list[int]:
-    """The topic's partition numbers, or [] if it does not exist.
-
-    `security`: service.kafka.security.client_kwargs(settings). KafkaAccessDenied names
+async def partitions_of(settings: Settings, topic: str, needs: str = "Describe") -> list[int]:
+    """The topic's partition numbers, or [] if it does not exist. KafkaAccessDenied names
     `needs` (the caller's operation on the topic) when the broker refuses to describe it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
+    found, denied = await described_partitions(settings, [topic])
+    if topic in denied:
+        raise KafkaAccessDenied(needs, "topic", topic)
+    return found[topic]
+
+
+async def described_partitions(
+    settings: Settings, topics: Sequence[str], **options: Any
+) -> tuple[dict[str, list[int]], set[str]]:
+    """Each topic's partition numbers ([] when it does not exist or Kafka will not describe
+    it), and the topics Kafka will not describe to this user (no ACL). `options`: the admin
+    client's own (client_id)."""
+    admin = clients.admin(settings, **options)
     await admin.start()
     try:
-        (description,) = await admin.describe_topics([topic])
+        described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()
-    if for_code(description["error_code"]) is TopicAuthorizationFailedError:
-        raise KafkaAccessDenied(needs, "topic", topic)
-    if description["error_code"] != 0:
-        return []
-    return sorted(p["partition"] for p in description["partitions"])
+    found: dict[str, list[int]] = {name: [] for name in topics}
+    denied: set[str] = set()
+    for item in described:
+        if item["error_code"] == 0:
+            found[item["topic"]] = sorted(p["partition"] for p in item["partitions"])
+        elif for_code(item["error_code"]) is TopicAuthorizationFailedError:
+            denied.add(item["topic"])
+    return found, denied

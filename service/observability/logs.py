@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from service.core.records import Record
+from service.core.records import Record, TopicAndPartition
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that give their loggers handlers of their own (FastStream prints to stdout in
@@ -69,7 +69,7 @@ def record_fields(record: Record) -> dict[str, Any]:
     return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
-def partition_fields(tp: tuple[str, int], offset: int | None = None) -> dict[str, Any]:
+def partition_fields(tp: TopicAndPartition, offset: int | None = None) -> dict[str, Any]:
     """`extra=` for a line about one partition (and an offset in it)."""
     fields: dict[str, Any] = {"topic": tp[0], "partition": tp[1]}
     if offset is not None:
@@ -82,12 +82,25 @@ def partition_fields(tp: tuple[str, int], offset: int | None = None) -> dict[str
 # UTF-8, kept by surrogateescape).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+BRIEF_CHARS = 300  # enough for a driver's first line; the traceback has the rest
 
 
 def one_line(text: str) -> str:
     """`text` with every character that could break or rewrite a log line escaped as Python
     writes it in a literal (`\\n`, `\\x1b`, `\\u2028`); anything else is kept as it is."""
     return _UNSAFE.sub(_escaped, text)
+
+
+def brief(error: BaseException) -> str:
+    """The error's type and the first line of its message (at most BRIEF_CHARS of it), for a
+    line that names a failure without its traceback; the type is not repeated when the
+    message already names it (aiokafka's errors do)."""
+    name = type(error).__name__
+    lines = str(error).strip().splitlines()
+    if not lines:
+        return name
+    first = lines[0][:BRIEF_CHARS]
+    return first if name in first else f"{name}: {first}"
 
 
 def _escaped(found: re.Match[str]) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,3 +40,13 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine for one command or check, disposed (its connections closed) on leaving."""
+    engine = make_engine(settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.postgres import store
+from service.postgres import processed_events
 
 log = logging.getLogger("service.retention")
 
@@ -24,7 +24,7 @@ async def purge_once(
     total = 0
     while True:
         async with sessions() as session, session.begin():
-            deleted = await store.purge_processed(session, retention_s, chunk)
+            deleted = await processed_events.purge_processed(session, retention_s, chunk)
         total += deleted
         if deleted < chunk:
             return total

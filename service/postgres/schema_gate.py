@@ -84,13 +84,10 @@ async def require_current_schema(engine: AsyncEngine) -> None:
 def check_before_start(settings: Settings) -> None:
     """The schema check on its own, before the consumer starts: a refusal is then one line
     (SchemaNotReady) instead of an application start-up traceback."""
-    from service.postgres.engine import make_engine
+    from service.postgres.engine import connected
 
     async def check() -> None:
-        engine = make_engine(settings)
-        try:
+        async with connected(settings) as engine:
             await require_current_schema(engine)
-        finally:
-            await engine.dispose()
 
     asyncio.run(check())

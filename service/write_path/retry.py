@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from service.core.failures import Conflict, PartitionStopped, UnstorableRow
 from service.kafka.transient import retriable_kafka_error
+from service.observability.logs import brief
 
 T = TypeVar("T")
 log = logging.getLogger("service.retry")
@@ -115,7 +116,7 @@ async def retry_forever(
                     "%s failed (attempt %d, transient: %s); retrying in %.2fs",
                     what,
                     attempt,
-                    _brief(error),
+                    brief(error),
                     delay,
                 )
             else:
@@ -136,8 +137,3 @@ def _safely_transient(error: BaseException) -> bool:
         return is_transient(error)
     except Exception:  # pragma: no cover - classification must never break the retry loop
         return False
-
-
-def _brief(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text[:200]}"

@@ -29,7 +29,7 @@ from service.kafka.dead_letter_producer import DeadLetterSink
 from service.observability.logs import record_fields
 from service.observability.metrics import Metrics
 from service.positions.log_snapshot import Gap, LogSnapshot
-from service.postgres import store
+from service.postgres import consumer_offsets, processed_events, products
 from service.write_path.admission import Admission, Ownership, admit
 from service.write_path.batch import Batch
 from service.write_path.retry import Backoff, is_permanent, retry_forever
@@ -212,7 +212,7 @@ class WritePath:
         # Asked before the transaction: the rows locked below are not kept waiting for Kafka.
         snapshot = await self.guard.snapshot(batch.first, self.rewinds.sought(batch.first))
         async with self.sessions() as session, session.begin():
-            locked = await store.lock_positions(session, self.group_id, set(batch.first))
+            locked = await consumer_offsets.lock_positions(session, self.group_id, set(batch.first))
             admission = admit(batch, locked, snapshot, self.rewinds, still_owned)
             report = await self._write(session, admission)
             report.records = len(batch)
@@ -227,23 +227,23 @@ class WritePath:
             rewinds=admission.rewinds,
         )
         events = [item for item in admission.items if not isinstance(item, Unusable)]
-        already = await store.claim_events(session, claimed_ids(events))
-        states, read = await store.load_products(session, {e.product_id for e in events})
+        already = await processed_events.claim_events(session, claimed_ids(events))
+        states, read = await products.load_products(session, {e.product_id for e in events})
         result = fold(states, events, already)
 
         fates = Counter(map(type, result.outcomes))
         report.applied, report.stale = fates[Applied], fates[Stale]
         report.duplicates = fates[type(None)]
         if fates[Rejected]:  # a rejected adjustment's claim is given back (claims.py)
-            await store.release_events(
+            await processed_events.release_events(
                 session,
                 claims_to_release(events, result.outcomes, already),
             )
         dead = _dead_letters(admission.fresh, admission.items, result.outcomes)
         report.dead_lettered.update(letter.reason.value for letter in dead)
 
-        await store.save_products(session, list(result.changed.values()), read)
-        await store.advance_positions(session, self.group_id, admission.next_offsets)
+        await products.save_products(session, list(result.changed.values()), read)
+        await consumer_offsets.advance_positions(session, self.group_id, admission.next_offsets)
         report.next_offsets = admission.next_offsets
         # Published and acknowledged before the transaction commits: a crash in between
         # re-delivers the batch and re-publishes the letters (at-least-once on the DLQ,

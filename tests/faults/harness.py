@@ -219,7 +219,7 @@ class Harness:
             await producer.stop()
 
     async def end_offsets(self) -> int:
-        partitions = await partitions_of(self.settings.kafka_brokers, self.settings.kafka_topic)
+        partitions = await partitions_of(self.settings, self.settings.kafka_topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_brokers)
         await consumer.start()
         try:

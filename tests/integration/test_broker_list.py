@@ -18,7 +18,6 @@ from service.cli.status import partition_lag
 from service.health.checks import kafka_check
 from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.publisher import publish_pairs
-from service.kafka.security import client_kwargs
 from service.kafka.topics import ensure_topics, partitions_of
 from service.write_path.handler import BatchHandler
 from service.write_path.transaction import BatchReport
@@ -81,16 +80,15 @@ async def test_every_client_skips_a_dead_first_broker(
     monkeypatch.setattr("aiokafka.conn.random.shuffle", lambda hosts: None)
     caplog.set_level(logging.ERROR, logger="aiokafka")
     settings = make_settings(pg, f"{dead_broker},{kafka}", names)
-    security = client_kwargs(settings)
 
     await ensure_topics(settings)  # the admin client
-    assert await partitions_of(settings.kafka_brokers, settings.kafka_topic, security) == [0, 1, 2]
+    assert await partitions_of(settings, settings.kafka_topic) == [0, 1, 2]
     pairs = generate_stream(StreamSpec(events=30, products=5, seed=3))
-    await publish_pairs(settings.kafka_brokers, settings.kafka_topic, pairs, security)
+    await publish_pairs(settings, settings.kafka_topic, pairs)
     lag = await partition_lag(settings)  # the CLI's consumer (`lag`)
     assert sum(missing for missing, _ in lag.values()) == len(pairs)
 
-    sink = KafkaDeadLetterSink(settings.kafka_brokers, settings.kafka_dlq_topic, "t", security)
+    sink = KafkaDeadLetterSink(settings, "t")
     await sink.start()
     await sink.stop()
 

@@ -1,4 +1,4 @@
-"""Five replicas run `python -m service migrate` at once on an empty database (issue 8, item 2).
+"""Five replicas run `python -m service migrate` at once on an empty database.
 
 The test holds the migration lock itself while the five start, and lets go only once all five
 are seen waiting on it in pg_locks: they then really contend, and the test fails if `migrate`

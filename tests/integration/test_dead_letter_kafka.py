@@ -97,7 +97,7 @@ async def test_letters_carry_the_original_bytes_and_exact_headers(
     for source, (key, value, headers) in zip(sources, ORIGINALS, strict=True):
         assert (source.key, source.value, list(source.headers)) == (key, value, headers)
 
-    sink = KafkaDeadLetterSink(kafka, names["dlq"], "dlq-test")
+    sink = KafkaDeadLetterSink(settings, "dlq-test")
     await sink.start()
     try:
         with caplog.at_level(logging.WARNING, "service.dead_letter"):
@@ -156,7 +156,7 @@ async def test_a_letter_just_under_the_dlq_limit_is_published(
     ((partition, offset),) = await _publish(kafka, names["topic"], [(b"5", b"{}", [])])
     record = SimpleRecord(names["topic"], partition, offset, b"5", big, [("trace", b"t")])
 
-    sink = KafkaDeadLetterSink(kafka, names["dlq"], "dlq-test")
+    sink = KafkaDeadLetterSink(settings, "dlq-test")
     await sink.start()
     try:
         await sink.send([DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large")])

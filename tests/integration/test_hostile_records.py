@@ -1,5 +1,5 @@
-"""Records a producer can send that used to break the framework before the handler (issue 8,
-item 8), through the real service on the real broker: binary and null header values, duplicate
+"""Records a producer can send that used to break the framework before the handler,
+through the real service on the real broker: binary and null header values, duplicate
 header names, headers named like the sink's own, tombstones, empty and huge keys.
 
 Every good record is applied, every bad one is dead-lettered once with its reason and its exact

@@ -1,4 +1,4 @@
-"""The consumer's role reads and writes its tables and can change nothing else (issue 8, item 4).
+"""The consumer's role reads and writes its tables and can change nothing else.
 
 The database belongs to the owner role (POSTGRES_MIGRATION_USER, created by
 scripts/local-stack), `python -m service migrate` runs as the owner and grants the consumer's

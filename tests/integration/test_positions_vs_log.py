@@ -1,4 +1,4 @@
-"""Stored positions that no longer match Kafka's log (issue 8, item 1), on the real services.
+"""Stored positions that no longer match Kafka's log, on the real services.
 
 The consumer applies a first stream and stops. Then Kafka forgets: the topic is deleted and
 created again, or a fresh cluster takes its place, and new events are published. The stored
@@ -123,7 +123,7 @@ async def recreate_topic(settings: Settings) -> None:
     finally:
         await admin.close()
     deadline = time.monotonic() + 60
-    while len(await partitions_of(bootstrap, topic)) != settings.kafka_topic_partitions:
+    while len(await partitions_of(settings, topic)) != settings.kafka_topic_partitions:
         assert time.monotonic() < deadline, f"{topic} was never created again"
         await ensure_topics(settings)
         await asyncio.sleep(0.3)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.cli.replay import ReplayError, replay
 from service.cli.replay_selection import Selection
-from service.cli.status import partition_lag
+from service.cli.status import partition_lag, print_dead_letters
 from service.config.settings import Settings
 from service.core.domain import Reason
 from service.core.letters import DeadLetter
@@ -31,11 +31,11 @@ from tests.support.kafka import header_map, read_topic
 from tests.support.write_path import SimpleRecord
 
 
-async def end_offsets(bootstrap: str, topic: str) -> int:
+async def end_offsets(settings: Settings, topic: str) -> int:
     """How many records `topic` has (all partitions)."""
-    partitions = await partitions_of(bootstrap, topic)
+    partitions = await partitions_of(settings, topic)
     assert partitions, f"no topic {topic}"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_brokers)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -121,7 +121,7 @@ async def test_a_rejected_adjustment_replayed_after_its_fix_applies_exactly_once
 
 async def _dead_letter(settings: Settings, records: list[tuple[SimpleRecord, Reason]]) -> None:
     """Write letters exactly as the consumer does, with the real sink."""
-    sink = KafkaDeadLetterSink(settings.kafka_brokers, settings.kafka_dlq_topic, "t")
+    sink = KafkaDeadLetterSink(settings, "t")
     await sink.start()
     try:
         await sink.send([DeadLetter(r, reason, f"because {reason}") for r, reason in records])
@@ -150,17 +150,17 @@ async def test_selections_dry_run_and_headers_on_the_real_broker(
     assert f"from {topic}[1]@5 unknown_product: because unknown_product" in listed
     assert f"from {topic}[1]@7 unknown_product" in listed
     assert "would replay 2 of 3 dead letters" in listed
-    assert await end_offsets(kafka, topic) == 0  # a dry run publishes nothing
+    assert await end_offsets(settings, topic) == 0  # a dry run publishes nothing
 
     future = Selection(since=datetime.now(UTC) + timedelta(hours=1))
     assert (await replay(settings, future)).selected == 0
-    assert await end_offsets(kafka, topic) == 0
+    assert await end_offsets(settings, topic) == 0
 
     ranged = Selection(reasons=frozenset({"unknown_product"}), partition=1, from_offset=6)
     assert (await replay(settings, ranged)).published == 1  # only original offset 7
     by_dlq = Selection(offsets_of="dlq", partition=dlq_partition, to_offset=0)
     assert (await replay(settings, by_dlq)).published == 1  # only the first letter
-    assert await end_offsets(kafka, topic) == 2
+    assert await end_offsets(settings, topic) == 2
 
     by_value = {r.value: r for r in await read_topic(kafka, topic, 2)}
     first, seventh = by_value[b'{"n": 5}'], by_value[b'{"n": 7}']
@@ -176,6 +176,31 @@ async def test_selections_dry_run_and_headers_on_the_real_broker(
         *forged,
         ("replayed.from", f"{settings.kafka_dlq_topic}/{dlq_partition}/0".encode()),
     ]
+
+
+async def test_dead_letters_lists_each_letter_by_the_sinks_own_headers(
+    settings: Settings, kafka: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dead-letters` reads letters as the replay does (Letter.of): an original header named
+    like the sink's own is not taken for it."""
+    await ensure_topics(settings)
+    topic = settings.kafka_topic
+    forged = (("error.reason", b"forged"), ("original.offset", b"1"))
+    await _dead_letter(
+        settings,
+        [
+            (SimpleRecord(topic, 2, 5, b"7", b"{}", forged), Reason.UNKNOWN_PRODUCT),
+            (SimpleRecord(topic, 0, 9, b"8", b"{not json", ()), Reason.INVALID_JSON),
+        ],
+    )
+    await read_topic(kafka, settings.kafka_dlq_topic, 2)
+    await print_dead_letters(settings, count_only=False, last=5)
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(lines[:-1]) == [
+        f"{topic}[0]@9 invalid_json: because invalid_json",
+        f"{topic}[2]@5 unknown_product: because unknown_product",
+    ]
+    assert lines[-1] == f"(2 dead letters in {settings.kafka_dlq_topic})"
 
 
 def test_the_command_refuses_to_run_without_a_selection(settings: Settings) -> None:

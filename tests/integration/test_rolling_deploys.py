@@ -1,4 +1,4 @@
-"""Rolling deploys and rollbacks under expand/contract (issue 8, item 3; MIGRATIONS.md).
+"""Rolling deploys and rollbacks under expand/contract (MIGRATIONS.md).
 
 "This release" is the checkout. "The next release" is a copy of its alembic.ini and
 migrations/ with extra revisions, which the service uses when ALEMBIC_CONFIG names it. The old

@@ -178,7 +178,7 @@ async def test_a_subscriber_whose_start_fails_after_the_checks_ends_the_process(
     assert result.returncode == 1, result.stderr[-3000:]
     assert took < EXIT_BOUND_S, took
     # The checks had passed: the topics exist and uvicorn was serving.
-    assert await partitions_of(kafka, settings.kafka_topic) == [0, 1, 2]
+    assert await partitions_of(settings, settings.kafka_topic) == [0, 1, 2]
     assert "Uvicorn running on" in result.stderr
     line = error_line(result)
     assert "KAFKA_GROUP_ID" in line and "GroupAuthorizationFailedError" in line, line

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.cli.sample import sample_events
 from service.config.settings import Settings
 from service.kafka.topics import partitions_of
-from service.postgres.engine import make_engine
+from service.postgres.engine import connected
 from testbed.oracle import diff, expected_outcome, table
 from tests.conftest import make_settings
 from tests.support.brokers import free_port
@@ -118,11 +118,8 @@ async def wait_for_sample_over_tls(
     settings: Settings, secure: SecureBroker, run: str, process: ConsumerProcess
 ) -> None:
     """wait_for_sample, reading the table through the service's own (TLS) engine."""
-    engine = make_engine(settings)
-    try:
+    async with connected(settings) as engine:
         await wait_for_sample(engine, settings, secure, run, process)
-    finally:
-        await engine.dispose()
 
 
 def start_consumer(settings: Settings, tmp_path: Path, name: str) -> tuple[ConsumerProcess, int]:
@@ -145,7 +142,9 @@ async def test_consumer_dead_letters_and_cli_over_a_secured_listener(
     settings = make_settings(pg, secure.plaintext, names, **kafka_fields(secure, mode))
     created = await asyncio.to_thread(run_cli, settings, "create-topics")
     assert created.returncode == 0, created.stderr
-    assert await partitions_of(secure.plaintext, settings.kafka_topic) == [0, 1, 2]
+    # Seen through the broker's plaintext listener, not the one under test.
+    plaintext = make_settings(pg, secure.plaintext, names)
+    assert await partitions_of(plaintext, settings.kafka_topic) == [0, 1, 2]
     published = await asyncio.to_thread(run_cli, settings, "publish", "--sample", "--run", mode)
     assert published.returncode == 0, published.stderr
     assert f"published {len(sample_events(mode))} records" in published.stdout

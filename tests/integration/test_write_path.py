@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from service.core.domain import Reason
-from service.postgres import store
+from service.postgres import consumer_offsets
 from service.postgres.retention import purge_once
 from service.write_path.retry import Backoff
 from service.write_path.rewinds import Rewind
@@ -323,9 +323,9 @@ async def test_two_consumers_racing_on_one_partition_apply_each_record_once(
     # committed first, so both wait for that lock, not for a row being inserted.
     sessions = async_sessionmaker(engine)
     async with sessions() as creator, creator.begin():
-        await store.lock_positions(creator, "g", {("t", 0)})
+        await consumer_offsets.lock_positions(creator, "g", {("t", 0)})
     async with sessions() as blocker, blocker.begin():
-        assert await store.lock_positions(blocker, "g", {("t", 0)}) == {("t", 0): 0}
+        assert await consumer_offsets.lock_positions(blocker, "g", {("t", 0)}) == {("t", 0): 0}
         first = asyncio.create_task(process(zombie, records[:150]))
         await asyncio.sleep(0.5)
         second = asyncio.create_task(process(owner, records[50:]))
@@ -472,7 +472,7 @@ async def test_a_position_that_moves_while_kafka_is_asked_is_never_written_past(
         async def beginning_offsets(self, partitions: list[Any]) -> dict[Any, int]:
             looked = await consumer.beginning_offsets(partitions)
             async with sessions() as session, session.begin():
-                await store.advance_positions(session, "g", {("t", 0): 3})
+                await consumer_offsets.advance_positions(session, "g", {("t", 0): 3})
             return looked
 
     write_path = _write_path(engine, MemoryDeadLetterSink())
@@ -492,7 +492,7 @@ async def test_a_position_that_moves_while_kafka_is_asked_is_never_written_past(
     assert seeks == [(("t", 0), 3)]
     assert (await table(engine))[9].quantity == 1
     async with sessions() as session:
-        assert await store.read_positions(session, "g", {"t"}) == {("t", 0): 3}
+        assert await consumer_offsets.read_positions(session, "g", {"t"}) == {("t", 0): 3}
 
     write_path.guard = guard(FakeConsumer([("t", 0)]))
     refetch = _records([record(upsert(9, 2, quantity=5)), record(adjust(9, 1))], start=3)

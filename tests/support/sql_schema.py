@@ -49,8 +49,8 @@ _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 @dataclass(frozen=True)
 class Statement:
-    module: str  # "service.store"
-    where: str  # "service/postgres/store.py:42" or "service.postgres.store._LOAD_PRODUCTS"
+    module: str  # "service.postgres.products"
+    where: str  # "service/postgres/products.py:42" or "service.postgres.products._LOAD_PRODUCTS"
     sql: str
 
 

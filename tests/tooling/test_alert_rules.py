@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
 
-from service.health.metrics import HealthMetrics
+from service.health.collector import HealthMetrics
 from service.health.position_watch import WatchMetrics
 from service.health.progress import ProgressTracker
 from service.observability.metrics import Metrics

@@ -1,5 +1,5 @@
 """The README's lists stay complete: every metric the service defines (in Operations, and no
-metric it does not define), and every module of service/ (in Layout)."""
+metric it does not define), and every package of service/ (in Layout's map)."""
 
 from __future__ import annotations
 
@@ -40,13 +40,19 @@ def test_the_readme_names_no_metric_the_service_does_not_define() -> None:
     assert not unknown, f"README.md names metrics nothing defines: {sorted(unknown)}"
 
 
-def test_the_layout_table_names_every_module_of_the_service() -> None:
+def test_the_layout_map_names_every_package_and_top_level_module_of_the_service() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     layout = readme[readme.index("\n## Layout") :]
-    modules = {
-        path.relative_to(ROOT).as_posix()
-        for path in (ROOT / "service").glob("*.py")
-        if path.name != "__init__.py"
+    service = ROOT / "service"
+    parts = {f"service/{path.parent.name}/" for path in service.glob("*/__init__.py")} | {
+        f"service/{path.name}" for path in service.glob("*.py") if path.name != "__init__.py"
     }
-    missing = {module for module in modules if f"`{module}`" not in layout}
-    assert not missing, f"add to README.md's Layout table: {sorted(missing)}"
+    assert {"service/core/", "service/app.py"} <= parts
+    missing = {part for part in parts if f"`{part}`" not in layout}
+    assert not missing, f"add to README.md's Layout map: {sorted(missing)}"
+
+
+def test_the_top_level_holds_only_the_composition_root_and_the_entry_point() -> None:
+    """Every other module lives in the package of its job (README, Layout)."""
+    top = {path.name for path in (ROOT / "service").glob("*.py")}
+    assert top == {"__init__.py", "__main__.py", "app.py"}, sorted(top)

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from service.health.checks import Lifecycle, consumer_task_check, schema_check, started_check
-from service.health.metrics import HealthMetrics
+from service.health.collector import HealthMetrics
 from service.health.probe import Probe, Verdict, every, probe_route, scrape_route
 from service.health.progress import ProgressTracker
 from service.postgres.schema_gate import SchemaNotReady

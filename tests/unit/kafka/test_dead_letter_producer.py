@@ -20,12 +20,14 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from service.config.settings import Settings
 from service.core.domain import Reason
 from service.core.failures import PartitionStopped
 from service.core.letter_fit import batch_size
 from service.core.letters import DeadLetter
-from service.kafka import dead_letter_producer
+from service.kafka import clients
 from service.kafka.dead_letter_producer import KafkaDeadLetterSink
+from service.kafka.security import client_kwargs
 from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
 from service.observability.metrics import Metrics
 from service.write_path.retry import is_transient
@@ -57,41 +59,67 @@ class FakeProducer:
 @pytest.fixture
 def producers(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
     FakeProducer.made = []
-    monkeypatch.setattr(dead_letter_producer, "AIOKafkaProducer", FakeProducer)
+    monkeypatch.setattr(clients, "AIOKafkaProducer", FakeProducer)
     return FakeProducer.made
+
+
+def sink_settings(dlq: str = "dlq", **extra: object) -> Settings:
+    """Settings for the sink alone: plaintext unless `extra` says otherwise, whatever the
+    environment of the test run holds."""
+    values: dict[str, object] = {
+        "postgres_user": "inv",
+        "postgres_password": "unit-secret",
+        "postgres_db": "inventory",
+        "kafka_bootstrap_servers": "127.0.0.1:1",
+        "kafka_dlq_topic": dlq,
+        "kafka_security_protocol": "PLAINTEXT",
+    }
+    return Settings(**(values | extra))  # type: ignore[arg-type]
 
 
 async def test_the_producer_is_idempotent_acks_all_sends_at_once_and_takes_big_letters(
     producers: list[FakeProducer],
 ) -> None:
-    security = {"security_protocol": "SSL", "ssl_context": object()}
-    sink = KafkaDeadLetterSink("127.0.0.1:1", "events.dlq", "sink-1", security)
+    settings = sink_settings(
+        "events.dlq",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="sink",
+        kafka_sasl_password="unit-secret",
+    )
+    sink = KafkaDeadLetterSink(settings, "sink-1")
     await sink.start()
     (producer,) = producers
-    settings = dict(producer.settings)
-    request_size = settings.pop("max_request_size")
-    assert settings == {
-        "bootstrap_servers": "127.0.0.1:1",
+    options = dict(producer.settings)
+    request_size = options.pop("max_request_size")
+    assert options == {
+        "bootstrap_servers": ["127.0.0.1:1"],
         "client_id": "sink-1",
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 0,
-        **security,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "sink",
+        "sasl_plain_password": "unit-secret",
     }
     # Room for a letter as large as the DLQ topic accepts, plus the request's own framing.
     assert DLQ_MAX_MESSAGE_BYTES < request_size <= DLQ_MAX_MESSAGE_BYTES + 1024 * 1024
     assert producer.started and sink.topic == "events.dlq"
 
 
-async def test_without_security_settings_none_are_passed(producers: list[FakeProducer]) -> None:
-    await KafkaDeadLetterSink("127.0.0.1:1", "dlq", "c").start()
-    assert not {"security_protocol", "ssl_context", "sasl_mechanism"} & set(producers[0].settings)
+async def test_plaintext_settings_pass_no_tls_and_no_login(producers: list[FakeProducer]) -> None:
+    settings = sink_settings()
+    assert client_kwargs(settings) == {"security_protocol": "PLAINTEXT"}
+    await KafkaDeadLetterSink(settings, "c").start()
+    assert producers[0].settings["security_protocol"] == "PLAINTEXT"
+    assert not {"ssl_context", "sasl_mechanism"} & set(producers[0].settings)
 
 
 async def test_letters_go_to_the_dlq_topic_with_the_records_bytes(
     producers: list[FakeProducer],
 ) -> None:
-    sink = KafkaDeadLetterSink("127.0.0.1:1", "events.dlq", "c")
+    sink = KafkaDeadLetterSink(sink_settings("events.dlq"), "c")
     await sink.start()
     record = SimpleRecord("events", 2, 40, b"9", b"{bad", [("h", b"1")])
     letter = DeadLetter(record, Reason.INVALID_JSON, "bad")
@@ -102,13 +130,13 @@ async def test_letters_go_to_the_dlq_topic_with_the_records_bytes(
 
 
 async def test_nothing_to_send_needs_no_producer() -> None:
-    await KafkaDeadLetterSink("127.0.0.1:1", "dlq", "c").send([])
+    await KafkaDeadLetterSink(sink_settings(), "c").send([])
 
 
 async def test_sending_before_start_or_after_stop_is_refused(
     producers: list[FakeProducer],
 ) -> None:
-    sink = KafkaDeadLetterSink("127.0.0.1:1", "dlq", "c")
+    sink = KafkaDeadLetterSink(sink_settings(), "c")
     letter = DeadLetter(SimpleRecord("t", 0, 0, None, None), Reason.INVALID_JSON, "x")
     with pytest.raises(RuntimeError, match=r"^dead-letter producer is not started$"):
         await sink.send([letter])
@@ -148,7 +176,7 @@ class Stops:
 @pytest.fixture
 def refusing(monkeypatch: pytest.MonkeyPatch) -> list[FakeProducer]:
     FakeProducer.made = []
-    monkeypatch.setattr(dead_letter_producer, "AIOKafkaProducer", RefusingProducer)
+    monkeypatch.setattr(clients, "AIOKafkaProducer", RefusingProducer)
     return FakeProducer.made
 
 
@@ -169,7 +197,7 @@ def _accepted(producers: list[FakeProducer]) -> list[dict[str, Any]]:
 
 
 async def _sink(metrics: Metrics, stops: Stops) -> KafkaDeadLetterSink:
-    sink = KafkaDeadLetterSink("127.0.0.1:1", "dlq", "c", metrics=metrics, stops=stops)
+    sink = KafkaDeadLetterSink(sink_settings(), "c", metrics=metrics, stops=stops)
     await sink.start()
     return sink
 

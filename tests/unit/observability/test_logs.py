@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from service.observability.logs import (
+    BRIEF_CHARS,
     JsonFormatter,
     TextFormatter,
+    brief,
     one_line,
     partition_fields,
     record_fields,
@@ -189,3 +191,16 @@ raise RuntimeError({FORGED!r})
     assert " WARNING py.warnings: " in lines[2] and "a warning" in lines[2]
     assert " CRITICAL service: uncaught RuntimeError: x\\n2026-01-01" in lines[3]
     assert len(lines) == 4
+
+
+def test_brief_names_the_type_and_the_first_line_once() -> None:
+    assert brief(ValueError("bad value\nsecond line")) == "ValueError: bad value"
+    assert brief(TimeoutError()) == "TimeoutError"
+
+    # aiokafka's messages start with their own class name: not repeated.
+    class KafkaConnectionError(Exception):
+        pass
+
+    error = KafkaConnectionError("KafkaConnectionError: Unable to bootstrap")
+    assert brief(error) == "KafkaConnectionError: Unable to bootstrap"
+    assert brief(OSError("x" * 1000)) == "OSError: " + "x" * BRIEF_CHARS

@@ -244,7 +244,8 @@ async def test_the_fence_keeps_a_refetch_and_drops_what_was_fetched_before_the_s
 
 
 class FakeStore:
-    """Stands in for service.store; logs every call with the transaction it ran in."""
+    """Stands in for the table modules (service/postgres/consumer_offsets.py,
+    processed_events.py, products.py); logs every call with the transaction it ran in."""
 
     def __init__(self, positions: dict[tuple[str, int], int]) -> None:
         self.positions = dict(positions)
@@ -297,6 +298,20 @@ class FakeStore:
         yield Session()
 
 
+# The functions WritePath calls, by the table module that has them.
+TABLE_FUNCTIONS = {
+    "consumer_offsets": ("lock_positions", "advance_positions"),
+    "processed_events": ("claim_events", "release_events"),
+    "products": ("load_products", "save_products"),
+}
+
+
+def _stand_in(monkeypatch: pytest.MonkeyPatch, store: FakeStore) -> None:
+    for module, names in TABLE_FUNCTIONS.items():
+        for name in names:
+            monkeypatch.setattr(getattr(pipeline, module), name, getattr(store, name))
+
+
 class LoggingSink(MemoryDeadLetterSink):
     def __init__(self, store: FakeStore) -> None:
         super().__init__()
@@ -311,10 +326,7 @@ async def test_rows_positions_and_letters_are_written_in_one_transaction_before_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = FakeStore({("t", 0): 1})
-    for name in ("lock_positions", "claim_events", "load_products", "release_events"):
-        monkeypatch.setattr(pipeline.store, name, getattr(store, name))
-    monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
-    monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
+    _stand_in(monkeypatch, store)
     sink = LoggingSink(store)
     write_path = WritePath(store.session, sink, "g", Backoff(0.001, 0.01), guard=guard())  # type: ignore[arg-type]
     pairs = [record(upsert(1, 1)), record(upsert(2, 1)), record(adjust(3, 1)), (b"1", b"junk")]
@@ -345,10 +357,7 @@ def _fake_store(
     """A write path on a fake store, with the real guard on a consumer owning t[0] and t[1]
     whose look-ups and pauses go to the store's log (`log`: log_starts, log_ends)."""
     store = FakeStore(positions or {})
-    for name in ("lock_positions", "claim_events", "load_products", "release_events"):
-        monkeypatch.setattr(pipeline.store, name, getattr(store, name))
-    monkeypatch.setattr(pipeline.store, "save_products", store.save_products)
-    monkeypatch.setattr(pipeline.store, "advance_positions", store.advance_positions)
+    _stand_in(monkeypatch, store)
     write_path = WritePath(
         store.session,  # type: ignore[arg-type]
         MemoryDeadLetterSink(),

@@ -1,14 +1,16 @@
-"""The SQL of the write path: set-based reads and writes for one batch, in one transaction.
+"""The SQL of the products table: the write path's set-based reads and writes of one batch
+(in its transaction), and the operator's listing (`inventory-sink show`).
 
-Every statement takes arrays (one round trip whatever the batch size) and keeps a constant
-text, so asyncpg prepares it once.
+The write path's statements take arrays or one JSON parameter (one round trip whatever the
+batch size) and keep a constant text, so asyncpg prepares each once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable
+from decimal import Decimal
 from operator import itemgetter
-from uuid import UUID
+from typing import NamedTuple
 
 import pydantic_core
 from sqlalchemy import text
@@ -16,74 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.core.domain import ProductState
 from service.core.failures import Conflict, UnstorableRow
-from service.core.records import TopicAndPartition
-
-_ENSURE_POSITIONS = text(
-    """
-    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
-    SELECT :group_id, t.topic, t.partition, 0
-    FROM unnest(CAST(:topics AS varchar[]), CAST(:partitions AS integer[])) AS t(topic, partition)
-    ORDER BY t.topic, t.partition
-    ON CONFLICT DO NOTHING
-    """
-)
-
-_LOCK_POSITIONS = text(
-    """
-    SELECT c.topic, c.partition, c.next_offset
-    FROM consumer_offsets AS c
-    JOIN unnest(CAST(:topics AS varchar[]), CAST(:partitions AS integer[])) AS t(topic, partition)
-      ON c.topic = t.topic AND c.partition = t.partition
-    WHERE c.group_id = :group_id
-    ORDER BY c.topic, c.partition
-    FOR UPDATE OF c
-    """
-)
-
-_READ_POSITIONS = text(
-    """
-    SELECT topic, partition, next_offset FROM consumer_offsets
-    WHERE group_id = :group_id AND topic = ANY(CAST(:topics AS varchar[]))
-    """
-)
-
-_ADVANCE_POSITIONS = text(
-    """
-    UPDATE consumer_offsets AS c
-    SET next_offset = GREATEST(c.next_offset, t.next_offset), updated_at = now()
-    FROM unnest(
-        CAST(:topics AS varchar[]), CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])
-    ) AS t(topic, partition, next_offset)
-    WHERE c.group_id = :group_id AND c.topic = t.topic AND c.partition = t.partition
-    """
-)
-
-# Records the batch's claimed event ids (claims.claimed_ids: its stock adjustments') and
-# returns those recorded before (by an earlier batch or a concurrent transaction, whose commit
-# the insert waits for): the duplicates. One statement and one index probe per id; the result
-# is usually empty. The ids are inserted in key order,
-# so the inserts walk the primary key's pages in order (random UUIDs otherwise scatter them)
-# and two transactions claiming the same ids wait for each other in one order, never in a
-# cycle. Sorted here rather than in Python: 5,000 UUIDs cost the consumer ~10 ms to sort.
-_CLAIM_EVENTS = text(
-    """
-    WITH batch AS (SELECT DISTINCT unnest(CAST(:ids AS uuid[])) AS event_id),
-    claimed AS (
-        INSERT INTO processed_events (event_id)
-        SELECT event_id FROM batch ORDER BY event_id
-        ON CONFLICT DO NOTHING
-        RETURNING event_id
-    )
-    SELECT event_id FROM batch EXCEPT ALL SELECT event_id FROM claimed
-    """
-)
-
-# Gives back claims of this transaction (the ids of events the fold rejected): see claims.py.
-_RELEASE_EVENTS = text(
-    """
-    DELETE FROM processed_events WHERE event_id = ANY(CAST(:ids AS uuid[]))
-    """
-)
 
 # No row locks: the partition's row in consumer_offsets already serialises the writers of a
 # product (its events share a key, so a partition). `xmin` (the id of the transaction that wrote
@@ -137,79 +71,13 @@ _INSERT_PRODUCTS = text(
     """
 )
 
-_PURGE_PROCESSED = text(
+# What `inventory-sink show` prints: every product, deleted ones flagged.
+_LIST_PRODUCTS = text(
     """
-    DELETE FROM processed_events
-    WHERE event_id IN (
-        SELECT event_id FROM processed_events
-        WHERE processed_at < now() - make_interval(secs => :seconds)
-        LIMIT :limit
-    )
+    SELECT id, name, price, quantity, version, deleted_at IS NOT NULL
+    FROM products ORDER BY id
     """
 )
-
-
-def _split(partitions: Iterable[TopicAndPartition]) -> dict[str, list[str] | list[int]]:
-    ordered = sorted(partitions)
-    return {"topics": [t for t, _ in ordered], "partitions": [p for _, p in ordered]}
-
-
-async def lock_positions(
-    session: AsyncSession, group_id: str, partitions: Collection[TopicAndPartition]
-) -> dict[TopicAndPartition, int]:
-    """Lock each partition's stored position (creating it at 0) and return the next offsets.
-
-    The row lock serialises every consumer that writes the same partition, so a consumer
-    that lost the partition in a rebalance waits, then sees how far the new owner got.
-    """
-    params = {"group_id": group_id, **_split(partitions)}
-    rows = await session.execute(_LOCK_POSITIONS, params)
-    found = {(topic, partition): offset for topic, partition, offset in rows}
-    if len(found) < len(partitions):  # first batch of a partition: create its row, lock again
-        await session.execute(_ENSURE_POSITIONS, params)
-        rows = await session.execute(_LOCK_POSITIONS, params)
-        found = {(topic, partition): offset for topic, partition, offset in rows}
-    return found
-
-
-async def read_positions(
-    session: AsyncSession, group_id: str, topics: Collection[str]
-) -> dict[TopicAndPartition, int]:
-    rows = await session.execute(_READ_POSITIONS, {"group_id": group_id, "topics": list(topics)})
-    return {(topic, partition): offset for topic, partition, offset in rows}
-
-
-async def advance_positions(
-    session: AsyncSession, group_id: str, next_offsets: Mapping[TopicAndPartition, int]
-) -> None:
-    if not next_offsets:
-        return
-    ordered = sorted(next_offsets.items())
-    await session.execute(
-        _ADVANCE_POSITIONS,
-        {
-            "group_id": group_id,
-            "topics": [tp[0] for tp, _ in ordered],
-            "partitions": [tp[1] for tp, _ in ordered],
-            "offsets": [offset for _, offset in ordered],
-        },
-    )
-
-
-async def claim_events(session: AsyncSession, event_ids: Sequence[UUID]) -> set[UUID]:
-    """Record `event_ids` as processed; return the ones that already were (duplicates).
-
-    The claims of events the fold then rejects are given back with `release_events`."""
-    if not event_ids:
-        return set()
-    rows = await session.execute(_CLAIM_EVENTS, {"ids": event_ids})
-    return {row[0] for row in rows}
-
-
-async def release_events(session: AsyncSession, event_ids: Sequence[UUID]) -> None:
-    """Forget the claims of `event_ids` (made earlier in this transaction)."""
-    if event_ids:
-        await session.execute(_RELEASE_EVENTS, {"ids": event_ids})
 
 
 # The version of each product row read (its xmin): what save_products checks it still is.
@@ -292,9 +160,18 @@ def _check(result: object, expected: int, what: str) -> None:
         )
 
 
-async def purge_processed(session: AsyncSession, older_than_seconds: float, limit: int) -> int:
-    """Forget processed event ids older than the retention window; returns how many."""
-    result = await session.execute(
-        _PURGE_PROCESSED, {"seconds": older_than_seconds, "limit": limit}
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+class ProductLine(NamedTuple):
+    """A product as `inventory-sink show` lists it."""
+
+    id: int
+    name: str
+    price: Decimal
+    quantity: int
+    version: int
+    deleted: bool
+
+
+async def list_products(session: AsyncSession) -> list[ProductLine]:
+    """Every product, by id (deleted ones too)."""
+    rows = await session.execute(_LIST_PRODUCTS)
+    return [ProductLine._make(row) for row in rows]

@@ -1,5 +1,5 @@
-"""store.load_products builds each ProductState by column name, not by column position;
-store.save_products sends the rows as JSON objects named for the statement's columns."""
+"""products.load_products builds each ProductState by column name, not by column position;
+products.save_products sends the rows as JSON objects named for the statement's columns."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from service.core.domain import ProductState
 from service.core.failures import Conflict, UnstorableRow
-from service.postgres import store
+from service.postgres import products
 from service.write_path.retry import is_permanent
 
 
@@ -48,7 +48,7 @@ async def test_a_select_in_another_column_order_gives_the_same_states() -> None:
     ]
     session = _Session(_Rows(columns, rows))
 
-    states, versions = await store.load_products(session, {3, 1})  # type: ignore[arg-type]
+    states, versions = await products.load_products(session, {3, 1})  # type: ignore[arg-type]
 
     assert states == {
         1: ProductState(1, "Espresso beans", "Dark roast", Decimal("24.90"), 40, 3, None),
@@ -77,7 +77,7 @@ async def test_saved_rows_go_as_json_objects_named_for_the_recordset_columns() -
     gone = ProductState(8, "Filters", None, Decimal("3.20"), 2_147_483_647, 2**63 - 1, deleted)
     session = _WritingSession()
 
-    await store.save_products(session, [gone, kept], {7: 4_000_000_000, 8: 12})  # type: ignore[arg-type]
+    await products.save_products(session, [gone, kept], {7: 4_000_000_000, 8: 12})  # type: ignore[arg-type]
 
     (params,) = session.params
     rows = json.loads(params["rows"])
@@ -104,7 +104,7 @@ async def test_saved_rows_go_as_json_objects_named_for_the_recordset_columns() -
         },
     ]
     # every key is a column the UPDATE's json_to_recordset defines, and the reverse
-    defined = re.search(r"AS t\((.*?)\)\s*WHERE", str(store._UPDATE_PRODUCTS), re.S)
+    defined = re.search(r"AS t\((.*?)\)\s*WHERE", str(products._UPDATE_PRODUCTS), re.S)
     assert defined is not None
     assert {part.split()[0] for part in defined.group(1).split(",")} == set(rows[0])
 
@@ -115,7 +115,7 @@ async def test_a_value_json_cannot_carry_is_a_permanent_refusal_that_names_it() 
     with pytest.raises(
         UnstorableRow, match="Unable to serialize unknown type: <class 'object'>"
     ) as caught:
-        await store.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
+        await products.save_products(_WritingSession(), [odd], {})  # type: ignore[arg-type]
 
     assert is_permanent(caught.value)  # isolated and dead-lettered, never retried
 
@@ -123,7 +123,7 @@ async def test_a_value_json_cannot_carry_is_a_permanent_refusal_that_names_it() 
 def test_a_row_holds_every_field_of_the_state_by_its_name() -> None:
     state = ProductState(5, "Mug", "blue", Decimal("7.50"), 3, 4, datetime(2026, 1, 1, tzinfo=UTC))
 
-    assert store._row(state) == state._asdict()
+    assert products._row(state) == state._asdict()
 
 
 class _Counted:
@@ -148,7 +148,7 @@ async def test_a_raced_write_is_a_conflict_that_says_how_many_rows_and_why(
     states = [ProductState(i, "x", None, Decimal("1.00"), 0, 1) for i in (1, 2, 3)]
 
     with pytest.raises(Conflict) as caught:
-        await store.save_products(_RacedSession(1), states, read)  # type: ignore[arg-type]
+        await products.save_products(_RacedSession(1), states, read)  # type: ignore[arg-type]
 
     assert str(caught.value) == (
         f"2 of 3 products were {what} by another transaction since this batch read them "

@@ -1,4 +1,5 @@
-"""Prometheus metrics of progress and readiness, computed when /metrics is scraped."""
+"""The Prometheus collector of progress and readiness: its values are computed when /metrics
+is scraped, from the same checks the probes answer with."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ SINCE_PROGRESS = "inventory_sink_seconds_since_progress"
 
 
 class ProgressCollector(Collector):
-    """Per assigned partition, as last observed by the progress monitor."""
+    """Per assigned partition, as the position watch last observed it."""
 
     def __init__(self, tracker: ProgressTracker) -> None:
         self.tracker = tracker
