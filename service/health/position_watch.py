@@ -15,7 +15,7 @@ position and resumed, so their records are applied again.
 
 Nothing can be written past a gap meanwhile: every transaction of the write path locks the
 stored position of each partition it writes and abandons that partition's records unless
-they start at or below it (service/write_path/transaction.py, `_guard_gaps`); a resumed
+they start at or below it (service/write_path/admission.py); a resumed
 partition's rewind memory and fence are forgotten, so the write path never takes a gap it saw
 before a resume for one it may accept (`OverlappedWriter.forget`).
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
@@ -34,13 +34,14 @@ from service.core.records import TopicAndPartition
 from service.health.checks import KAFKA_TIMEOUT_S
 from service.health.probe import Check, Problem
 from service.health.progress import PartitionProgress, ProgressTracker, lost_commits, stall_problem
-from service.positions.rebalance import PositionReader
 
 log = logging.getLogger("service.position_watch")
 # How soon to look again after a look that could not read the database (it may be failing
 # over: the sooner the positions are read again, the sooner lost commits are re-applied).
 RETRY_S = 1.0
 
+# Reads the stored positions of the given topics (consumer_offsets.read_positions).
+PositionReader = Callable[[set[str]], Awaitable[dict[TopicAndPartition, int]]]
 Recheck = Callable[[Collection[TopicAndPartition]], None]
 Held = Callable[[TopicAndPartition], bool]
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from service.core.records import TopicAndPartition, partition_name, partition_names
+from service.core.records import partition_name, partition_names
 
 log = logging.getLogger("service.rebalance")
-
-# Reads the stored positions of the given topics (service/health/position_watch.py watches them).
-PositionReader = Callable[[set[str]], Awaitable[dict[TopicAndPartition, int]]]
 
 
 class AssignmentCheck(Protocol):

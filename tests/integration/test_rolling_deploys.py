@@ -70,7 +70,7 @@ def next_release(where: Path, *revisions: str) -> Path:
     """A copy of this release's migrations plus `revisions`; returns its alembic.ini."""
     shutil.copy(ROOT / "alembic.ini", where / "alembic.ini")
     shutil.copytree(
-        ROOT / "service" / "migrations",
+        ROOT / "service" / "postgres" / "migrations",
         where / "migrations",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
