@@ -321,3 +321,86 @@ async def test_a_retriable_error_is_raised_for_the_batch_to_be_retried(
     assert is_transient(NotEnoughReplicasError()) and is_transient(KafkaTimeoutError())
     assert not is_transient(MessageSizeTooLargeError())
     assert not is_transient(TopicAuthorizationFailedError())
+
+
+async def test_a_cut_letter_is_logged_once_with_what_was_cut_and_how_to_find_the_original(
+    refusing: list[FakeProducer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's one line about a cut letter: what was cut, to what size, why, and the
+    size and digest of the original value (or null for a record without one)."""
+    RefusingProducer.refuse = staticmethod(lambda _: None)
+    sink = await _sink(Metrics(), Stops())
+    value = bytes(5_000_000)
+    digest = hashlib.sha256(value).hexdigest()
+    letters = [
+        DeadLetter(SimpleRecord("events", 1, 9, b"7", value), Reason.RECORD_TOO_LARGE, "big"),
+        DeadLetter(SimpleRecord("events", 2, 4, bytes(5_000_000), None), Reason.INVALID_EVENT, "k"),
+    ]
+    with caplog.at_level(logging.WARNING, "service.dead_letter"):
+        await sink.send(letters)
+    sizes = [_size(fields) for _, fields in refusing[0].sent]
+    cuts = [dict(fields["headers"])["letter.cut"].decode() for _, fields in refusing[0].sent]
+    first, second = caplog.records
+    assert first.getMessage() == (
+        f"dead-lettered events[1]@9 as record_too_large, cut ({cuts[0]}) to {sizes[0]} bytes: "
+        f"it was over the {DLQ_MAX_MESSAGE_BYTES} bytes a letter may have; the original value "
+        f"is 5000000 bytes with SHA-256 {digest}, still at that offset while retention keeps "
+        "it: big"
+    )
+    assert second.getMessage().startswith(
+        f"dead-lettered events[2]@4 as invalid_event, cut ({cuts[1]}) to {sizes[1]} bytes: "
+    )
+    assert "the original value is null bytes with SHA-256 -," in second.getMessage()
+    assert (first.cut, first.reason, first.offset) == (cuts[0].split(","), "record_too_large", 9)  # type: ignore[attr-defined]
+    assert second.cut == cuts[1].split(",")  # type: ignore[attr-defined]
+
+
+async def test_a_letter_refused_before_it_is_sent_is_cut_and_its_batch_mates_still_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiokafka refuses a record it finds too large in send() itself, before any batch: that
+    letter is tried again cut, the others of the batch are sent as they were."""
+
+    class EarlyRefusal(RefusingProducer):
+        async def send(self, topic: str, **fields: Any) -> asyncio.Future[None]:
+            if _size(fields) > 100_000:
+                raise MessageSizeTooLargeError()
+            return await super().send(topic, **fields)
+
+    FakeProducer.made = []
+    monkeypatch.setattr(clients, "AIOKafkaProducer", EarlyRefusal)
+    RefusingProducer.refuse = staticmethod(lambda _: None)
+    metrics, stops = Metrics(), Stops()
+    sink = await _sink(metrics, stops)
+    letters = [
+        DeadLetter(SimpleRecord("events", 0, 1, b"1", b"{bad"), Reason.INVALID_JSON, "bad"),
+        DeadLetter(SimpleRecord("events", 0, 2, b"2", b"x" * 3_000_000), Reason.INVALID_JSON, "b"),
+        DeadLetter(SimpleRecord("events", 0, 3, b"3", b"{bad"), Reason.INVALID_JSON, "bad"),
+    ]
+    await sink.send(letters)
+    sent = [fields for producer in FakeProducer.made for _, fields in producer.sent]
+    assert [f["key"] for f in sent] == [b"1", b"3", b"2"]
+    assert sent[0]["headers"] == letters[0].headers()
+    assert sent[1]["headers"] == letters[2].headers()
+    assert dict(sent[2]["headers"])["letter.cut"] == b"value" and _size(sent[2]) <= 64 << 10
+    assert _count(metrics, "inventory_sink_dead_letters_cut_total", reason="invalid_json") == 1
+    assert not stops.stopped
+
+
+async def test_the_refusal_that_stops_a_partition_names_the_smallest_form_and_the_error(
+    refusing: list[FakeProducer],
+) -> None:
+    RefusingProducer.refuse = staticmethod(lambda _: TopicAuthorizationFailedError("no"))
+    stops = Stops()
+    sink = await _sink(Metrics(), stops)
+    letter = DeadLetter(SimpleRecord("events", 3, 7, b"1", b"{bad"), Reason.INVALID_JSON, "bad")
+    with pytest.raises(PartitionStopped):
+        await sink.send([letter])
+    size = batch_size(b"1", b"{bad", letter.headers())
+    assert stops.stopped == {
+        ("events", 3): (
+            f"the dead-letter topic dlq refused the letter of events[3]@7 even cut to {size} "
+            f"bytes (TopicAuthorizationFailedError: {TopicAuthorizationFailedError('no')}); "
+            "check the topic's max.message.bytes and ACLs (KAFKA_DLQ_TOPIC), then restart"
+        )
+    }
