@@ -40,6 +40,16 @@ class Rewinds:
             self._sought[tp] = rewind.to
             self._fences[tp] = rewind.fence
 
+    def settle(self, written: Mapping[TopicAndPartition, int]) -> None:
+        """A batch has committed, writing each partition of `written` up to that next
+        position: a partition written past where it was sought to expects no gap there any
+        more (its stored position moved on, so the memory could never match it again), and
+        the batches after it need no look at the log start."""
+        for tp, following in written.items():
+            to = self._sought.get(tp)
+            if to is not None and following > to:
+                del self._sought[tp]
+
     def sought(self, first: Mapping[TopicAndPartition, int]) -> dict[TopicAndPartition, int]:
         """Of the partitions starting at `first`, those sought back to a position the batch
         starts past: where they were sought to (a gap is expected there)."""

@@ -167,6 +167,7 @@ class WritePath:
             what=f"batch of {len(batch)} records",
             on_retry=failed,
         )
+        self.rewinds.settle(report.next_offsets)
         self.rewinds.remember(report.rewinds)
         self._observe(report, time.perf_counter() - started)
         for listener in self.on_commit:
