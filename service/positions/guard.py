@@ -192,10 +192,20 @@ class PartitionGuard:
         if consumer is None:  # stopped (shutdown): no partition is this process's to write
             return LogSnapshot(held=frozenset(first))
         held = frozenset(tp for tp in first if self.holds(tp))
+        # Only partitions still assigned have fetch state (aiokafka's highwater asserts it);
+        # the write path abandons the others' records once it has locked their positions.
+        assigned = consumer.assignment()
         ends = {
-            tp: end for tp in first if (end := consumer.highwater(TopicPartition(*tp))) is not None
+            tp: end
+            for tp in first
+            if TopicPartition(*tp) in assigned
+            and (end := consumer.highwater(TopicPartition(*tp))) is not None
         }
-        gapped = [TopicPartition(*tp) for tp in sorted(sought) if tp not in held]
+        gapped = [
+            TopicPartition(*tp)
+            for tp in sorted(sought)
+            if tp not in held and TopicPartition(*tp) in assigned
+        ]
         starts = await consumer.beginning_offsets(gapped) if gapped else {}
         gaps: dict[TopicAndPartition, Gap] = {}
         for ktp in gapped:

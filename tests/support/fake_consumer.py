@@ -42,6 +42,8 @@ class FakeConsumer:
         self.events.append(("pause", sorted((tp.topic, tp.partition) for tp in partitions)))
 
     def highwater(self, partition: TopicPartition) -> int | None:
+        # aiokafka asserts the same: a partition revoked meanwhile has no fetch state.
+        assert partition in self.assigned, "Partition is not assigned"
         return self.log_ends.get((partition.topic, partition.partition))
 
     async def beginning_offsets(

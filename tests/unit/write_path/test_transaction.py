@@ -105,7 +105,7 @@ async def test_a_batch_past_the_stored_position_is_abandoned_and_rewound_then_cr
     assert (first.rewinds, first.abandoned_records) == ({("t", 0): Rewind(4, 6)}, 2)
 
     rewinds.remember(first.rewinds)  # what write() does once the batch committed
-    consumer = FakeConsumer()
+    consumer = FakeConsumer([("t", 0)])
     batch = Batch.of(records[:2], junk(records[:2]))
     snapshot = await guard(consumer).snapshot(batch.first, rewinds.sought(batch.first))
     again = admit(batch, {("t", 0): 4}, snapshot, rewinds, owns_everything)
@@ -354,7 +354,7 @@ def _fake_store(
     on_lost: OnRecordsLost = OnRecordsLost.CONTINUE,
     **log: Any,
 ) -> tuple[FakeStore, WritePath]:
-    """A write path on a fake store, with the real guard on a consumer owning t[0] and t[1]
+    """A write path on a fake store, with the real guard on a consumer owning t[0] to t[3]
     whose look-ups and pauses go to the store's log (`log`: log_starts, log_ends)."""
     store = FakeStore(positions or {})
     _stand_in(monkeypatch, store)
@@ -363,7 +363,9 @@ def _fake_store(
         MemoryDeadLetterSink(),
         "g",
         Backoff(0.001, 0.01),
-        guard=guard(FakeConsumer([("t", 0), ("t", 1)], events=store.log, **log), on_lost=on_lost),
+        guard=guard(
+            FakeConsumer([("t", p) for p in range(4)], events=store.log, **log), on_lost=on_lost
+        ),
     )
     return store, write_path
 
@@ -520,3 +522,22 @@ def test_a_later_upsert_replaces_the_description_even_with_null() -> None:
     assert [s[3].description for s in states] == ["old", "new"]
     last = fold({}, [_event(first), _event(second), _event(third)]).changed[3]
     assert last.description is None
+
+
+async def test_a_partition_revoked_before_the_snapshot_is_abandoned_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebalance took t[1] while its batch waited: its fetch state is gone (aiokafka's
+    highwater asserts the partition is assigned), so the snapshot leaves it out and the
+    transaction abandons its records; the batch's other partition is written at once."""
+    store, write_path = _fake_store(monkeypatch, {("t", 0): 0, ("t", 1): 0}, log_ends={})
+    consumer = FakeConsumer([("t", 0)], events=store.log)
+    write_path.guard = guard(consumer)
+    write_path.rewinds.remember({("t", 1): Rewind(0, 2)})  # a gap was expected on t[1]
+    records = recs(0, 0, 1) + recs(1, 2, 3)
+    batch = Batch.of(records, junk(records))
+    report = await write_path.write(batch, lambda topic, partition: (topic, partition) == ("t", 0))
+    assert report.next_offsets == {("t", 0): 2}
+    assert (report.abandoned, report.rewinds) == (2, {})
+    assert write_path.metrics.retries._value.get() == 0  # no attempt failed
+    assert ("beginning_offsets", [("t", 1)]) not in store.log
