@@ -44,6 +44,10 @@ class MemoryDeadLetterSink:
         self.letters.extend(letters)
 
 
+# The partitions of topic "t" that the write path's tests write to.
+TEST_PARTITIONS = 8
+
+
 def partition_guard(
     sessions: Any = None, group_id: str = "g", on_lost: OnRecordsLost = OnRecordsLost.CONTINUE
 ) -> PartitionGuard:
@@ -60,10 +64,11 @@ def guard(
     on_lost: OnRecordsLost = OnRecordsLost.CONTINUE,
 ) -> LetterStops:
     """The write path's guard as service/app.py builds it, attached to `consumer` (by
-    default one whose logs start at 0 and whose log ends are not fetched yet). `sessions` is
-    only read by the guard's own checks (assignment, rechecks), not by the write path."""
+    default one that owns the test topic's partitions, whose logs start at 0 and whose log
+    ends are not fetched yet). `sessions` is only read by the guard's own checks
+    (assignment, rechecks), not by the write path."""
     partitions = partition_guard(sessions, group_id, on_lost)
-    attached = consumer or FakeConsumer()
+    attached = consumer or FakeConsumer([("t", p) for p in range(TEST_PARTITIONS)])
     partitions.attach(lambda: attached)
     stops = LetterStops(partitions)
     stops.attach(lambda: attached)
