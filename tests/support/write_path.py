@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from service.config.settings import Settings
 from service.core.letters import DeadLetter
 from service.core.position_verdict import OnRecordsLost
 from service.core.records import Record, TopicAndPartition
@@ -32,6 +33,31 @@ class SimpleRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)
+
+
+# What build_broker needs of the settings to wire a subscriber under FastStream's
+# TestKafkaBroker (nothing is contacted).
+SUBSCRIBER_SETTINGS = Settings(
+    postgres_user="u",
+    postgres_password="p",
+    postgres_db="d",  # type: ignore[arg-type]
+    kafka_bootstrap_servers="127.0.0.1:1",
+    kafka_topic="events",
+    kafka_group_id="grp",
+)
+
+
+class RecordingWriter:
+    """Stands where the overlapped writer does: keeps every batch it is handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Record]] = []
+
+    async def submit(
+        self, records: Sequence[Record], still_owned: object = None, seek: object = None
+    ) -> BatchReport:
+        self.batches.append(list(records))
+        return BatchReport()
 
 
 class MemoryDeadLetterSink:

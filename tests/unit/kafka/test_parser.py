@@ -11,22 +11,11 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.message import KafkaAckableMessage
 
 from service.app import build_broker
-from service.config.settings import Settings
-from service.core.records import Record
 from service.kafka.parser import RawBatchParser
 from service.write_path.handler import BatchHandler
-from service.write_path.transaction import BatchReport
 from tests.support.record_batches import batch
-from tests.support.write_path import partition_guard
+from tests.support.write_path import SUBSCRIBER_SETTINGS, RecordingWriter, partition_guard
 
-SETTINGS = Settings(
-    postgres_user="u",
-    postgres_password="p",
-    postgres_db="d",  # type: ignore[arg-type]
-    kafka_bootstrap_servers="127.0.0.1:1",
-    kafka_topic="events",
-    kafka_group_id="grp",
-)
 HOSTILE: list[tuple[str, bytes | None]] = [
     ("x-trace", b"\xff\x00\xfe"),
     ("x-null", None),
@@ -71,20 +60,9 @@ async def test_the_parser_tolerates_an_empty_batch_and_a_consumer_not_yet_starte
     await message.nack()  # the fake consumer: nothing to seek, nothing raised
 
 
-class RecordingWriter:
-    def __init__(self) -> None:
-        self.batches: list[list[Record]] = []
-
-    async def submit(
-        self, records: Sequence[Record], still_owned: object = None, seek: object = None
-    ) -> BatchReport:
-        self.batches.append(list(records))
-        return BatchReport()
-
-
 async def test_records_with_binary_null_and_duplicate_headers_reach_the_handler() -> None:
     writer = RecordingWriter()
-    broker = build_broker(SETTINGS, BatchHandler(writer), partition_guard())
+    broker = build_broker(SUBSCRIBER_SETTINGS, BatchHandler(writer), partition_guard())
     async with TestKafkaBroker(broker):
         (subscriber,) = broker.subscribers
         await subscriber.process_message((_record(0), _record(1, [("only", None)])))

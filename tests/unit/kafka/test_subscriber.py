@@ -3,53 +3,29 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 from faststream import AckPolicy
 from faststream.kafka import TestKafkaBroker
 
 from service.app import build_broker
-from service.config.settings import Settings
-from service.core.records import Record
 from service.write_path.handler import BatchHandler
-from service.write_path.transaction import BatchReport
 from testbed.events import record, upsert
-from tests.support.write_path import partition_guard
-
-SETTINGS = Settings(
-    postgres_user="u",
-    postgres_password="p",
-    postgres_db="d",  # type: ignore[arg-type]
-    kafka_bootstrap_servers="127.0.0.1:1",
-    kafka_topic="events",
-    kafka_group_id="grp",
-)
-
-
-class RecordingProcessor:
-    def __init__(self) -> None:
-        self.batches: list[list[Record]] = []
-
-    async def submit(
-        self, records: Sequence[Record], still_owned: object = None, seek: object = None
-    ) -> BatchReport:
-        self.batches.append(list(records))
-        return BatchReport()
+from tests.support.write_path import SUBSCRIBER_SETTINGS, RecordingWriter, partition_guard
 
 
 def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group() -> None:
-    broker = build_broker(SETTINGS, BatchHandler(RecordingProcessor()), partition_guard())
+    broker = build_broker(SUBSCRIBER_SETTINGS, BatchHandler(RecordingWriter()), partition_guard())
     (subscriber,) = broker.subscribers
     assert subscriber.topics[0].name == "events"
     assert subscriber.group_id == "grp"
     assert subscriber.ack_policy is AckPolicy.MANUAL
     assert type(subscriber).__name__ == "BatchSubscriber"
-    assert subscriber.max_records == SETTINGS.batch_max_records
+    assert subscriber.max_records == SUBSCRIBER_SETTINGS.batch_max_records
 
 
 async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
-    write_path = RecordingProcessor()
-    broker = build_broker(SETTINGS, BatchHandler(write_path), partition_guard())
+    write_path = RecordingWriter()
+    broker = build_broker(SUBSCRIBER_SETTINGS, BatchHandler(write_path), partition_guard())
     key, value = record(upsert(3, 1))
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(value, topic="events", key=key)
@@ -64,7 +40,9 @@ async def test_raw_record_bytes_reach_the_write_path_undecoded() -> None:
 
 def test_the_broker_and_its_consumer_are_given_every_broker_of_the_list() -> None:
     # FastStream takes a string as one host name: "a:1,b:2" would be a host "a:1,b".
-    settings = SETTINGS.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1,127.0.0.1:2"})
-    broker = build_broker(settings, BatchHandler(RecordingProcessor()), partition_guard())
+    settings = SUBSCRIBER_SETTINGS.model_copy(
+        update={"kafka_bootstrap_servers": "127.0.0.1:1,127.0.0.1:2"}
+    )
+    broker = build_broker(settings, BatchHandler(RecordingWriter()), partition_guard())
     assert broker.specification.url == ["127.0.0.1:1", "127.0.0.1:2"]
     assert broker.config.builder.keywords["bootstrap_servers"] == ["127.0.0.1:1", "127.0.0.1:2"]

@@ -19,8 +19,7 @@ from service.kafka.offset_mirror import OffsetMirror
 from service.write_path.handler import BatchHandler
 from service.write_path.transaction import BatchReport
 from tests.support.fake_consumer import FakeConsumer
-from tests.support.write_path import partition_guard
-from tests.unit.kafka.test_subscriber import SETTINGS
+from tests.support.write_path import SUBSCRIBER_SETTINGS, partition_guard
 
 
 @dataclass(frozen=True)
@@ -293,7 +292,7 @@ async def test_the_app_finishes_and_commits_before_the_consumer_leaves_the_group
     reports = [BatchReport(next_offsets={("events", 0): n}) for n in (1, 2)]
     writer = FakeWriter(reports=reports, events=events)
     handler = BatchHandler(writer)
-    broker = build_broker(SETTINGS, handler, partition_guard())
+    broker = build_broker(SUBSCRIBER_SETTINGS, handler, partition_guard())
     lifecycle = Lifecycle()
     app = build_app(broker, handler, lifecycle)
     (subscriber,) = broker.subscribers
@@ -324,7 +323,7 @@ async def test_a_batch_is_a_flat_sequence_of_records_from_aiokafka_and_the_test_
     """Why the handler does `list(message.raw_message)` and nothing more: FastStream 0.7.8's
     batch subscriber chains aiokafka's per-partition lists into one tuple, and its
     TestKafkaBroker hands a flat list for both `publish` and `publish_batch`."""
-    broker = build_broker(SETTINGS, BatchHandler(FakeWriter()), partition_guard())
+    broker = build_broker(SUBSCRIBER_SETTINGS, BatchHandler(FakeWriter()), partition_guard())
     (subscriber,) = broker.subscribers
 
     class Fetching:
@@ -338,7 +337,7 @@ async def test_a_batch_is_a_flat_sequence_of_records_from_aiokafka_and_the_test_
     assert fetched == (Rec("events", 0, 0), Rec("events", 0, 1), Rec("events", 1, 0))
 
     writer = FakeWriter()
-    broker = build_broker(SETTINGS, BatchHandler(writer), partition_guard())
+    broker = build_broker(SUBSCRIBER_SETTINGS, BatchHandler(writer), partition_guard())
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(b"a", topic="events", key=b"1")
         await test_broker.publish_batch(b"b", b"c", topic="events")
