@@ -195,17 +195,11 @@ class PartitionGuard:
         # Only partitions still assigned have fetch state (aiokafka's highwater asserts it);
         # the write path abandons the others' records once it has locked their positions.
         assigned = consumer.assignment()
+        owned = {tp: ktp for tp in first if (ktp := TopicPartition(*tp)) in assigned}
         ends = {
-            tp: end
-            for tp in first
-            if TopicPartition(*tp) in assigned
-            and (end := consumer.highwater(TopicPartition(*tp))) is not None
+            tp: end for tp, ktp in owned.items() if (end := consumer.highwater(ktp)) is not None
         }
-        gapped = [
-            TopicPartition(*tp)
-            for tp in sorted(sought)
-            if tp not in held and TopicPartition(*tp) in assigned
-        ]
+        gapped = [owned[tp] for tp in sorted(sought) if tp in owned and tp not in held]
         starts = await consumer.beginning_offsets(gapped) if gapped else {}
         gaps: dict[TopicAndPartition, Gap] = {}
         for ktp in gapped:
