@@ -262,6 +262,20 @@ def run_block(block: Block, env: dict[str, str]) -> tuple[int | None, str, float
         return code, output.read(), took
 
 
+def repository_state() -> str:
+    """What `git status` shows, and whether `.env` (ignored, but read by every command) exists:
+    a page's commands must leave both as they are."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert status.returncode == 0, f"git status failed: {status.stderr}"
+    return f"{status.stdout}.env exists: {(ROOT / '.env').exists()}\n"
+
+
 @pytest.mark.parametrize("page", RUN_PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_the_commands_of_the_page_work_as_shown(
     page: Path, pg_server: PostgresEndpoint, kafka: str, docs_template: str
@@ -269,6 +283,7 @@ def test_the_commands_of_the_page_work_as_shown(
     owner = owner_of(pg_server)
     database = f"{docs_template}_{uuid.uuid4().hex[:8]}"
     asyncio.run(_sql(owner, f'CREATE DATABASE "{database}" TEMPLATE "{docs_template}"'))
+    before = repository_state()
     try:
         env = page_env(_at(pg_server, database), _at(owner, database), kafka, page)
         for block in blocks(page):
@@ -278,5 +293,7 @@ def test_the_commands_of_the_page_work_as_shown(
             shown = f"{block.where} ({took:.1f} s):\n{block.text}--- output:\n{output[-4000:]}"
             assert code is not None, f"ran over {BLOCK_TIMEOUT_S} s: {shown}"
             assert code == block.expected_exit, f"exit {code}, not {block.expected_exit}: {shown}"
+        after = repository_state()
+        assert after == before, f"the commands of {page.name} changed the repository:\n{after}"
     finally:
         asyncio.run(_sql(owner, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
