@@ -1,7 +1,6 @@
 """The FastStream application: a Kafka batch subscriber feeding the write path.
 
-Run it with `python -m service run`, or with FastStream's CLI:
-`faststream run service.app:create_app --factory`.
+Run it with `python -m service run` (FastStream's own CLI would need `faststream[cli]`).
 """
 
 from __future__ import annotations

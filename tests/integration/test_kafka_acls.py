@@ -1,8 +1,8 @@
-"""The Kafka ACLs the README lists are exactly what each command needs.
+"""The Kafka ACLs docs/how-to/tls-sasl.md lists are exactly what each command needs.
 
 A throwaway broker authorizes every request (StandardAuthorizer,
 allow.everyone.if.no.acl.found=false). Each command logs in over SASL_SSL as a user holding
-the README's ACLs for it: it works. For each of those ACLs, a user holding all the others runs
+the page's ACLs for it: it works. For each of those ACLs, a user holding all the others runs
 it again: it fails, and its last line names the missing one (the consumer, whose start-up
 failure path prints the exception, names it in its log).
 """
@@ -33,7 +33,7 @@ SUFFIX = uuid.uuid4().hex[:8]
 TOPIC, DLQ, GROUP = f"acl.events.{SUFFIX}", f"acl.events.{SUFFIX}.dlq", f"acl-sink-{SUFFIX}"
 SETTING = {TOPIC: "KAFKA_TOPIC", DLQ: "KAFKA_DLQ_TOPIC", GROUP: "KAFKA_GROUP_ID"}
 
-# The README's table (Security: Kafka ACLs), command by command.
+# The table of docs/how-to/tls-sasl.md (Kafka ACLs), command by command.
 ACLS: dict[str, list[Acl]] = {
     "run": [Acl("topic", TOPIC, "Read"), Acl("group", GROUP, "Read"), Acl("topic", DLQ, "Write")],
     "create-topics": [Acl("topic", TOPIC, "Create"), Acl("topic", DLQ, "Create")],
@@ -170,12 +170,12 @@ async def _wait_for_sample(pg: PostgresEndpoint, consumer: ConsumerProcess) -> N
     pytest.fail("\n".join(problems) + "\n" + consumer.tail())
 
 
-def test_the_readme_lists_these_acls() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_list_these_acls() -> None:
+    page = (ROOT / "docs" / "how-to" / "tls-sasl.md").read_text()
     for command, acls in ACLS.items():
         cells = ", ".join(
             f"{acl.operation} on {acl.resource} `{SETTING[acl.name]}`" for acl in acls
         )
         row = f"| `{command}` | {cells} |"
-        assert row in readme, f"README lacks the row {row}"
-    assert re.search(r"\| `show`, `migrate`, `contract` \| none \|", readme)
+        assert row in page, f"docs/how-to/tls-sasl.md lacks the row {row}"
+    assert re.search(r"\| `show`, `migrate`, `contract` \| none \|", page)

@@ -4,7 +4,8 @@
    exported by `scripts/test` after `scripts/local-stack up` (and by CI).
 2. Otherwise containers started with testcontainers, where Docker runs: the images
    docker-compose.yml uses (postgres:16-alpine, apache/kafka:4.1.1), published on free ports of
-   127.0.0.1 only. scripts/container-test runs the integration tests this way (README).
+   127.0.0.1 only. scripts/container-test runs the integration tests this way
+   (docs/explanation/testing.md).
 3. Otherwise the tests fail (never skip) and say how to provide the services.
 """
 
