@@ -310,10 +310,7 @@ def _refusal(
 def _fix(error: BaseException, topic: str) -> str:
     """What to change for the broker to accept the records."""
     if isinstance(error, TopicAuthorizationFailedError):
-        return (
-            f"Allow this client's user (KAFKA_SASL_USERNAME, or the client certificate's name) "
-            f"Write on topic {topic} (README: Kafka ACLs)"
-        )
+        return str(KafkaAccessDenied("Write", "topic", topic))
     if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
         return (
             f"A record is larger than {topic} accepts: raise the topic's max.message.bytes "
