@@ -11,6 +11,11 @@ A replayed event is applied exactly once: an upsert or delete by its version (a 
 stale), an adjustment by its id: the write path keeps only the ids of applied adjustments
 (claims.py), so a letter rejected earlier applies when replayed after its cause is fixed, and
 replaying it again is a duplicate (or stale).
+
+When the broker refuses part of it, the run stops reading, waits for every send in flight and
+ends in one line naming, per DLQ partition, where its unconfirmed letters begin, and the
+command (the same selection plus --resume) that replays all of them; letters it had confirmed
+after those offsets come again as duplicates or stale, so each is still applied once.
 """
 
 from __future__ import annotations
