@@ -283,7 +283,11 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         + " (repeat for several)",
     )
     choose.add_argument(
-        "--partition", type=_offset, metavar="P", help="partition of the offsets below"
+        "--partition",
+        type=_offset,
+        metavar="P",
+        help="partition of the offsets below (selects only letters dead-lettered from "
+        "KAFKA_TOPIC: another topic's offsets name other records)",
     )
     choose.add_argument(
         "--from-offset", type=_offset, metavar="OFFSET", help="first offset (inclusive)"
