@@ -11,25 +11,44 @@ A replayed event is applied exactly once: an upsert or delete by its version (a 
 stale), an adjustment by its id: the write path keeps only the ids of applied adjustments
 (claims.py), so a letter rejected earlier applies when replayed after its cause is fixed, and
 replaying it again is a duplicate (or stale).
+
+When the broker refuses part of it, the run stops reading, waits for every send in flight and
+ends in one line naming, per DLQ partition, where its unconfirmed letters begin, and the
+command (the same selection plus --resume) that replays all of them; letters it had confirmed
+after those offsets come again as duplicates or stale, so each is still applied once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    OutOfOrderSequenceNumber,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 
 from service.cli.replay_selection import (
     Selection,
     SelectionError,
     read_ranges,
+    resume_points,
     selection_from_args,
 )
 from service.config.settings import Settings
@@ -93,18 +112,25 @@ async def replay(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         ranges = await _ranges(consumer, dlq, partitions[dlq], selection)
         read = selected = 0
-        async for letter, matched in _scan(consumer, dlq, ranges, selection):
-            read += 1
-            if matched:
-                selected += 1
-                if dry_run:
-                    print(letter.describe(dlq), file=out)
-            elif letter.cut is not None and selection.matches(letter):
-                print(f"not replayable: {letter.describe(dlq)}; {CUT_LETTER}", file=out)
+        other_topics: Counter[str] = Counter()
+        async with aclosing(_scan(consumer, dlq, ranges)) as letters:
+            async for letter in letters:
+                read += 1
+                verdict = selection.verdict(letter, topic)
+                if verdict == "replay":
+                    selected += 1
+                    if dry_run:
+                        print(letter.describe(dlq), file=out)
+                elif verdict == "cut":
+                    print(f"not replayable: {letter.describe(dlq)}; {CUT_LETTER}", file=out)
+                elif verdict == "other topic":
+                    other_topics[letter.original_topic or "(no original.topic)"] += 1
+        if other_topics:
+            print(_other_topics(other_topics, topic), file=out)
         if dry_run or not selected:
             verb = "would replay" if dry_run else "nothing to replay:"
             print(
@@ -118,6 +144,16 @@ async def replay(
         await consumer.stop()
     print(f"replayed {published} of {read} dead letters read from {dlq} to {topic}", file=out)
     return ReplayResult(read, selected, published)
+
+
+def _other_topics(counts: Counter[str], topic: str) -> str:
+    total = sum(counts.values())
+    each = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+    return (
+        f"skipped {total} dead letter{'s' if total != 1 else ''} dead-lettered from another "
+        f"input topic ({each}): --partition/--from-offset/--to-offset select letters of "
+        f"KAFKA_TOPIC {topic} only, since a replay publishes to it"
+    )
 
 
 async def _ranges(
@@ -136,13 +172,10 @@ async def _ranges(
 
 
 async def _scan(
-    consumer: AIOKafkaConsumer,
-    dlq: str,
-    ranges: dict[int, tuple[int, int]],
-    selection: Selection,
-) -> AsyncIterator[tuple[Letter, bool]]:
-    """Every letter in `ranges` (partition by partition interleaved as fetched), and whether
-    it is to be replayed: the selection matches it and it was not cut."""
+    consumer: AIOKafkaConsumer, dlq: str, ranges: dict[int, tuple[int, int]]
+) -> AsyncGenerator[Letter, None]:
+    """Every letter in `ranges`, each partition's in offset order (partitions interleaved as
+    fetched)."""
     remaining = {TopicPartition(dlq, p): stop for p, (_, stop) in ranges.items()}
     if not remaining:
         return
@@ -156,8 +189,7 @@ async def _scan(
             stop = remaining.get(tp)
             for record in records:
                 if stop is not None and record.offset < stop:
-                    letter = Letter.of(record)
-                    yield letter, letter.cut is None and selection.matches(letter)
+                    yield Letter.of(record)
         for tp in list(remaining):
             if await consumer.position(tp) >= remaining[tp]:
                 del remaining[tp]
@@ -184,6 +216,9 @@ async def _publish(
     total: int,
     progress: Callable[[int, int], None] | None,
 ) -> int:
+    """Publish the selected letters; on the first refusal stop reading, wait for every send
+    still in flight, and raise a ReplayError that names where each DLQ partition's
+    unconfirmed letters begin and the command that resumes them all."""
     dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
     producer = clients.producer(
         settings,
@@ -194,44 +229,109 @@ async def _publish(
         max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
         linger_ms=5,
     )
-    await producer.start()
     published = 0
+    read_to: dict[int, int] = {}  # per DLQ partition, the offset after the last letter read
     pending: list[tuple[Letter, asyncio.Future[Any]]] = []
+    refused: list[tuple[Letter, BaseException]] = []
 
     async def confirm() -> None:
         nonlocal published
-        for letter, future in pending:
-            try:
-                await future
-            except KafkaError as error:
-                raise ReplayError(
-                    f"publishing to {topic} failed ({type(error).__name__}: {error}) after "
-                    f"{published} of {total} letters; the first not confirmed is "
-                    f"{dlq}[{letter.partition}]@{letter.offset}. Fix the cause, then run again "
-                    f"(add --offsets dlq --partition {letter.partition} --from-offset "
-                    f"{letter.offset} to resume there; letters already applied are duplicates or "
-                    "stale and change nothing)"
-                ) from error
-            published += 1
+        if not pending:
+            return
+        # Every outcome is collected, so none is left unretrieved after a refusal.
+        outcomes = await asyncio.gather(*(future for _, future in pending), return_exceptions=True)
+        for (letter, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                refused.append((letter, outcome))
+            else:
+                published += 1
         pending.clear()
         if progress is not None:
             progress(published, total)
 
     try:
-        async for letter, matched in _scan(consumer, dlq, ranges, selection):
-            if not matched:
-                continue
-            future = await producer.send(
-                topic, value=letter.value, key=letter.key, headers=letter.replay_headers(dlq)
-            )
-            pending.append((letter, future))
-            if len(pending) >= PUBLISH_CHUNK:
-                await confirm()
-        if pending:
-            await confirm()
+        await producer.start()
+        async with aclosing(_scan(consumer, dlq, ranges)) as letters:
+            async for letter in letters:
+                read_to[letter.partition] = letter.offset + 1
+                if selection.verdict(letter, topic) != "replay":
+                    continue
+                try:
+                    future = await producer.send(
+                        topic,
+                        value=letter.value,
+                        key=letter.key,
+                        headers=letter.replay_headers(dlq),
+                    )
+                except KafkaError as error:
+                    refused.append((letter, error))
+                    break
+                pending.append((letter, future))
+                if len(pending) >= PUBLISH_CHUNK:
+                    await confirm()
+                    if refused:
+                        break
     finally:
-        await producer.stop()
+        try:
+            await confirm()
+        finally:
+            await producer.stop()
+    if refused:
+        raise ReplayError(_refusal(settings, selection, ranges, read_to, refused, published, total))
     return published
+
+
+def _refusal(
+    settings: Settings,
+    selection: Selection,
+    ranges: dict[int, tuple[int, int]],
+    read_to: dict[int, int],
+    refused: list[tuple[Letter, BaseException]],
+    published: int,
+    total: int,
+) -> str:
+    """The one line a refused replay ends with: what the broker said, what is not confirmed,
+    per DLQ partition in partition order, the fix, and the command that resumes all of it."""
+    dlq, topic = settings.kafka_dlq_topic, settings.kafka_topic
+    points = resume_points(ranges, read_to, [(r.partition, r.offset) for r, _ in refused])
+    errors = Counter(type(error).__name__ for _, error in refused)
+    said = ", ".join(f"{name} for {n}" for name, n in sorted(errors.items()))
+    # Once a batch is refused, the idempotent producer's later batches of that partition fail
+    # out of sequence: the cause is the other error.
+    causes = [e for _, e in refused if not isinstance(e, OutOfOrderSequenceNumber)]
+    cause = (causes or [error for _, error in refused])[0]
+    where = ", ".join(f"partition {p.partition} from offset {p.first}" for p in points)
+    command = shlex.join(
+        ["inventory-sink", "dead-letters", "replay", *replace(selection, resume=points).options()]
+    )
+    return (
+        f"publishing to {topic} was refused ({said}); {published} of {total} letters "
+        f"confirmed; not confirmed in {dlq}: {where}. {_fix(cause, topic)}; then resume all of "
+        f"them with: {command} (a letter confirmed after those offsets is published again "
+        "and changes nothing: a duplicate or stale)"
+    )
+
+
+def _fix(error: BaseException, topic: str) -> str:
+    """What to change for the broker to accept the records."""
+    if isinstance(error, TopicAuthorizationFailedError):
+        return str(KafkaAccessDenied("Write", "topic", topic))
+    if isinstance(error, MessageSizeTooLargeError | RecordTooLargeError):
+        return (
+            f"A record is larger than {topic} accepts: raise the topic's max.message.bytes "
+            "(or the broker's message.max.bytes) to at least the record's size"
+        )
+    if isinstance(error, NotEnoughReplicasError | NotEnoughReplicasAfterAppendError):
+        return (
+            f"Too few in-sync replicas of {topic} for its min.insync.replicas: bring its "
+            "brokers back or lower min.insync.replicas"
+        )
+    if isinstance(error, KafkaTimeoutError | UnknownTopicOrPartitionError):
+        return (
+            f"Check that topic {topic} exists (`inventory-sink create-topics`) and its "
+            "partitions have a leader"
+        )
+    return "Fix what the broker said"
 
 
 def replay_command(settings: Settings, args: argparse.Namespace) -> int:

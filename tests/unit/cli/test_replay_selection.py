@@ -9,10 +9,12 @@ import pytest
 
 from service.cli.main import build_parser
 from service.cli.replay_selection import (
+    Resume,
     Selection,
     SelectionError,
     parse_time,
     read_ranges,
+    resume_points,
     selection_from_args,
 )
 from service.core.domain import Reason
@@ -30,12 +32,18 @@ def letter(
     original: tuple[int, int] = (2, 100),
     at: datetime = T0,
     headers: tuple[tuple[str, bytes], ...] = (),
+    topic: str = "events",
 ) -> Letter:
     """A DLQ record exactly as the sink writes it, read back."""
-    source = SimpleRecord("events", original[0], original[1], b"7", b"{}", headers)
+    source = SimpleRecord(topic, original[0], original[1], b"7", b"{}", headers)
     dead = DeadLetter(source, reason, "product 7 does not exist")
     record = SimpleRecord("events.dlq", partition, offset, b"7", b"{}", tuple(dead.headers()))
     return Letter.of(_Timed(record, int(at.timestamp() * 1000)))
+
+
+def selects(selection: Selection, read: Letter) -> bool:
+    """Whether a replay to the input topic `events` publishes `read`."""
+    return selection.verdict(read, "events") == "replay"
 
 
 class _Timed:
@@ -105,45 +113,45 @@ def test_contradictory_selections_are_refused(kwargs: dict[str, object], message
 
 def test_reasons_select_any_of_them() -> None:
     selection = Selection(reasons=frozenset({"unknown_product", "unstorable"}))
-    assert selection.matches(letter(Reason.UNKNOWN_PRODUCT))
-    assert selection.matches(letter(Reason.UNSTORABLE))
-    assert not selection.matches(letter(Reason.INVALID_JSON))
+    assert selects(selection, letter(Reason.UNKNOWN_PRODUCT))
+    assert selects(selection, letter(Reason.UNSTORABLE))
+    assert not selects(selection, letter(Reason.INVALID_JSON))
 
 
 def test_all_selects_everything() -> None:
-    assert Selection(everything=True).matches(letter(Reason.INVALID_JSON))
+    assert selects(Selection(everything=True), letter(Reason.INVALID_JSON))
 
 
 def test_original_offset_range_is_inclusive_and_per_partition() -> None:
     selection = Selection(partition=2, from_offset=100, to_offset=102)
-    assert [selection.matches(letter(original=(2, o))) for o in (99, 100, 102, 103)] == [
+    assert [selects(selection, letter(original=(2, o))) for o in (99, 100, 102, 103)] == [
         False,
         True,
         True,
         False,
     ]
-    assert not selection.matches(letter(original=(1, 100)))
-    assert Selection(partition=2).matches(letter(original=(2, 0)))
-    assert Selection(partition=2, to_offset=5).matches(letter(original=(2, 5)))
+    assert not selects(selection, letter(original=(1, 100)))
+    assert selects(Selection(partition=2), letter(original=(2, 0)))
+    assert selects(Selection(partition=2, to_offset=5), letter(original=(2, 5)))
 
 
 def test_dlq_offset_range_uses_the_letters_own_position() -> None:
     selection = Selection(offsets_of="dlq", partition=1, from_offset=10, to_offset=10)
-    assert selection.matches(letter(partition=1, offset=10, original=(0, 999)))
-    assert not selection.matches(letter(partition=0, offset=10, original=(1, 10)))
+    assert selects(selection, letter(partition=1, offset=10, original=(0, 999)))
+    assert not selects(selection, letter(partition=0, offset=10, original=(1, 10)))
 
 
 def test_time_range_includes_since_and_excludes_until() -> None:
     selection = Selection(since=T0, until=T0 + timedelta(hours=1))
     moments = [T0 - timedelta(seconds=1), T0, T0 + timedelta(minutes=59), T0 + timedelta(hours=1)]
-    assert [selection.matches(letter(at=m)) for m in moments] == [False, True, True, False]
+    assert [selects(selection, letter(at=m)) for m in moments] == [False, True, True, False]
 
 
 def test_criteria_are_combined_with_and() -> None:
     selection = Selection(reasons=frozenset({"unknown_product"}), since=T0)
-    assert selection.matches(letter(Reason.UNKNOWN_PRODUCT, at=T0))
-    assert not selection.matches(letter(Reason.INVALID_JSON, at=T0))
-    assert not selection.matches(letter(Reason.UNKNOWN_PRODUCT, at=T0 - timedelta(days=1)))
+    assert selects(selection, letter(Reason.UNKNOWN_PRODUCT, at=T0))
+    assert not selects(selection, letter(Reason.INVALID_JSON, at=T0))
+    assert not selects(selection, letter(Reason.UNKNOWN_PRODUCT, at=T0 - timedelta(days=1)))
 
 
 def test_read_ranges_stop_at_the_end_offsets_seen_at_start() -> None:
@@ -216,3 +224,93 @@ def test_a_cut_letter_says_what_was_cut_and_its_original_headers_come_back() -> 
     ]
     plain = Letter.of(_Timed(SimpleRecord("d", 0, 1, b"7", b"x", record.headers), 0))
     assert plain.cut is None
+
+
+def test_offsets_select_only_letters_of_the_input_topic() -> None:
+    """The same partition and offset on a former input topic is another record: offset
+    selections name it apart, so the replay can say how many it skipped and why."""
+    former = letter(original=(2, 100), topic="events.v0")
+    for selection in (
+        Selection(partition=2, from_offset=100, to_offset=100),
+        Selection(offsets_of="dlq", partition=0, from_offset=10, to_offset=10),
+    ):
+        assert selection.verdict(letter(original=(2, 100)), "events") == "replay"
+        assert selection.verdict(former, "events") == "other topic"
+    # Other criteria do not name a position: they select letters of any original topic.
+    assert Selection(reasons=frozenset({"unknown_product"})).verdict(former, "events") == "replay"
+    assert Selection(partition=1).verdict(former, "events") == "not selected"
+
+
+def test_a_cut_letter_that_is_selected_is_named_not_replayed() -> None:
+    record = SimpleRecord("events", 2, 9, b"7", bytes(5_000_000), ())
+    form = DeadLetter(record, Reason.RECORD_TOO_LARGE, "too large").forms(1 << 20)[0]
+    assert form is not None
+    read = Letter.of(_Timed(SimpleRecord("d", 0, 3, form.key, form.value, form.headers), 0))
+    assert Selection(everything=True).verdict(read, "events") == "cut"
+    assert Selection(reasons=frozenset({"invalid_json"})).verdict(read, "events") == "not selected"
+
+
+def test_resume_points_start_at_each_partitions_first_unconfirmed_or_unread_letter() -> None:
+    ranges = {0: (0, 50), 1: (10, 40), 2: (0, 30), 3: (5, 9)}
+    read_to = {0: 50, 1: 25, 3: 9}  # partition 2 not reached at all
+    unconfirmed = [(0, 44), (0, 12), (1, 20), (0, 30)]
+    assert resume_points(ranges, read_to, unconfirmed) == (
+        Resume(0, 12, 49),  # read to its end: from its first unconfirmed letter
+        Resume(1, 20, 39),  # unconfirmed before where reading stopped
+        Resume(2, 0, 29),  # never read: all of it
+    )  # partition 3: read and confirmed, done
+    assert resume_points({1: (10, 40)}, {1: 25}, []) == (Resume(1, 25, 39),)
+
+
+def test_a_resume_reads_only_its_positions_and_keeps_the_other_criteria() -> None:
+    selection = Selection(
+        reasons=frozenset({"unknown_product"}), resume=(Resume(0, 12, 49), Resume(2, 0, 29))
+    )
+    ranges = read_ranges(selection, {0: 0, 1: 0, 2: 3}, {0: 60, 1: 60, 2: 60})
+    assert ranges == {0: (12, 50), 2: (3, 30)}
+    assert selects(selection, letter(partition=0, offset=12))
+    assert not selects(selection, letter(partition=0, offset=11))
+    assert not selects(selection, letter(partition=0, offset=50))
+    assert not selects(selection, letter(partition=1, offset=20))
+    assert not selects(selection, letter(Reason.INVALID_JSON, partition=2, offset=3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"resume": (Resume(0, 1, 2),)}, "give it with that run's options"),
+        ({"everything": True, "resume": (Resume(0, 1, 2), Resume(0, 5, 6))}, "partition twice"),
+        ({"everything": True, "resume": (Resume(0, 3, 2),)}, "first offset is after the last"),
+    ],
+)
+def test_bad_resumes_are_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(SelectionError, match=message):
+        Selection(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        Selection(everything=True, resume=(Resume(0, 15, 99), Resume(2, 0, 7))),
+        Selection(
+            reasons=frozenset({"unknown_product", "unstorable"}),
+            offsets_of="dlq",
+            partition=1,
+            from_offset=3,
+            to_offset=9,
+            resume=(Resume(1, 5, 9),),
+        ),
+        Selection(partition=2, from_offset=4, since=T0, until=T0 + timedelta(days=1)),
+    ],
+)
+def test_a_selections_options_give_it_back(selection: Selection) -> None:
+    """A refused replay prints its selection as options: they must select the same."""
+    assert selection_from_args(_args(*selection.options())) == selection
+
+
+def test_resume_options_are_parsed_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _args("--all", "--resume", "0:15-99", "--resume", "2:0-7")
+    assert selection_from_args(args).resume == (Resume(0, 15, 99), Resume(2, 0, 7))
+    with pytest.raises(SystemExit):
+        _args("--all", "--resume", "0@15")
+    assert "copy the --resume P:FIRST-LAST options" in capsys.readouterr().err
