@@ -32,7 +32,7 @@ from service.cli.replay_selection import (
     read_ranges,
     selection_from_args,
 )
-from service.config.settings import Settings
+from service.config.settings import KafkaSettings
 from service.core.letters import Letter
 from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
@@ -60,7 +60,7 @@ class ReplayResult:
 
 
 async def replay(
-    settings: Settings,
+    settings: KafkaSettings,
     selection: Selection,
     dry_run: bool = False,
     out: TextIO | None = None,
@@ -178,7 +178,7 @@ async def _scan(
 
 async def _publish(
     consumer: AIOKafkaConsumer,
-    settings: Settings,
+    settings: KafkaSettings,
     ranges: dict[int, tuple[int, int]],
     selection: Selection,
     total: int,
@@ -234,7 +234,7 @@ async def _publish(
     return published
 
 
-def replay_command(settings: Settings, args: argparse.Namespace) -> int:
+def replay_command(settings: KafkaSettings, args: argparse.Namespace) -> int:
     """`inventory-sink dead-letters replay`: 0 done, 1 failed, 2 no or a bad selection."""
     try:
         selection = selection_from_args(args)
