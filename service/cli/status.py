@@ -200,7 +200,8 @@ async def print_dead_letters(
     for letter in letters:
         print(
             f"{letter.original_topic}[{letter.original_partition}]"
-            f"@{letter.original_offset} key={key_text(letter)} event_id={event_id(letter)} "
+            f"@{letter.original_offset} key={key_text(letter) or '-'} "
+            f"event_id={event_id(letter) or '-'} "
             f"{letter.reason}: {letter.message}"
         )
     print(f"({total} dead letters in {settings.kafka_dlq_topic})")

@@ -197,8 +197,8 @@ async def test_dead_letters_lists_each_letter_by_the_sinks_own_headers(
     await print_dead_letters(settings, count_only=False, last=5)
     lines = capsys.readouterr().out.splitlines()
     assert sorted(lines[:-1]) == [
-        f"{topic}[0]@9 invalid_json: because invalid_json",
-        f"{topic}[2]@5 unknown_product: because unknown_product",
+        f"{topic}[0]@9 key=8 event_id=- invalid_json: because invalid_json",
+        f"{topic}[2]@5 key=7 event_id=- unknown_product: because unknown_product",
     ]
     assert lines[-1] == f"(2 dead letters in {settings.kafka_dlq_topic})"
 
