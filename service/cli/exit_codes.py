@@ -33,15 +33,15 @@ class ExitCode(IntEnum):
 EXIT_CODES: dict[ExitCode, str] = {
     ExitCode.OK: "done; nothing needs attention",
     ExitCode.ATTENTION: "done, and found work to do or a problem in the data: records not yet "
-    "applied (`lag`), partitions that need a decision (`positions`), letters the selection "
-    "cannot replay",
+    "applied (`lag`), partitions that need a decision (`positions`)",
     ExitCode.USAGE: "bad usage or configuration: an unknown option, a missing or malformed "
     "setting, a partition or revision that does not exist",
     ExitCode.UNAVAILABLE: "cannot reach a service, or it refuses this client: Kafka or "
     "PostgreSQL down, wrong address, TLS, login or ACL refused, a read-only server",
     ExitCode.REFUSED: "refused for safety, nothing changed: an incompatible schema, partitions "
     "a running consumer owns, a downgrade that drops data without --yes",
-    ExitCode.FAILED: "an unexpected failure; the log line before the error line says more",
+    ExitCode.FAILED: "any other failure; the error line names it, and LOG_LEVEL=DEBUG logs its "
+    "traceback",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

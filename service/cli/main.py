@@ -201,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--downgrade. A downgrade names the data each step drops first, and drops data only "
         "with --yes.",
     )
-    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument(
+        "revision", nargs="?", default="head", help="the revision to go to (default: head)"
+    )
     migrate.add_argument(
         "--downgrade",
         action="store_true",
