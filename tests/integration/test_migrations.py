@@ -289,3 +289,17 @@ def test_every_revision_says_what_its_downgrade_drops() -> None:
         if not hasattr(item.module, "downgrade_drops")
     ]
     assert not silent, f"declare downgrade_drops (None: no data) in revisions {silent}"
+
+
+def test_the_alembic_cli_needs_no_kafka_setting(scratch: PostgresEndpoint) -> None:
+    env = {name: value for name, value in service_env(scratch).items() if "KAFKA" not in name}
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _ok(result)
+    assert "KAFKA" not in result.stderr
