@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -184,8 +184,16 @@ def version_text() -> str:
     return f"inventory-sink {package} (event contract version {CONTRACT_VERSION})"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors end in the `error:` line every failure ends in."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inventory-sink", description=__doc__)
+    parser = Parser(prog="inventory-sink", description=__doc__)
     parser.add_argument(
         "--version",
         action="version",
