@@ -25,13 +25,14 @@ from service.config.settings import (
     BrokerSettings,
     ConfigurationError,
     DatabaseSettings,
+    KafkaSettings,
     LogSettings,
     Settings,
     SettingsGroup,
     StoreAndBrokerSettings,
     load_settings,
 )
-from service.observability.logs import configure_logging, failure_line
+from service.observability.logs import brief, configure_logging, failure_line
 
 log = logging.getLogger("service.cli")
 
@@ -330,14 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error), error.code, log_format)
     except Exception as error:
         from service.cli.explain import explain_failure
-        from service.config.settings import KafkaSettings
 
         kafka = settings if isinstance(settings, KafkaSettings) else None
         failure = explain_failure(error, kafka)
         if failure is None:
             log.debug("unexpected failure", exc_info=error)
-            from service.observability.logs import brief
-
             message = f"{brief(error)}; LOG_LEVEL=DEBUG logs the traceback"
             return _fail(message, ExitCode.FAILED, log_format)
         return _fail(failure.message, failure.code, log_format)
@@ -362,8 +360,8 @@ def configuration_failure(report: str) -> tuple[str, list[str]]:
     if len(lines) == 1:
         return lines[0].removeprefix("configuration error: "), []
     message = (
-        f"{len(lines)} settings are missing or wrong (listed above); fix them in the "
-        "environment or in .env"
+        f"the settings have {len(lines)} problems (listed above); fix them in the environment "
+        "or in .env"
     )
     return message, lines
 

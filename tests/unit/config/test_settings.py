@@ -91,8 +91,7 @@ def test_the_cli_prints_the_lines_then_one_error_line_and_exits_2(
         "KAFKA_BOOTSTRAP_SERVERS",
     }
     assert lines[-1] == (
-        "error: 4 settings are missing or wrong (listed above); fix them in the environment "
-        "or in .env"
+        "error: the settings have 4 problems (listed above); fix them in the environment or in .env"
     )
 
 
@@ -166,7 +165,7 @@ def test_a_configuration_error_is_one_json_record_with_log_format_json(
     (line,) = capsys.readouterr().err.strip().splitlines()
     record = json.loads(line)
     assert record["level"] == "ERROR" and record["exit_code"] == 2
-    assert record["message"].startswith("3 settings are missing or wrong")
+    assert record["message"].startswith("the settings have 3 problems (listed above)")
     assert [problem.split()[2] for problem in record["problems"]] == [
         "POSTGRES_USER",
         "POSTGRES_PASSWORD",
