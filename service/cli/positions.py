@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from aiokafka.errors import GroupAuthorizationFailedError
 
+from service.cli.exit_codes import CommandError, ExitCode
+from service.cli.status import print_json, started_consumer
 from service.config.settings import Settings
 from service.core.position_verdict import LogBounds, Status, Stored, classify, reset_target
 from service.kafka import clients
@@ -40,16 +42,13 @@ async def read_report(settings: Settings) -> list[PartitionPosition]:
     topic = settings.kafka_topic
     partitions = await partitions_of(settings, topic)
     if not partitions:
-        raise RuntimeError(
+        raise CommandError(
             f"topic {topic!r} does not exist on {', '.join(settings.kafka_brokers)}; "
-            "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS"
+            "check KAFKA_TOPIC and KAFKA_BOOTSTRAP_SERVERS",
+            ExitCode.USAGE,
         )
-    consumer = clients.consumer(settings, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    async with started_consumer(settings, enable_auto_commit=False) as consumer:
         bounds = await log_bounds(consumer, {(topic, p) for p in partitions})
-    finally:
-        await consumer.stop()
     async with connected(settings) as engine, make_session_factory(engine)() as session:
         stored = await consumer_offsets.read(session, settings.kafka_group_id, topic)
     rows = []
@@ -81,18 +80,40 @@ def render(settings: Settings, rows: Sequence[PartitionPosition]) -> str:
     return "\n".join(lines)
 
 
-async def print_report(settings: Settings) -> bool:
-    """Print the table; True when no partition needs a decision."""
+def report_json(settings: Settings, rows: Sequence[PartitionPosition]) -> dict[str, object]:
+    return {
+        "topic": settings.kafka_topic,
+        "group": settings.kafka_group_id,
+        "partitions": [
+            {
+                "partition": row.partition,
+                "stored": None if row.stored is None else row.stored.offset,
+                "log_start": row.log.start,
+                "log_end": row.log.end,
+                "topic_id": row.log.topic_id,
+                "status": str(row.status),
+                "needs_decision": row.status in HELD_BY_CONSUMER,
+            }
+            for row in rows
+        ],
+    }
+
+
+async def print_report(settings: Settings, as_json: bool = False) -> bool:
+    """Print the table (or JSON); True when no partition needs a decision."""
     rows = await read_report(settings)
-    print(render(settings, rows))
+    if as_json:
+        print_json(report_json(settings, rows))
+    else:
+        print(render(settings, rows))
     return not any(row.status in HELD_BY_CONSUMER for row in rows)
 
 
 async def group_members(settings: Settings) -> int:
     """How many consumers are in KAFKA_GROUP_ID now."""
     admin = clients.admin(settings)
-    await admin.start()
     try:
+        await admin.start()
         (response,) = await admin.describe_consumer_groups([settings.kafka_group_id])
     except GroupAuthorizationFailedError as error:
         raise KafkaAccessDenied("Describe", "group", settings.kafka_group_id) from error
@@ -114,24 +135,25 @@ async def reset(
     chosen = sorted(rows) if partitions is None else sorted(set(partitions))
     unknown = [p for p in chosen if p not in rows]
     if unknown:
-        print(f"error: {settings.kafka_topic} has no partition {unknown} (it has {sorted(rows)})")
-        return 2
+        raise CommandError(
+            f"{settings.kafka_topic} has no partition {unknown}; name one of {sorted(rows)}",
+            ExitCode.USAGE,
+        )
     plan: list[tuple[PartitionPosition, int]] = []
     for partition in chosen:
         row = rows[partition]
         try:
             plan.append((row, reset_target(to, row.log)))
         except ValueError as error:
-            print(f"error: partition {partition}: {error}")
-            return 2
+            raise CommandError(f"partition {partition}: {error}", ExitCode.USAGE) from None
     running = [row.partition for row, _ in plan if row.status not in HELD_BY_CONSUMER]
     if running and not force and not dry_run and await group_members(settings):
-        print(
-            f"error: partitions {running} are in use by the running consumers of group "
+        raise CommandError(
+            f"partitions {running} are in use by the running consumers of group "
             f"{settings.kafka_group_id} (their positions match the log); stop the consumers "
-            "first, or pass --force if you know none is consuming them"
+            "first, or pass --force if you know none is consuming them",
+            ExitCode.REFUSED,
         )
-        return 1
     for row, offset in plan:
         before = "-" if row.stored is None else str(row.stored.offset)
         print(
@@ -140,7 +162,7 @@ async def reset(
         )
     if dry_run:
         print("dry run: nothing changed")
-        return 0
+        return ExitCode.OK
     async with (
         connected(settings) as engine,
         make_session_factory(engine)() as session,
@@ -159,4 +181,4 @@ async def reset(
         f"reset {len(plan)} position(s); a running consumer resumes a stopped partition "
         f"within POSITION_CHECK_INTERVAL_S ({settings.position_check_interval_s:g}s)"
     )
-    return 0
+    return ExitCode.OK

@@ -44,6 +44,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
+from service.cli.exit_codes import CommandError, ExitCode
 from service.cli.replay_selection import (
     Selection,
     SelectionError,
@@ -51,7 +52,7 @@ from service.cli.replay_selection import (
     resume_points,
     selection_from_args,
 )
-from service.config.settings import Settings
+from service.config.settings import KafkaSettings
 from service.core.letters import Letter
 from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
@@ -79,7 +80,7 @@ class ReplayResult:
 
 
 async def replay(
-    settings: Settings,
+    settings: KafkaSettings,
     selection: Selection,
     dry_run: bool = False,
     out: TextIO | None = None,
@@ -210,7 +211,7 @@ async def _scan(
 
 async def _publish(
     consumer: AIOKafkaConsumer,
-    settings: Settings,
+    settings: KafkaSettings,
     ranges: dict[int, tuple[int, int]],
     selection: Selection,
     total: int,
@@ -282,7 +283,7 @@ async def _publish(
 
 
 def _refusal(
-    settings: Settings,
+    settings: KafkaSettings,
     selection: Selection,
     ranges: dict[int, tuple[int, int]],
     read_to: dict[int, int],
@@ -334,13 +335,13 @@ def _fix(error: BaseException, topic: str) -> str:
     return "Fix what the broker said"
 
 
-def replay_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`inventory-sink dead-letters replay`: 0 done, 1 failed, 2 no or a bad selection."""
+def replay_command(settings: KafkaSettings, args: argparse.Namespace) -> int:
+    """`inventory-sink dead-letters replay`: a bad or no selection is a usage error; Kafka
+    refusing to read or publish the letters is a service that cannot be used (exit_codes)."""
     try:
         selection = selection_from_args(args)
     except SelectionError as error:
-        print(f"inventory-sink dead-letters replay: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(f"dead-letters replay: {error}", ExitCode.USAGE) from None
 
     def show(done: int, total: int) -> None:
         print(f"replayed {done}/{total}", file=sys.stderr, flush=True)
@@ -348,6 +349,5 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         asyncio.run(replay(settings, selection, dry_run=args.dry_run, progress=show))
     except ReplayError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        raise CommandError(str(error), ExitCode.UNAVAILABLE) from None
+    return ExitCode.OK

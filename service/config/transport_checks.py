@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Protocol
 
 
-class TransportSettings(Protocol):
-    """The settings these checks read (service/config/settings.py checks its own with them,
-    so they see the fields rather than import the class)."""
+class KafkaTransport(Protocol):
+    """The Kafka settings these checks read (service/config/settings.py checks its own with
+    them, so they see the fields rather than import the class)."""
 
     @property
     def kafka_security_protocol(self) -> str: ...
+
+
+class PostgresTransport(Protocol):
+    """The PostgreSQL settings these checks read."""
+
     @property
     def postgres_sslmode(self) -> str: ...
     @property
@@ -33,15 +38,11 @@ VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 CLIENT_CERT_SSLMODES = ("require", "verify-ca", "verify-full")
 
 
-def transport_problems(settings: TransportSettings) -> list[str]:
-    return [*kafka_problems(settings), *postgres_problems(settings)]
-
-
-def _set(settings: TransportSettings, *names: str) -> list[str]:
+def _set(settings: object, *names: str) -> list[str]:
     return [name.upper() for name in names if getattr(settings, name) is not None]
 
 
-def kafka_problems(settings: TransportSettings) -> list[str]:
+def kafka_problems(settings: KafkaTransport) -> list[str]:
     protocol = settings.kafka_security_protocol
     current = f"KAFKA_SECURITY_PROTOCOL={protocol}"
     problems = []
@@ -84,7 +85,7 @@ def kafka_problems(settings: TransportSettings) -> list[str]:
     return problems
 
 
-def postgres_problems(settings: TransportSettings) -> list[str]:
+def postgres_problems(settings: PostgresTransport) -> list[str]:
     mode = settings.postgres_sslmode
     current = f"POSTGRES_SSLMODE={mode}"
     files = ("postgres_sslrootcert", "postgres_sslcert", "postgres_sslkey", "postgres_sslpassword")
@@ -113,9 +114,7 @@ def postgres_problems(settings: TransportSettings) -> list[str]:
     return problems
 
 
-def _client_certificate_problems(
-    settings: TransportSettings, cert: str, key: str, password: str
-) -> list[str]:
+def _client_certificate_problems(settings: object, cert: str, key: str, password: str) -> list[str]:
     """A key or its password without the certificate they belong to."""
     if getattr(settings, cert) is not None:
         return []

@@ -15,21 +15,21 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from service.config.settings import Settings
+from service.config.settings import KafkaSettings
 from service.kafka.security import client_kwargs
 
 
-def consumer(settings: Settings, **options: Any) -> AIOKafkaConsumer:
+def consumer(settings: KafkaSettings, **options: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(**_connection(settings), **options)
 
 
-def producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
+def producer(settings: KafkaSettings, **options: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**_connection(settings), **options)
 
 
-def admin(settings: Settings, **options: Any) -> AIOKafkaAdminClient:
+def admin(settings: KafkaSettings, **options: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**_connection(settings), **options)
 
 
-def _connection(settings: Settings) -> dict[str, Any]:
+def _connection(settings: KafkaSettings) -> dict[str, Any]:
     return {"bootstrap_servers": settings.kafka_brokers, **client_kwargs(settings)}

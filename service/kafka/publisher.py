@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from service.config.settings import Settings
+from service.config.settings import KafkaSettings
 from service.kafka import clients
 
 
@@ -29,11 +29,11 @@ def read_jsonl(path: Path | None) -> list[tuple[bytes, bytes]]:
 
 
 async def publish_pairs(
-    settings: Settings, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]
+    settings: KafkaSettings, topic: str, pairs: Sequence[tuple[bytes | None, bytes]]
 ) -> None:
     producer = clients.producer(settings, acks="all", enable_idempotence=True, linger_ms=10)
-    await producer.start()
     try:
+        await producer.start()  # inside: a failed start must stop the producer too
         futures = [await producer.send(topic, value=value, key=key or None) for key, value in pairs]
         await asyncio.gather(*futures)
     finally:

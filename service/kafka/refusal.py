@@ -20,7 +20,8 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from service.config.settings import Settings
+from service.config.local_stack import local_stack_hint
+from service.config.settings import KafkaSettings
 from service.config.transport_checks import TLS_PROTOCOLS
 from service.kafka.security import client_kwargs
 from service.observability.logs import brief
@@ -42,7 +43,7 @@ class KafkaAccessDenied(RuntimeError):
 CONNECT_TIMEOUT_S = 10.0
 
 
-async def kafka_refusal(settings: Settings) -> str | None:
+async def kafka_refusal(settings: KafkaSettings) -> str | None:
     """The first bootstrap server's refusal, explained; None if every one accepts."""
     security = client_kwargs(settings)
     for host, port, _ in collect_hosts(settings.kafka_brokers, randomize=False):
@@ -57,7 +58,7 @@ async def kafka_refusal(settings: Settings) -> str | None:
     return None
 
 
-async def _explain(error: BaseException, settings: Settings, host: str, port: int) -> str:
+async def _explain(error: BaseException, settings: KafkaSettings, host: str, port: int) -> str:
     where = f"Kafka at {host}:{port}"
     protocol = f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}"
     uses_tls = settings.kafka_security_protocol in TLS_PROTOCOLS
@@ -105,7 +106,7 @@ async def _explain(error: BaseException, settings: Settings, host: str, port: in
     if isinstance(error, OSError):
         return (
             f"cannot connect to {where} ({brief(error)}); check KAFKA_BOOTSTRAP_SERVERS and "
-            "that the broker runs (scripts/local-stack up)"
+            f"that the broker runs{local_stack_hint()}"
         )
     return (
         f"{where} refused the connection ({brief(error)}); check {protocol}, "

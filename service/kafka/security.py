@@ -13,7 +13,7 @@ from typing import Any
 
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from service.config.settings import Settings
+from service.config.settings import KafkaSettings
 from service.config.tls import TlsFiles, client_context
 from service.config.transport_checks import SASL_PROTOCOLS, TLS_PROTOCOLS
 
@@ -24,7 +24,7 @@ _FASTSTREAM_SASL = {
 }
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     """The client TLS context for SSL and SASL_SSL (None otherwise).
 
     The broker's certificate is always verified, against KAFKA_SSL_CA_FILE or the system's
@@ -45,7 +45,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return client_context(files, verify=True, check_hostname=settings.kafka_ssl_check_hostname)
 
 
-def _sasl_credentials(settings: Settings) -> tuple[str, str, str] | None:
+def _sasl_credentials(settings: KafkaSettings) -> tuple[str, str, str] | None:
     """(mechanism, username, password) for SASL_PLAINTEXT and SASL_SSL, else None."""
     if settings.kafka_security_protocol not in SASL_PROTOCOLS:
         return None
@@ -60,7 +60,7 @@ def _sasl_credentials(settings: Settings) -> tuple[str, str, str] | None:
     )
 
 
-def client_kwargs(settings: Settings) -> dict[str, Any]:
+def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     """Security keyword arguments for AIOKafkaProducer, AIOKafkaConsumer and
     AIOKafkaAdminClient (bootstrap_servers is not included)."""
     kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
@@ -76,7 +76,7 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def broker_security(settings: Settings) -> BaseSecurity | None:
+def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
     """FastStream's security object for KafkaBroker(security=...); None for PLAINTEXT."""
     context = ssl_context(settings)
     credentials = _sasl_credentials(settings)

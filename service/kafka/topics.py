@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
-from service.config.settings import Settings
+from service.config.settings import KafkaSettings
 from service.kafka import clients
 from service.kafka.refusal import KafkaAccessDenied
 
@@ -20,7 +20,7 @@ DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 log = logging.getLogger("service.topics")
 
 
-async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = None) -> None:
+async def ensure_topics(settings: KafkaSettings, needs: Mapping[str, str] | None = None) -> None:
     """Create the topics that are missing. Kafka hides a topic from a user that may not
     Describe it, so creating it is refused: KafkaAccessDenied names what the caller needs on
     it (`needs`: topic -> operation; default the consumer's, Read on the input topic and Write
@@ -40,8 +40,8 @@ async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = No
         ),
     ]
     admin = clients.admin(settings, client_id="inventory-sink-admin")
-    await admin.start()
     try:
+        await admin.start()  # inside: a failed start must close the client too
         existing = set(await admin.list_topics())
         missing = [topic for topic in wanted if topic.name not in existing]
         if not missing:
@@ -65,7 +65,7 @@ async def ensure_topics(settings: Settings, needs: Mapping[str, str] | None = No
         await admin.close()
 
 
-async def partitions_of(settings: Settings, topic: str, needs: str = "Describe") -> list[int]:
+async def partitions_of(settings: KafkaSettings, topic: str, needs: str = "Describe") -> list[int]:
     """The topic's partition numbers, or [] if it does not exist. KafkaAccessDenied names
     `needs` (the caller's operation on the topic) when the broker refuses to describe it."""
     found, denied = await described_partitions(settings, [topic])
@@ -75,14 +75,14 @@ async def partitions_of(settings: Settings, topic: str, needs: str = "Describe")
 
 
 async def described_partitions(
-    settings: Settings, topics: Sequence[str], **options: Any
+    settings: KafkaSettings, topics: Sequence[str], **options: Any
 ) -> tuple[dict[str, list[int]], set[str]]:
     """Each topic's partition numbers ([] when it does not exist or Kafka will not describe
     it), and the topics Kafka will not describe to this user (no ACL). `options`: the admin
     client's own (client_id)."""
     admin = clients.admin(settings, **options)
-    await admin.start()
     try:
+        await admin.start()
         described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()

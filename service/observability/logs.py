@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -62,6 +63,19 @@ def _log_uncaught(
     logging.getLogger("service").critical(
         "uncaught %s: %s", kind.__name__, error, exc_info=(kind, error, traceback)
     )
+
+
+def failure_line(message: str, log_format: str, exit_code: int, details: Sequence[str] = ()) -> str:
+    """What a command prints last when it fails: `error: <problem>; <fix>` (after `details`,
+    one line each), or with LOG_FORMAT=json one JSON log record holding all of it, so that a
+    log pipeline reads a failed start like any other line."""
+    if log_format.lower() != "json":
+        return "\n".join([*(one_line(line) for line in details), f"error: {one_line(message)}"])
+    record = logging.LogRecord("service", logging.ERROR, __file__, 0, message, (), None)
+    record.exit_code = exit_code
+    if details:
+        record.problems = list(details)
+    return JsonFormatter().format(record)
 
 
 def record_fields(record: Record) -> dict[str, Any]:

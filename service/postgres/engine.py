@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.config.settings import Settings
+from service.config.settings import PostgresSettings
 from service.postgres.tls import connect_args
 
 
-def make_engine(settings: Settings) -> AsyncEngine:
+def make_engine(settings: PostgresSettings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         pool_size=settings.postgres_pool_size,
@@ -43,7 +43,7 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
 
 
 @asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[AsyncEngine]:
+async def connected(settings: PostgresSettings) -> AsyncIterator[AsyncEngine]:
     """An engine for one command or check, disposed (its connections closed) on leaving."""
     engine = make_engine(settings)
     try:

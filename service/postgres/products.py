@@ -75,9 +75,10 @@ _INSERT_PRODUCTS = text(
 _LIST_PRODUCTS = text(
     """
     SELECT id, name, price, quantity, version, deleted_at IS NOT NULL
-    FROM products ORDER BY id
+    FROM products WHERE :include_deleted OR deleted_at IS NULL ORDER BY id LIMIT :limit
     """
 )
+_COUNT_PRODUCTS = text("SELECT count(*) FROM products WHERE :include_deleted OR deleted_at IS NULL")
 
 
 # The version of each product row read (its xmin): what save_products checks it still is.
@@ -171,7 +172,17 @@ class ProductLine(NamedTuple):
     deleted: bool
 
 
-async def list_products(session: AsyncSession) -> list[ProductLine]:
-    """Every product, by id (deleted ones too)."""
-    rows = await session.execute(_LIST_PRODUCTS)
+async def list_products(
+    session: AsyncSession, include_deleted: bool = True, limit: int | None = None
+) -> list[ProductLine]:
+    """The first `limit` products by id (None: all), deleted ones too unless told not to."""
+    rows = await session.execute(
+        _LIST_PRODUCTS, {"include_deleted": include_deleted, "limit": limit}
+    )
     return [ProductLine._make(row) for row in rows]
+
+
+async def count_products(session: AsyncSession, include_deleted: bool = True) -> int:
+    """How many products `list_products` would list without a limit."""
+    count = await session.scalar(_COUNT_PRODUCTS, {"include_deleted": include_deleted})
+    return int(count or 0)

@@ -16,7 +16,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.config.settings import Settings
+from service.config.local_stack import local_stack_hint
+from service.config.settings import PostgresSettings
 from service.core.schema_compat import Verdict, judge
 from service.postgres.schema_marker import read_schema_state
 
@@ -69,7 +70,7 @@ async def schema_verdict(engine: AsyncEngine) -> Verdict:
     except OSError as error:
         raise SchemaNotReady(
             f"cannot reach PostgreSQL ({error}); check POSTGRES_HOST/POSTGRES_PORT and that the "
-            "server runs (scripts/local-stack up)"
+            f"server runs{local_stack_hint()}"
         ) from error
     return judge(code_lineage(), revisions, marker)
 
@@ -81,7 +82,7 @@ async def require_current_schema(engine: AsyncEngine) -> None:
     log.info("%s", verdict.message)
 
 
-def check_before_start(settings: Settings) -> None:
+def check_before_start(settings: PostgresSettings) -> None:
     """The schema check on its own, before the consumer starts: a refusal is then one line
     (SchemaNotReady) instead of an application start-up traceback."""
     from service.postgres.engine import connected

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.config.settings import Settings
+from service.config.settings import PostgresSettings
 from service.config.tls import TlsFiles, client_context
 
 
-def connect_args(settings: Settings) -> dict[str, Any]:
+def connect_args(settings: PostgresSettings) -> dict[str, Any]:
     """{"ssl": ...} for asyncpg.connect, following libpq's sslmode meanings.
 
     disable, allow and prefer are passed to asyncpg as they are (allow and prefer fall back

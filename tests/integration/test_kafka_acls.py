@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from service.cli.exit_codes import ExitCode
 from service.cli.sample import sample_events
 from service.config.settings import Settings
 from service.kafka.refusal import KafkaAccessDenied
@@ -93,7 +94,9 @@ def _check_cli(broker: SecureBroker, pg: PostgresEndpoint, command: str) -> str:
     for index, acl in enumerate(ACLS[command]):
         result = run_cli(_settings(broker, pg, _user(command, index)), *ARGS[command])
         lines = result.stderr.strip().splitlines()
-        assert result.returncode != 0, f"{command} without {acl}: {result.stdout}"
+        assert result.returncode == ExitCode.UNAVAILABLE, (
+            f"{command} without {acl}: {result.stdout}"
+        )
         assert lines and lines[-1] == _missing_line(acl), (
             f"{command} without {acl}:\n{result.stderr}"
         )
@@ -126,7 +129,9 @@ def test_each_command_needs_exactly_its_acls(
             assert refused.process is not None
             code = refused.process.wait(90)
             last = refused.tail(400).splitlines()[-1]
-            assert code == 1, f"run without {acl} exited {code}:\n{refused.tail()}"
+            assert code == ExitCode.UNAVAILABLE, (
+                f"run without {acl} exited {code}:\n{refused.tail()}"
+            )
             assert last.startswith("error: ") and named in last, f"run without {acl}: {last}"
         finally:
             refused.kill()

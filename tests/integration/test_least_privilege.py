@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from service.cli.exit_codes import ExitCode
 from service.postgres.retention import purge_once
 from service.postgres.schema_gate import head_revision, require_current_schema
 from service.write_path.retry import Backoff
@@ -168,10 +169,10 @@ async def test_migrate_names_a_missing_consumer_role_and_changes_nothing(
         run_service, service_env(ghost, _on(owner, database)), "migrate"
     )
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == ExitCode.REFUSED, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "migration refused, nothing changed: the consumer's role 'no_such_consumer_role' "
+        "error: migration refused, nothing changed: the consumer's role 'no_such_consumer_role' "
         "(POSTGRES_USER) does not exist; create it (scripts/local-stack up does, and so does "
         "docker-compose's postgres init script) or set POSTGRES_USER to the role the consumer "
         "logs in as"

@@ -10,8 +10,10 @@ import sys
 import asyncpg
 import pytest
 
+from service.cli.exit_codes import ExitCode
 from service.postgres.schema_gate import head_revision
 from tests.conftest import ROOT, TEST_DATABASE, _recreate_database, alembic
+from tests.support.cli import run_service, service_env
 from tests.support.services import PostgresEndpoint
 
 SCRATCH = f"{TEST_DATABASE}_scratch"  # per session (TEST_POSTGRES_DB)
@@ -97,7 +99,7 @@ async def test_migrate_uses_the_settings_it_is_given(scratch: PostgresEndpoint) 
         f"    postgres_user={scratch.user!r}, postgres_password={scratch.password!r},\n"
         f"    postgres_db={scratch.database!r}, postgres_migration_user='',\n"
         "    kafka_bootstrap_servers='127.0.0.1:9092')\n"
-        "args = argparse.Namespace(revision='head', downgrade=False)\n"
+        "args = argparse.Namespace(revision='head', downgrade=False, yes=False, dry_run=False)\n"
         "raise SystemExit(_migrate(args, settings))\n"
     )
     env = dict(os.environ, POSTGRES_DB="no_such_database_anywhere", POSTGRES_USER="nobody")
@@ -136,3 +138,168 @@ async def test_products_leave_room_on_each_page_for_hot_updates(scratch: Postgre
     assert await _products_options(scratch) == ["fillfactor=80"]
     _ok(alembic(scratch, "downgrade", "-1"))
     assert await _products_options(scratch) is None
+
+
+def migrate(pg: PostgresEndpoint, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m service migrate ARGS` as the owner of `pg`, with no Kafka setting at all:
+    migrations never contact Kafka."""
+    env = service_env(pg)
+    for name in [name for name in env if name.startswith("KAFKA_")]:
+        del env[name]
+    return run_service(env, "migrate", *args)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0] == result.stderr.strip().splitlines()[-1], output
+    return errors[0]
+
+
+async def _state(pg: PostgresEndpoint) -> tuple[str, tuple[int, ...]]:
+    """The revision, and the row versions (xmin) of alembic_version and the marker: a rewrite
+    of either changes them."""
+    connection = await asyncpg.connect(pg.url(driver="postgresql"))
+    try:
+        version = await connection.fetchval("SELECT version_num FROM alembic_version")
+        rows = await connection.fetch(
+            "SELECT xmin::text::bigint AS x FROM alembic_version "
+            "UNION ALL SELECT xmin::text::bigint FROM schema_compatibility"
+        )
+        return version, tuple(row["x"] for row in rows)
+    finally:
+        await connection.close()
+
+
+async def _set_read_only(pg: PostgresEndpoint, on: bool) -> None:
+    connection = await asyncpg.connect(pg.url(driver="postgresql"))
+    try:
+        await connection.execute("SET default_transaction_read_only = off")  # this session's
+        value = "on" if on else "off"
+        await connection.execute(
+            f'ALTER DATABASE "{pg.database}" SET default_transaction_read_only = {value}'
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_migrate_with_nothing_to_do_writes_nothing(scratch: PostgresEndpoint) -> None:
+    _ok(migrate(scratch))
+    before = await _state(scratch)
+    again = migrate(scratch)
+    _ok(again)
+    assert await _state(scratch) == before
+
+
+async def test_migrate_against_a_read_only_server_ends_in_one_error_line(
+    scratch: PostgresEndpoint,
+) -> None:
+    _ok(alembic(scratch, "upgrade", SEED))
+    await _set_read_only(scratch, True)
+    try:
+        result = migrate(scratch)
+    finally:
+        await _set_read_only(scratch, False)
+    assert result.returncode == ExitCode.UNAVAILABLE, result.stdout + result.stderr
+    line = one_error_line(result)
+    assert line.startswith("error: PostgreSQL at POSTGRES_HOST takes no writes now ("), line
+    assert "read-only" in line and "point POSTGRES_HOST at the primary" in line, line
+    assert (await _state_revision(scratch)) == SEED  # nothing changed
+
+
+async def test_migrate_with_nothing_to_do_succeeds_on_a_read_only_server(
+    scratch: PostgresEndpoint,
+) -> None:
+    _ok(migrate(scratch))
+    before = await _state(scratch)
+    await _set_read_only(scratch, True)
+    try:
+        result = migrate(scratch)
+    finally:
+        await _set_read_only(scratch, False)
+    _ok(result)
+    assert await _state(scratch) == before
+
+
+async def _state_revision(pg: PostgresEndpoint) -> str:
+    connection = await asyncpg.connect(pg.url(driver="postgresql"))
+    try:
+        revision: str = await connection.fetchval("SELECT version_num FROM alembic_version")
+        return revision
+    finally:
+        await connection.close()
+
+
+async def test_a_downgrade_names_the_data_it_drops_and_drops_it_only_with_yes(
+    scratch: PostgresEndpoint,
+) -> None:
+    _ok(migrate(scratch))
+    target = "7ef928cf46c7"
+    expected_steps = [
+        "82a68c906ffc -> 3c5f0a9d2b71 (",
+        "3c5f0a9d2b71 -> ee176b383ef9 (",
+        "ee176b383ef9 -> 7ad30d479838 (",
+        "7ad30d479838 -> 7ef928cf46c7 (",
+    ]
+
+    dry = migrate(scratch, "--downgrade", target, "--dry-run")
+    _ok(dry)
+    lines = dry.stdout.strip().splitlines()
+    assert [line[: len(start)] for line, start in zip(lines, expected_steps, strict=False)] == (
+        expected_steps
+    )
+    assert lines[0].endswith("drops no data"), lines
+    assert lines[2].endswith(
+        "drops consumer_offsets.topic_id (a topic deleted and created again is then not recognised)"
+    ), lines
+    assert "drops the schema_compatibility table" in lines[3], lines
+    assert lines[-1] == "dry run: nothing changed"
+    assert await _state_revision(scratch) == head_revision()
+
+    refused = migrate(scratch, "--downgrade", target)
+    assert refused.returncode == ExitCode.REFUSED, refused.stdout + refused.stderr
+    assert refused.stdout.strip().splitlines() == lines[:-1]
+    assert one_error_line(refused) == (
+        f"error: going down to {target} drops the data listed above; nothing changed; run it "
+        "again with --yes to drop it (back it up first), or --dry-run to list only"
+    )
+    assert await _state_revision(scratch) == head_revision()
+
+    done = migrate(scratch, "--downgrade", target, "--yes")
+    _ok(done)
+    assert "downgrade ee176b383ef9 -> 7ad30d479838" in done.stderr  # named before it ran
+    assert await _state_revision(scratch) == target
+
+
+def test_a_downgrade_that_drops_no_data_needs_no_yes(scratch: PostgresEndpoint) -> None:
+    _ok(migrate(scratch))
+    _ok(migrate(scratch, "--downgrade", "3c5f0a9d2b71"))
+
+
+def test_every_revision_says_what_its_downgrade_drops() -> None:
+    from alembic.script import ScriptDirectory
+
+    from service.postgres.schema_gate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    silent = [
+        item.revision
+        for item in script.walk_revisions()
+        if not hasattr(item.module, "downgrade_drops")
+    ]
+    assert not silent, f"declare downgrade_drops (None: no data) in revisions {silent}"
+
+
+def test_the_alembic_cli_needs_no_kafka_setting(scratch: PostgresEndpoint) -> None:
+    env = {name: value for name, value in service_env(scratch).items() if "KAFKA" not in name}
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _ok(result)
+    assert "KAFKA" not in result.stderr

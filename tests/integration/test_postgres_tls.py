@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from service.cli.exit_codes import ExitCode
 from service.config.settings import Settings
 from service.postgres.engine import make_engine
 from service.postgres.schema_gate import head_revision
@@ -95,7 +96,7 @@ def test_verify_ca_checks_the_ca_but_not_the_host(tls_pg: SecuredPostgres, kafka
     verify_ca = pg_settings(tls_pg, kafka, "verify-ca", host="127.0.0.1")
     assert asyncio.run(session_facts(verify_ca))[0] is True
     result = run_cli(pg_settings(tls_pg, kafka, "verify-full", host="127.0.0.1"), "show")
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.UNAVAILABLE
     error = last_line(result)
     assert error.startswith("error: the server's TLS certificate was not accepted ("), error
     assert "not valid for '127.0.0.1'" in error and "POSTGRES_HOST" in error
@@ -104,7 +105,7 @@ def test_verify_ca_checks_the_ca_but_not_the_host(tls_pg: SecuredPostgres, kafka
 def test_plain_text_is_refused_with_the_fix(tls_pg: SecuredPostgres, kafka: str) -> None:
     for command in ("migrate", "show"):
         result = run_cli(pg_settings(tls_pg, kafka, "disable"), command)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == ExitCode.UNAVAILABLE, result.stderr
         error = last_line(result)
         assert error.startswith("error: PostgreSQL requires TLS for this login ("), error
         assert "no encryption" in error and "set POSTGRES_SSLMODE=verify-full" in error
@@ -113,7 +114,7 @@ def test_plain_text_is_refused_with_the_fix(tls_pg: SecuredPostgres, kafka: str)
 def test_another_ca_is_not_trusted(tls_pg: SecuredPostgres, kafka: str, tmp_path: Path) -> None:
     stranger = make_ca(tmp_path / "other-ca", "some other CA")
     result = run_cli(pg_settings(tls_pg, kafka, postgres_sslrootcert=stranger.cert), "migrate")
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.UNAVAILABLE
     error = last_line(result)
     assert error.startswith("error: the server's TLS certificate was not accepted ("), error
     assert "POSTGRES_SSLROOTCERT" in error
@@ -134,7 +135,7 @@ def test_client_certificate_login(tls_pg: SecuredPostgres, kafka: str) -> None:
 
     without = pg_settings(tls_pg, kafka, postgres_user=tls_pg.cert_user, postgres_db="postgres")
     result = run_cli(without, "show")
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.UNAVAILABLE
     error = last_line(result)
     assert error.startswith("error: PostgreSQL wants a valid client certificate"), error
     assert "POSTGRES_SSLCERT" in error

@@ -200,8 +200,8 @@ async def test_dead_letters_lists_each_letter_by_the_sinks_own_headers(
     await print_dead_letters(settings, count_only=False, last=5)
     lines = capsys.readouterr().out.splitlines()
     assert sorted(lines[:-1]) == [
-        f"{topic}[0]@9 invalid_json: because invalid_json",
-        f"{topic}[2]@5 unknown_product: because unknown_product",
+        f"{topic}[0]@9 key=8 event_id=- invalid_json: because invalid_json",
+        f"{topic}[2]@5 key=7 event_id=- unknown_product: because unknown_product",
     ]
     assert lines[-1] == f"(2 dead letters in {settings.kafka_dlq_topic})"
 
@@ -316,7 +316,7 @@ async def test_a_refused_publish_resumes_every_dlq_partition_and_applies_each_le
     await _set_max_message_bytes(settings, topic, 20_000)
 
     refused = run_cli(settings, "dead-letters", "replay", "--reason", "unknown_product")
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.returncode == 3, refused.stdout + refused.stderr
     error_line = refused.stderr.splitlines()[-1]
     print(error_line)  # shown when the test fails
     assert error_line.startswith("error: publishing to "), refused.stderr
@@ -369,7 +369,7 @@ async def test_a_failed_replay_ends_in_its_one_error_line(settings: Settings, ka
     await _set_max_message_bytes(settings, topic, 20_000)
 
     result = run_cli(settings, "dead-letters", "replay", "--all")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert [i for i, line in enumerate(lines) if line.startswith("error:")] == [len(lines) - 1], (
         result.stderr

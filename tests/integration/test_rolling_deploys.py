@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from service.cli.exit_codes import ExitCode
 from service.kafka.topics import ensure_topics
 from service.postgres.schema_gate import code_lineage
 from testbed.events import record, upsert
@@ -141,7 +142,7 @@ async def _this_release_applies_an_event(
 def _refusal(result: object) -> str:
     """The one-line refusal of a process that must not start."""
     code, stderr = result.returncode, result.stderr  # type: ignore[attr-defined]
-    assert code == 1, stderr
+    assert code == ExitCode.REFUSED, stderr
     assert "Traceback" not in stderr, stderr
     return str(stderr).strip().splitlines()[-1]
 

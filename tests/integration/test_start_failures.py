@@ -1,6 +1,7 @@
 """A `run` that cannot start ends the process with one `error:` line naming the setting to
-fix, exit code 1 and no traceback: Kafka refusing the client (a throwaway TLS/SASL broker),
-and a subscriber whose own start fails after the start-up checks passed."""
+fix, exit code 3 (a service refused or cannot be reached) and no traceback: Kafka refusing
+the client (a throwaway TLS/SASL broker), and a subscriber whose own start fails after the
+start-up checks passed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from service.cli.exit_codes import ExitCode
 from service.config.settings import Settings
 from service.kafka.topics import partitions_of
 from testbed.environment import settings_env
@@ -90,14 +92,14 @@ def test_kafka_refusing_the_consumer_ends_run_in_one_line(
         started = time.monotonic()
         result = run_cli(settings, "run", timeout=EXIT_BOUND_S + 30)
         took = time.monotonic() - started
-        assert result.returncode == 1, (label, result.stderr[-3000:])
+        assert result.returncode == ExitCode.UNAVAILABLE, (label, result.stderr[-3000:])
         assert took < EXIT_BOUND_S, (label, took)
         line = error_line(result)
         assert setting in line, (label, line)
         assert "Kw-wrong" not in result.stdout + result.stderr
         # One way to explain it: create-topics says the same.
         created = run_cli(settings, "create-topics", timeout=60)
-        assert (created.returncode, error_line(created)) == (1, line), label
+        assert (created.returncode, error_line(created)) == (ExitCode.UNAVAILABLE, line), label
     # PLAINTEXT against TLS is named as such, not only as a closed connection.
     fields, _ = refusal_cases(secure, tmp_path)["PLAINTEXT against a TLS listener"]
     result = run_cli(make_settings(pg, secure.plaintext, names, **fields), "run", timeout=60)
@@ -124,7 +126,7 @@ def test_a_certificate_that_does_not_name_the_address_is_named_as_such(
             "kafka_ssl_ca_file": ca.cert,
         }
         result = run_cli(make_settings(pg, f"127.0.0.1:{port}", names, **fields), "run")
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == ExitCode.UNAVAILABLE, result.stderr[-3000:]
     line = error_line(result)
     assert "certificate is not valid for '127.0.0.1'" in line, line
     assert "KAFKA_BOOTSTRAP_SERVERS names a host the certificate carries" in line, line
@@ -136,9 +138,34 @@ def test_the_traceback_of_a_refused_start_is_logged_at_debug_only(
     fields, _ = refusal_cases(secure, tmp_path)["wrong SASL password"]
     settings = make_settings(pg, secure.plaintext, names, log_level="DEBUG", **fields)
     result = run_cli(settings, "run", timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == ExitCode.UNAVAILABLE
     assert "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: Kafka at ")
+
+
+def test_with_log_format_json_a_failed_start_is_a_json_record_with_a_hint_for_the_image(
+    pg: PostgresEndpoint, names: dict[str, str], tmp_path: Path
+) -> None:
+    """Every line a failed start prints is a JSON log record, the last one the error with its
+    exit code; its hint names the setting, and no file of the checkout (.env.example)."""
+    import json
+
+    nobody = f"127.0.0.1:{free_port()}"
+    settings = make_settings(pg, nobody, names, log_format="json")
+    for command in ("run", "create-topics", "lag"):
+        result = run_cli(settings, command, timeout=60)
+        assert result.returncode == ExitCode.UNAVAILABLE, result.stderr[-3000:]
+        records = [json.loads(line) for line in result.stderr.strip().splitlines()]
+        last = records[-1]
+        assert (last["level"], last["exit_code"]) == ("ERROR", ExitCode.UNAVAILABLE), last
+        assert f"cannot connect to Kafka at {nobody}" in last["message"], last
+        assert "KAFKA_BOOTSTRAP_SERVERS" in last["message"], last
+        assert ".env.example" not in result.stderr
+    # A malformed setting too (nothing is contacted).
+    result = run_cli(settings, "show", postgres_port="five", log_format="json")
+    (record,) = [json.loads(line) for line in result.stderr.strip().splitlines()]
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert record["message"].startswith("POSTGRES_PORT='five' is invalid: "), record
 
 
 # The subscriber's own start, after the checks (schema, topics, dead-letter producer) have
@@ -175,7 +202,7 @@ async def test_a_subscriber_whose_start_fails_after_the_checks_ends_the_process(
     started = time.monotonic()
     result = run_with_refused_subscriber(settings)
     took = time.monotonic() - started
-    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.returncode == ExitCode.UNAVAILABLE, result.stderr[-3000:]
     assert took < EXIT_BOUND_S, took
     # The checks had passed: the topics exist and uvicorn was serving.
     assert await partitions_of(settings, settings.kafka_topic) == [0, 1, 2]

@@ -10,8 +10,14 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from service.config.settings import ConfigurationError, Settings, load_settings
+from service.config.settings import (
+    ConfigurationError,
+    DatabaseSettings,
+    PostgresSettings,
+    load_settings,
+)
 from service.core.schema_compat import IncompatibleDeclaration
+from service.postgres.downgrade_plan import DowngradePlanned, downgrade_steps
 from service.postgres.grants import (
     InvalidDeclaration,
     RoleMissing,
@@ -33,13 +39,14 @@ target_metadata = Base.metadata
 log = logging.getLogger("alembic.env")
 
 
-def settings() -> Settings:
-    """The settings `python -m service migrate` hands over, else the environment's."""
+def settings() -> PostgresSettings:
+    """The settings `python -m service migrate` hands over, else the environment's (only the
+    database's: migrations never contact Kafka)."""
     given = config.attributes.get("settings")
-    if isinstance(given, Settings):
+    if isinstance(given, PostgresSettings):
         return given
     try:
-        return load_settings()
+        return load_settings(DatabaseSettings)
     except ConfigurationError as error:
         sys.exit(str(error))
 
@@ -79,10 +86,39 @@ def do_run_migrations(connection: Connection) -> None:
             compare_server_default=True,
         )
 
+        before = context.get_context().get_current_heads()
+        if is_downgrade():
+            announce_downgrade(before)
         with context.begin_transaction():
             context.run_migrations()
-            if changes_revision():
+            # Nothing to do writes nothing: the marker and the grants are those the last
+            # migration left (and a read-only server or a standby is not written to).
+            if changes_revision() and context.get_context().get_current_heads() != before:
                 after_migrations(connection)
+
+
+def is_downgrade() -> bool:
+    """`alembic downgrade` and `migrate --downgrade` (alembic's command names the function
+    it hands the environment after itself)."""
+    step = context.get_context().opts.get("fn")
+    return getattr(step, "__name__", "") == "downgrade"
+
+
+def announce_downgrade(heads: tuple[str, ...]) -> None:
+    """Name the data each step deletes before any runs. `migrate` may ask for the plan only
+    (dry_run), or that data is deleted only when allowed (allow_dropping_data)."""
+    destination = context.get_context().opts["destination_rev"]
+    steps = downgrade_steps(context.script, heads, destination)
+    dry_run = bool(config.attributes.get("dry_run"))
+    allowed = config.attributes.get("allow_dropping_data", True)
+    planned = DowngradePlanned(steps, dry_run=dry_run)
+    if dry_run or (planned.drops_data and not allowed):
+        raise planned
+    for step in steps:
+        if step.drops or not step.declared:
+            log.warning("downgrade %s", step.describe())
+        else:
+            log.info("downgrade %s", step.describe())
 
 
 def waiting(holder: int | None) -> None:

@@ -24,6 +24,10 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 # own id, so only code that knows it may run.
 compatible_with: str = ${repr(up_revision)}
 
+# What downgrade() deletes, named to the operator before it runs (`migrate --downgrade` runs a
+# step that deletes data only with --yes): e.g. "products.sku". None: it deletes no data.
+downgrade_drops: str | None = None
+
 
 def upgrade() -> None:
     """Upgrade schema."""

@@ -176,5 +176,5 @@ def test_a_migration_role_without_a_password_is_named(
     assert str(error.value) == (
         "configuration error: POSTGRES_MIGRATION_PASSWORD=None is invalid: Value error, it "
         "must be set when POSTGRES_MIGRATION_USER='owner' is; fix it in the environment or in "
-        ".env (see .env.example)"
+        ".env"
     )

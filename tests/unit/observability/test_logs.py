@@ -204,3 +204,21 @@ def test_brief_names_the_type_and_the_first_line_once() -> None:
     error = KafkaConnectionError("KafkaConnectionError: Unable to bootstrap")
     assert brief(error) == "KafkaConnectionError: Unable to bootstrap"
     assert brief(OSError("x" * 1000)) == "OSError: " + "x" * BRIEF_CHARS
+
+
+def test_a_failure_is_one_error_line_or_one_json_record() -> None:
+    from service.observability.logs import failure_line
+
+    assert failure_line("Kafka down\nforged; fix it", "text", 3) == (
+        "error: Kafka down\\nforged; fix it"
+    )
+    assert failure_line(
+        "2 wrong", "text", 2, ["configuration error: A", "configuration error: B"]
+    ) == ("configuration error: A\nconfiguration error: B\nerror: 2 wrong")
+    record = json.loads(failure_line("2 wrong", "json", 2, ["A", "B"]))
+    assert (record["level"], record["message"], record["exit_code"], record["problems"]) == (
+        "ERROR",
+        "2 wrong",
+        2,
+        ["A", "B"],
+    )

@@ -16,6 +16,9 @@ revision: str = "83a471748539"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# What this revision's downgrade deletes (`migrate --downgrade` names it first, and
+# runs it only with --yes); None: no data.
+downgrade_drops: str | None = "the products table and every row in it"
 
 
 def upgrade() -> None:

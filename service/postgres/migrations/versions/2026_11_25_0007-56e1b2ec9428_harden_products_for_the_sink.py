@@ -21,6 +21,12 @@ revision: str = "56e1b2ec9428"
 down_revision: str | Sequence[str] | None = "83a471748539"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# What this revision's downgrade deletes (`migrate --downgrade` names it first, and
+# runs it only with --yes); None: no data.
+downgrade_drops: str | None = (
+    "products.version, products.updated_at and products.deleted_at (deleted products show as "
+    "live again); prices become floating point"
+)
 
 
 def upgrade() -> None:

@@ -16,6 +16,12 @@ revision: str = "7ef928cf46c7"
 down_revision: str | Sequence[str] | None = "56e1b2ec9428"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# What this revision's downgrade deletes (`migrate --downgrade` names it first, and
+# runs it only with --yes); None: no data.
+downgrade_drops: str | None = (
+    "the consumer_offsets table (the stored positions: a consumer started after it re-reads "
+    "each partition from KAFKA_TOPIC's log start) and the processed_events table"
+)
 
 
 def upgrade() -> None:

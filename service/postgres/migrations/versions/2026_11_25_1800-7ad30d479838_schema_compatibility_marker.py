@@ -21,6 +21,9 @@ revision: str = "7ad30d479838"
 down_revision: str | Sequence[str] | None = "7ef928cf46c7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# What this revision's downgrade deletes (`migrate --downgrade` names it first, and
+# runs it only with --yes); None: no data.
+downgrade_drops: str | None = "the schema_compatibility table (recreated by the next upgrade)"
 
 # Expand/contract (MIGRATIONS.md): the oldest code head that still works on this schema.
 compatible_with: str = "7ef928cf46c7"

@@ -24,6 +24,12 @@ revision: str = "ee176b383ef9"
 down_revision: str | Sequence[str] | None = "7ad30d479838"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# What this revision's downgrade deletes (`migrate --downgrade` names it first, and
+# runs it only with --yes); None: no data.
+downgrade_drops: str | None = (
+    "consumer_offsets.topic_id (a topic deleted and created again is then not recognised)"
+)
+
 # Expand-only: the release before this one (head 7ef928cf46c7) runs on this schema unchanged.
 compatible_with: str = "7ef928cf46c7"
 

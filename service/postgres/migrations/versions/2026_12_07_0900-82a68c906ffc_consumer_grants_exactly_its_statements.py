@@ -34,6 +34,9 @@ revision: str = "82a68c906ffc"
 down_revision: str | Sequence[str] | None = "3c5f0a9d2b71"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# What this revision's downgrade deletes (`migrate --downgrade` names it first, and
+# runs it only with --yes); None: no data.
+downgrade_drops: str | None = None
 # Expand-only: the release before this one (head 7ef928cf46c7) runs on this schema unchanged.
 compatible_with: str = "7ef928cf46c7"
 
