@@ -154,11 +154,11 @@ class WritePath:
         if not len(batch):
             return BatchReport()
         started = time.perf_counter()
-        failures = 0
+        retried = False
 
         def failed(_error: BaseException) -> None:
-            nonlocal failures
-            failures += 1
+            nonlocal retried
+            retried = True
             self.metrics.retries.inc()
 
         report = await retry_forever(
@@ -172,7 +172,7 @@ class WritePath:
         self._observe(report, time.perf_counter() - started)
         for listener in self.on_commit:
             listener(report)
-        if failures:
+        if retried:
             for recovered in self.on_recovery:
                 recovered()
         return report

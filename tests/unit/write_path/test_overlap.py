@@ -22,6 +22,7 @@ class FakeProcessor:
 
     def __init__(self, rewind_at: set[int] | None = None) -> None:
         self.written: list[list[int]] = []
+        self.items: list[list[tuple[int, int, Reason]]] = []  # (partition, offset, decoded)
         self.rewind_at = rewind_at or set()
         self.rewinds = Rewinds()
 
@@ -32,6 +33,12 @@ class FakeProcessor:
         await asyncio.sleep(0.01)
         offsets = [r.offset for r in batch.records]
         self.written.append(offsets)
+        self.items.append(
+            [
+                (r.partition, r.offset, item.reason)
+                for r, item in zip(batch.records, batch.decoded, strict=True)
+            ]  # type: ignore[union-attr]
+        )
         report = BatchReport(records=len(offsets))
         if offsets[0] in self.rewind_at:
             report.rewinds[("t", 0)] = Rewind(0, offsets[0])
@@ -88,3 +95,14 @@ async def test_a_partition_resumed_from_outside_forgets_its_fence_and_rewind() -
     await writer.submit(batch(40, 41), owns_everything, seeks_nowhere)  # resumed at 40
     await writer.drain()
     assert write_path.written == [[5, 6], [40, 41]]
+
+
+async def test_a_batch_fetched_before_the_seek_keeps_its_other_partitions_records() -> None:
+    write_path = FakeProcessor(rewind_at={5})
+    writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
+    await writer.submit(batch(5, 6), owns_everything, seeks_nowhere)
+    await writer.drain()
+    other = [SimpleRecord("t", 1, o, None, b"") for o in (3, 4)]
+    await writer.submit(batch(7, 8) + other, owns_everything, seeks_nowhere)  # t[0] fenced
+    await writer.drain()
+    assert write_path.items[-1] == [(1, 3, Reason.INVALID_JSON), (1, 4, Reason.INVALID_JSON)]

@@ -21,6 +21,7 @@ async def test_after_the_refetch_is_written_later_batches_ask_kafka_nothing() ->
     rewinds.remember({("t", 0): Rewind(4, 6)})  # sought back to 4: a gap may follow
 
     refetch = batch(0, 4, 5, 6)  # the refetch starts at the stored position: no gap
+    assert rewinds.sought(refetch.first) == {}
     snapshot = await stops.snapshot(refetch.first, rewinds.sought(refetch.first))
     written = admit(refetch, {("t", 0): 4}, snapshot, rewinds, owns_everything)
     assert written.next_offsets == {("t", 0): 7} and not written.gaps
@@ -42,3 +43,21 @@ async def test_a_gap_refused_keeps_its_memory_until_a_batch_is_written_past_it()
     assert rewinds.sought({("t", 0): 6}) == {("t", 0): 4}
     rewinds.settle({("t", 0): 8})  # the gap was crossed and 6..7 written
     assert rewinds.sought({("t", 0): 9}) == {}
+
+
+def test_every_partition_fetched_before_its_seek_is_fenced_whatever_the_order() -> None:
+    rewinds = Rewinds()
+    rewinds.remember({("t", 1): Rewind(0, 5), ("t", 3): Rewind(2, 4)})
+    first = {("t", 0): 9, ("t", 1): 7, ("t", 2): 3, ("t", 3): 2}  # t[3]: its refetch
+    assert rewinds.fenced(first) == {("t", 1)}
+    assert rewinds.fenced({("t", 3): 6}) == set()  # the refetch lifted t[3]'s fence
+
+
+def test_a_partition_never_rewound_is_forgotten_without_error() -> None:
+    """Every partition resumed from outside the write path is forgotten, rewound or not."""
+    rewinds = Rewinds()
+    rewinds.remember({("t", 0): Rewind(4, 6)})
+    rewinds.forget(("t", 3))
+    rewinds.forget(("t", 0))
+    assert rewinds.sought_to(("t", 0)) is None
+    assert rewinds.fenced({("t", 0): 7}) == set()

@@ -541,3 +541,31 @@ async def test_a_partition_revoked_before_the_snapshot_is_abandoned_not_retried(
     assert (report.abandoned, report.rewinds) == (2, {})
     assert write_path.metrics.retries._value.get() == 0  # no attempt failed
     assert ("beginning_offsets", [("t", 1)]) not in store.log
+
+
+async def test_recovery_is_announced_after_a_retried_batch_commits_and_only_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The position watch is woken when writing works again after failures, not after every
+    batch (it would take each batch for a recovery)."""
+    store, write_path = _fake_store(monkeypatch, {("t", 0): 0})
+    recoveries: list[int] = []
+    write_path.on_recovery.append(lambda: recoveries.append(len(store.log)))
+    commit = write_path._commit_isolating
+    attempts = 0
+
+    async def fails_once(batch: Batch, still_owned: Any) -> BatchReport:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionResetError("the database connection dropped")
+        return await commit(batch, still_owned)
+
+    records = recs(0, 0, 1)
+    await write_path.write(Batch.of(records, junk(records)), owns_everything)
+    assert recoveries == []  # committed at the first attempt
+    monkeypatch.setattr(write_path, "_commit_isolating", fails_once)
+    records = recs(0, 2, 3)
+    report = await write_path.write(Batch.of(records, junk(records)), owns_everything)
+    assert (attempts, report.next_offsets, len(recoveries)) == (2, {("t", 0): 4}, 1)
+    assert write_path.metrics.retries._value.get() == 1
