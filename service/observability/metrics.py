@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from importlib.metadata import version
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+
+from service.core.contract import CONTRACT_VERSION
+
+# The default registry's collectors: CPU, memory, open files and start time of the process
+# (process_*), the interpreter (python_info) and its garbage collector (python_gc_*). They read
+# /proc and the interpreter at each scrape; nothing is computed between scrapes.
+RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
+
+
+def build_labels() -> dict[str, str]:
+    """What runs: the installed release, the interpreter and the event contract it accepts."""
+    return {
+        "version": version("inventory-sink"),
+        "python": platform.python_version(),
+        "contract": str(CONTRACT_VERSION),
+    }
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        for collector in RUNTIME_COLLECTORS:
+            self.registry.register(collector)
+        # inventory_sink_build_info{version,python,contract} 1: which release each replica
+        # runs, e.g. during a rolling deploy (join on it by instance).
+        Info(
+            "inventory_sink_build",
+            "The release (version), the Python version and the event contract version this "
+            "process runs; the value is always 1.",
+            registry=self.registry,
+        ).info(build_labels())
         self.events = Counter(
             "inventory_sink_events_total",
             "Records handled, by fate (applied, stale, duplicate, dead_lettered, redelivered, "
