@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 
 from service.core.contract import CONTRACT_VERSION
+from service.core.domain import Reason
 
 # The default registry's collectors: CPU, memory, open files and start time of the process
 # (process_*), the interpreter (python_info) and its garbage collector (python_gc_*). They read
@@ -59,6 +60,11 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # Every reason's series exists from the start, at 0: rate() and increase() then see
+        # the first letters of a reason too (a series born at 5 looks like no increase), and
+        # InventorySinkDeadLettersRising needs no special case for a new reason.
+        for reason in Reason:
+            self.dead_letters.labels(reason.value)
         self.dead_letters_cut = Counter(
             "inventory_sink_dead_letters_cut_total",
             "Dead letters published cut to fit the dead-letter topic (value, then headers, key "

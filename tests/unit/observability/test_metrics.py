@@ -12,6 +12,7 @@ from typing import Any
 from service.app import create_app
 from service.config.settings import Settings
 from service.core.contract import CONTRACT_VERSION
+from service.core.domain import Reason
 
 
 async def call(app: Any, path: str) -> tuple[int, str]:
@@ -95,3 +96,11 @@ async def test_the_sinks_own_series_are_still_there_beside_them() -> None:
     assert series(text, "inventory_sink_ready") == {"": 0.0}  # nothing listens on port 1
     assert series(text, "inventory_sink_batches_total") == {"": 0.0}
     assert "# TYPE inventory_sink_batch_seconds histogram" in text
+
+
+async def test_every_dead_letter_reason_is_served_at_zero_before_its_first_letter() -> None:
+    """rate() sees a reason's first letters only if its series existed before them."""
+    text = await scrape()
+    assert series(text, "inventory_sink_dead_letters_total") == {
+        f'{{reason="{reason.value}"}}': 0.0 for reason in Reason
+    }
