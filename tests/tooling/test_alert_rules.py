@@ -160,3 +160,21 @@ def test_the_unit_tests_see_every_alert_fire_and_stay_quiet() -> None:
     names = {rule["alert"] for rule in rules()}
     assert names - fired == set(), "add a case where these fire"
     assert names - quiet == set(), "add a case where these stay quiet"
+
+
+def test_every_alert_has_its_runbook_page_indexed_in_the_runbooks_readme() -> None:
+    index = (ROOT / "docs" / "runbooks" / "README.md").read_text()
+    for rule in rules():
+        page = ROOT / rule["annotations"]["runbook_url"]
+        assert page.is_file(), f"write {page.relative_to(ROOT)}"
+        text = page.read_text()
+        assert text.startswith(f"# {rule['alert']}\n"), page.name
+        sections = re.findall(r"^## (.+)$", text, re.M)
+        assert sections == ["Symptom", "Likely causes", "What to run", "Confirm the fix"], page
+        assert f"**Severity:** {rule['labels']['severity']}." in text, page.name
+        assert f"`{rule['alert']}` | {rule['labels']['severity']} |" in index, rule["alert"]
+        assert f"]({page.name})" in index, rule["alert"]
+    pages = {path.name for path in (ROOT / "docs" / "runbooks").glob("*.md")}
+    assert pages == {"README.md"} | {
+        Path(rule["annotations"]["runbook_url"]).name for rule in rules()
+    }
