@@ -34,6 +34,10 @@ def build_labels() -> dict[str, str]:
     }
 
 
+# What happens to each record (the write path's BatchReport.as_counts() names the same).
+FATES = ("applied", "stale", "duplicate", "dead_lettered", "redelivered", "abandoned")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -54,6 +58,8 @@ class Metrics:
             ["fate"],
             registry=self.registry,
         )
+        for fate in FATES:  # at 0 from the start, as the reasons below
+            self.events.labels(fate)
         self.dead_letters = Counter(
             "inventory_sink_dead_letters_total",
             "Records copied to the dead-letter topic, by reason.",

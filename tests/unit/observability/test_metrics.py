@@ -13,6 +13,8 @@ from service.app import create_app
 from service.config.settings import Settings
 from service.core.contract import CONTRACT_VERSION
 from service.core.domain import Reason
+from service.observability.metrics import FATES
+from service.write_path.transaction import BatchReport
 
 
 async def call(app: Any, path: str) -> tuple[int, str]:
@@ -103,4 +105,14 @@ async def test_every_dead_letter_reason_is_served_at_zero_before_its_first_lette
     text = await scrape()
     assert series(text, "inventory_sink_dead_letters_total") == {
         f'{{reason="{reason.value}"}}': 0.0 for reason in Reason
+    }
+
+
+async def test_every_fate_is_served_at_zero_before_the_first_batch() -> None:
+    """rate() of applied events sees the first batch too; the fates are those the write path
+    counts."""
+    text = await scrape()
+    assert set(FATES) == set(BatchReport().as_counts())
+    assert series(text, "inventory_sink_events_total") == {
+        f'{{fate="{fate}"}}': 0.0 for fate in FATES
     }
