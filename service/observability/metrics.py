@@ -13,7 +13,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
 )
 
 from service.core.contract import CONTRACT_VERSION
@@ -23,6 +22,9 @@ from service.core.domain import Reason
 # (process_*), the interpreter (python_info) and its garbage collector (python_gc_*). They read
 # /proc and the interpreter at each scrape; nothing is computed between scrapes.
 RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
+
+
+BUILD_LABELS = ("version", "python", "contract")
 
 
 def build_labels() -> dict[str, str]:
@@ -44,13 +46,16 @@ class Metrics:
         for collector in RUNTIME_COLLECTORS:
             self.registry.register(collector)
         # inventory_sink_build_info{version,python,contract} 1: which release each replica
-        # runs, e.g. during a rolling deploy (join on it by instance).
-        Info(
-            "inventory_sink_build",
+        # runs, e.g. during a rolling deploy (join on it by instance). A gauge, as Prometheus's
+        # own *_build_info: the same type in the text format and in OpenMetrics.
+        self.build_info = Gauge(
+            "inventory_sink_build_info",
             "The release (version), the Python version and the event contract version this "
             "process runs; the value is always 1.",
+            list(BUILD_LABELS),
             registry=self.registry,
-        ).info(build_labels())
+        )
+        self.build_info.labels(**build_labels()).set(1)
         self.events = Counter(
             "inventory_sink_events_total",
             "Records handled, by fate (applied, stale, duplicate, dead_lettered, redelivered, "

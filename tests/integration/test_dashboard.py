@@ -162,8 +162,8 @@ def substituted(expr: str) -> str:
 
 def family(name: str) -> str:
     """The metric family a series name belongs to (Prometheus scrapes OpenMetrics, whose
-    metadata names a counter without `_total` and an info metric without `_info`)."""
-    return re.sub(r"_(bucket|sum|count|total|info)$", "", name)
+    metadata names a counter without `_total`)."""
+    return re.sub(r"_(bucket|sum|count|total)$", "", name)
 
 
 def test_the_dashboard_is_a_grafana_dashboard_with_a_datasource_input() -> None:

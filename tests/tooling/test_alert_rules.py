@@ -51,7 +51,6 @@ def served_metric_names() -> set[str]:
         suffixes = {
             "counter": ["_total"],
             "histogram": ["_bucket", "_sum", "_count"],
-            "info": ["_info"],
         }.get(family.type, [""])
         names.update(family.name + suffix for suffix in suffixes)
     return names
