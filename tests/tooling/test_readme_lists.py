@@ -1,5 +1,5 @@
-"""The README's lists stay complete: every metric the service defines (in Operations, and no
-metric it does not define), and every package of service/ (in Layout's map)."""
+"""The lists stay complete: every metric the service defines (in docs/reference/metrics.md, and
+no metric it does not define in the README), and every package of service/ (in Layout's map)."""
 
 from __future__ import annotations
 
@@ -19,19 +19,15 @@ def defined() -> set[str]:
     return found
 
 
-def operations_section() -> str:
-    readme = (ROOT / "README.md").read_text("utf-8")
-    start = readme.index("\n## Operations")
-    return readme[start : readme.index("\n### ", start)]
-
-
 def test_the_search_finds_the_metrics() -> None:
     assert {"inventory_sink_events_total", "inventory_sink_partition_lag"} <= defined()
 
 
-def test_the_operations_list_names_every_metric_the_service_defines() -> None:
-    missing = defined() - set(NAME.findall(operations_section()))
-    assert not missing, f"add to README.md's Operations list: {sorted(missing)}"
+def test_the_metrics_reference_names_every_metric_the_service_defines() -> None:
+    """(Types and labels: tests/unit/observability/test_metric_reference.py.)"""
+    reference = (ROOT / "docs" / "reference" / "metrics.md").read_text("utf-8")
+    missing = defined() - set(NAME.findall(reference))
+    assert not missing, f"add to docs/reference/metrics.md: {sorted(missing)}"
 
 
 def test_the_readme_names_no_metric_the_service_does_not_define() -> None:
