@@ -76,7 +76,8 @@ class Operator:
         # `python` is this interpreter, with the service installed
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
-    def run(self, line: str, code: int = 0) -> str:
+    def run(self, line: str, code: int = 0, codes: tuple[int, ...] = ()) -> str:
+        """`line`'s output, once it has exited with `code` (or one of `codes`)."""
         assert line in COMMANDS, line
         result = subprocess.run(
             ["bash", "-c", line],
@@ -88,7 +89,9 @@ class Operator:
             check=False,
         )
         output = result.stdout + result.stderr
-        assert result.returncode == code, f"{line}\nexit {result.returncode}:\n{output}"
+        assert result.returncode in (codes or (code,)), (
+            f"{line}\nexit {result.returncode}:\n{output}"
+        )
         return result.stdout
 
 
@@ -159,6 +162,7 @@ async def test_not_ready_lag_growing_and_a_stalled_partition_until_the_lock_goes
     first, second = stream[:100], stream[100:]
     await publish(kafka, names["topic"], first)
     consumer, url, operator = start(stall_timeout_s=2.0, progress_check_interval_s=0.5)
+    assert operator.run(LAG_WAIT).strip().endswith("caught up")  # the first part is applied
     await wait_for_metric(url, "inventory_sink_ready", lambda s: s == {"": 1.0}, consumer)
 
     # Someone holds the lock every batch needs to store its positions.
@@ -261,8 +265,10 @@ async def test_commits_lost_are_read_again_by_the_sink(
         url, "inventory_sink_position_rollbacks_total", lambda s: len(s) == 1, consumer
     )
     rollbacks = samples(operator.run(ROLLBACK_METRICS), "inventory_sink_position_rollbacks_total")
-    assert rollbacks == {f'{{partition="0",topic="{names["topic"]}"}}': 1.0}, rollbacks
-    lag = operator.run(LAG, code=0)  # already applied again, or about to be
+    (partition,) = rollbacks  # only partition 0 lost commits
+    assert partition == f'{{partition="0",topic="{names["topic"]}"}}', rollbacks
+    assert rollbacks[partition] >= 1, rollbacks
+    lag = operator.run(LAG, codes=(0, 1))  # 1 until its records are applied again
     assert f"{names['topic']}[0]" in lag
     assert operator.run(LAG_WAIT).strip().endswith("caught up")
     consumer.wait_for_log("PostgreSQL holds positions behind those this consumer committed")
