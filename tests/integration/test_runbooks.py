@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the runbooks' command lines, verbatim (RUNBOOK_COMMANDS)
 """The commands of docs/runbooks/, run as an operator following a firing alert would: against
 the real service process, Kafka and PostgreSQL put in the state the alert describes, from the
 diagnosis to the command that confirms the fix. Each command line is written here exactly as
@@ -30,41 +31,34 @@ from tests.support.services import PostgresEndpoint
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / "docs" / "runbooks"
 
-READY = 'curl -s "$SINK_URL/health/ready"'
-READY_CODE = "curl -s -o /dev/null -w '%{http_code}\\n' \"$SINK_URL/health/ready\""
-READY_METRICS = "curl -s \"$SINK_URL/metrics\" | grep -E '^inventory_sink_ready'"
-METRICS_CODE = "curl -s -o /dev/null -w '%{http_code}\\n' \"$SINK_URL/metrics\""
-BUILD_INFO = "curl -s \"$SINK_URL/metrics\" | grep '^inventory_sink_build_info'"
-PROGRESS_METRICS = (
-    'curl -s "$SINK_URL/metrics" | grep -E '
-    "'^inventory_sink_(partition_lag|seconds_since_progress)'"
-)
-BATCH_SECONDS = (
-    "curl -s \"$SINK_URL/metrics\" | grep -E '^inventory_sink_batch_seconds_(sum|count)'"
-)
-RETRY_METRICS = (
-    "curl -s \"$SINK_URL/metrics\" | grep -E '^inventory_sink_(batches|batch_retries)_total'"
-)
-DEAD_LETTER_METRICS = "curl -s \"$SINK_URL/metrics\" | grep '^inventory_sink_dead_letters_total'"
-ROLLBACK_METRICS = "curl -s \"$SINK_URL/metrics\" | grep '^inventory_sink_position_rollbacks_total'"
-LOCKS = (
-    'psql "postgresql://$POSTGRES_USER:$POSTGRES_PASSWORD@$POSTGRES_HOST:$POSTGRES_PORT/'
-    '$POSTGRES_DB" -c "SELECT pid, state, now() - xact_start AS open_for, left(query, 60) AS '
-    "query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
-    'AND xact_start IS NOT NULL ORDER BY xact_start"'
-)
-LAG = "python -m service lag"
-LAG_WAIT = "python -m service lag --wait 120"
-DEAD_LETTER_COUNT = "python -m service dead-letters --count"
-DEAD_LETTERS = "python -m service dead-letters --last 20"
-POSITIONS = "python -m service positions"
-RESET_DRY = "python -m service positions reset --partition 0 --to log-start --dry-run"
-RESET = "python -m service positions reset --partition 0 --to log-start"
-COMMANDS = {
+# The runbooks' commands, each line exactly as on its page (the pages' run-by blocks are checked
+# against this file's text, so no line is split or escaped here).
+RUNBOOK_COMMANDS = r"""
+curl -s "$SINK_URL/health/ready"
+curl -s -o /dev/null -w '%{http_code}\n' "$SINK_URL/health/ready"
+curl -s "$SINK_URL/metrics" | grep -E '^inventory_sink_ready'
+curl -s -o /dev/null -w '%{http_code}\n' "$SINK_URL/metrics"
+curl -s "$SINK_URL/metrics" | grep '^inventory_sink_build_info'
+curl -s "$SINK_URL/metrics" | grep -E '^inventory_sink_(partition_lag|seconds_since_progress)'
+curl -s "$SINK_URL/metrics" | grep -E '^inventory_sink_batch_seconds_(sum|count)'
+curl -s "$SINK_URL/metrics" | grep -E '^inventory_sink_(batches|batch_retries)_total'
+curl -s "$SINK_URL/metrics" | grep '^inventory_sink_dead_letters_total'
+curl -s "$SINK_URL/metrics" | grep '^inventory_sink_position_rollbacks_total'
+psql "postgresql://$POSTGRES_USER:$POSTGRES_PASSWORD@$POSTGRES_HOST:$POSTGRES_PORT/$POSTGRES_DB" -c "SELECT pid, state, now() - xact_start AS open_for, left(query, 60) AS query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL ORDER BY xact_start"
+python -m service lag
+python -m service lag --wait 120
+python -m service dead-letters --count
+python -m service dead-letters --last 20
+python -m service positions
+python -m service positions reset --partition 0 --to log-start --dry-run
+python -m service positions reset --partition 0 --to log-start
+"""
+(
     READY, READY_CODE, READY_METRICS, METRICS_CODE, BUILD_INFO, PROGRESS_METRICS, BATCH_SECONDS,
     RETRY_METRICS, DEAD_LETTER_METRICS, ROLLBACK_METRICS, LOCKS, LAG, LAG_WAIT,
     DEAD_LETTER_COUNT, DEAD_LETTERS, POSITIONS, RESET_DRY, RESET,
-}  # fmt: skip
+) = COMMAND_LINES = RUNBOOK_COMMANDS.strip().splitlines()  # fmt: skip
+COMMANDS = set(COMMAND_LINES)
 
 
 class Operator:
