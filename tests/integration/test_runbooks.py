@@ -133,7 +133,8 @@ async def test_dead_letters_rising_and_metrics_absent(
     letters = operator.run(DEAD_LETTERS).splitlines()
     assert letters[-1] == f"({total} dead letters in {names['dlq']})"
     assert len(letters) == min(total, 20) + 1, letters
-    line = re.compile(rf"{re.escape(names['topic'])}\[\d\]@\d+ ([a-z_]+): .+")
+    # topic[partition]@offset, then any key=value fields (key, event_id), then reason: message
+    line = re.compile(rf"{re.escape(names['topic'])}\[\d\]@\d+ (?:\S+=\S* )*([a-z_]+): .+")
     reasons = [line.fullmatch(letter).group(1) for letter in letters[:-1]]  # type: ignore[union-attr]
     assert reasons.count("invalid_json") == 12, letters  # published last: the latest 12
     counted = samples(operator.run(DEAD_LETTER_METRICS), "inventory_sink_dead_letters_total")
