@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
 
+from service.core.domain import Reason
 from service.health.collector import HealthMetrics
 from service.health.position_watch import WatchMetrics
 from service.health.progress import ProgressTracker
@@ -177,3 +178,13 @@ def test_every_alert_has_its_runbook_page_indexed_in_the_runbooks_readme() -> No
     assert pages == {"README.md"} | {
         Path(rule["annotations"]["runbook_url"]).name for rule in rules()
     }
+
+
+def test_the_dead_letters_runbook_and_the_metrics_reference_name_every_reason() -> None:
+    for page in (
+        "docs/runbooks/inventory-sink-dead-letters-rising.md",
+        "docs/reference/metrics.md",
+    ):
+        text = (ROOT / page).read_text()
+        missing = [reason.value for reason in Reason if f"`{reason.value}`" not in text]
+        assert not missing, f"add the dead-letter reasons {missing} to {page}"
