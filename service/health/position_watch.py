@@ -162,8 +162,13 @@ async def _log_offsets(
     the last fetches saw (no starts)."""
     tps = [TopicPartition(*tp) for tp in partitions]
     try:
-        ends = await asyncio.wait_for(consumer.end_offsets(tps), KAFKA_TIMEOUT_S)
-        starts = await asyncio.wait_for(consumer.beginning_offsets(tps), KAFKA_TIMEOUT_S)
+        # Both at once: each request waits behind the consumer's fetch in flight on the same
+        # connection (up to fetch.max.wait.ms, 500 ms), and every scrape of /metrics and every
+        # readiness probe makes this look; one after the other, a look took up to a second.
+        ends, starts = await asyncio.wait_for(
+            asyncio.gather(consumer.end_offsets(tps), consumer.beginning_offsets(tps)),
+            KAFKA_TIMEOUT_S,
+        )
     except Exception as error:
         log.debug("cannot list offsets (%s); using the last fetched ones", error)
         seen = {(tp.topic, tp.partition): consumer.highwater(tp) for tp in tps}

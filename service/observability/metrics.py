@@ -2,12 +2,60 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from importlib.metadata import version
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+from service.core.contract import CONTRACT_VERSION
+from service.core.domain import Reason
+
+# The default registry's collectors: CPU, memory, open files and start time of the process
+# (process_*), the interpreter (python_info) and its garbage collector (python_gc_*). They read
+# /proc and the interpreter at each scrape; nothing is computed between scrapes.
+RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
+
+
+BUILD_LABELS = ("version", "python", "contract")
+
+
+def build_labels() -> dict[str, str]:
+    """What runs: the installed release, the interpreter and the event contract it accepts."""
+    return {
+        "version": version("inventory-sink"),
+        "python": platform.python_version(),
+        "contract": str(CONTRACT_VERSION),
+    }
+
+
+# What happens to each record (the write path's BatchReport.as_counts() names the same).
+FATES = ("applied", "stale", "duplicate", "dead_lettered", "redelivered", "abandoned")
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        for collector in RUNTIME_COLLECTORS:
+            self.registry.register(collector)
+        # inventory_sink_build_info{version,python,contract} 1: which release each replica
+        # runs, e.g. during a rolling deploy (join on it by instance). A gauge, as Prometheus's
+        # own *_build_info: the same type in the text format and in OpenMetrics.
+        self.build_info = Gauge(
+            "inventory_sink_build_info",
+            "The release (version), the Python version and the event contract version this "
+            "process runs; the value is always 1.",
+            list(BUILD_LABELS),
+            registry=self.registry,
+        )
+        self.build_info.labels(**build_labels()).set(1)
         self.events = Counter(
             "inventory_sink_events_total",
             "Records handled, by fate (applied, stale, duplicate, dead_lettered, redelivered, "
@@ -15,12 +63,19 @@ class Metrics:
             ["fate"],
             registry=self.registry,
         )
+        for fate in FATES:  # at 0 from the start, as the reasons below
+            self.events.labels(fate)
         self.dead_letters = Counter(
             "inventory_sink_dead_letters_total",
             "Records copied to the dead-letter topic, by reason.",
             ["reason"],
             registry=self.registry,
         )
+        # Every reason's series exists from the start, at 0: rate() and increase() then see
+        # the first letters of a reason too (a series born at 5 looks like no increase), and
+        # InventorySinkDeadLettersRising needs no special case for a new reason.
+        for reason in Reason:
+            self.dead_letters.labels(reason.value)
         self.dead_letters_cut = Counter(
             "inventory_sink_dead_letters_cut_total",
             "Dead letters published cut to fit the dead-letter topic (value, then headers, key "
