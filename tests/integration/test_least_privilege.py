@@ -234,8 +234,8 @@ async def _fresh_database(owner: PostgresEndpoint, suffix: str) -> PostgresEndpo
     return _on(owner, database)
 
 
-async def _migrate(app: PostgresEndpoint, owner: PostgresEndpoint) -> tuple[int, str]:
-    result = await asyncio.to_thread(run_service, service_env(app, owner), "migrate")
+async def _migrate(app: PostgresEndpoint, owner: PostgresEndpoint, *args: str) -> tuple[int, str]:
+    result = await asyncio.to_thread(run_service, service_env(app, owner), "migrate", *args)
     return result.returncode, result.stderr
 
 
@@ -346,26 +346,36 @@ async def _set_read_only(owner: PostgresEndpoint, on: bool) -> None:
     )
 
 
-async def test_migrate_at_head_with_the_grants_intact_writes_nothing(
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [((), EXACT), (("--downgrade", "3c5f0a9d2b71"), BEFORE)],
+    ids=["head", "before-declarations"],
+)
+async def test_migrate_with_nothing_to_do_and_the_grants_intact_writes_nothing(
     roles: tuple[PostgresEndpoint, PostgresEndpoint],
+    args: tuple[str, ...],
+    expected: set[tuple[str, str]],
 ) -> None:
-    """Every session of the database is read-only: any write (a GRANT, the marker) fails."""
+    """Every session of the database is read-only: any write (a GRANT, the marker) fails.
+    Below the first declaration the grants are the older releases' (read back the same way)."""
     owner, app = roles
     database = await _fresh_database(owner, "intact")
     consumer = _on(app, database.database)
     code, stderr = await _migrate(consumer, database)
     assert code == 0, stderr
+    code, stderr = await _migrate(consumer, database, *args)
+    assert code == 0, stderr
     before = await _marker_version(database)
     await _set_read_only(database, True)
     try:
-        code, stderr = await _migrate(consumer, database)
+        code, stderr = await _migrate(consumer, database, *args)
     finally:
         await _set_read_only(database, False)
 
     assert code == 0, stderr
     assert "granted" not in stderr, stderr
     assert await _marker_version(database) == before
-    assert await _grants(database, consumer.user) == EXACT
+    assert await _grants(database, consumer.user) == expected
 
 
 async def test_migrate_at_head_names_a_read_only_server_when_the_grants_differ(
