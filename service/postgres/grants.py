@@ -4,7 +4,10 @@ Migrations run as the schema owner (POSTGRES_MIGRATION_USER). After every migrat
 under the migration lock and in the same transaction, the owner sets the consumer's role
 (POSTGRES_USER) to exactly: USAGE on the schema, and on each table or sequence the owner owns
 there the privileges the schema's revision declares, nothing on the others. No CREATE, ALTER,
-DROP, TRUNCATE, REFERENCES or TRIGGER, and no TEMPORARY on the database.
+DROP, TRUNCATE, REFERENCES or TRIGGER, and no TEMPORARY on the database. A run that changes no
+revision first reads whether the role already holds exactly that (`holds_exactly`) and grants
+only when it does not: a new POSTGRES_USER or a grant changed by hand is set right, and a role
+already right costs no write (so such a run succeeds on a read-only server or a standby).
 
 Which privileges: the newest revision at or below the database's head that declares
 `consumer_privileges` in its file (next to `compatible_with`: table or sequence -> the
@@ -17,6 +20,7 @@ read/write on every table of the models and read-only on the tables recording th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
@@ -42,6 +46,29 @@ _OWNED = text(
     "JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'S') "
     "AND pg_get_userbyid(c.relowner) = current_user"
+)
+# The privileges `role` holds on those objects by grants of its own (not PUBLIC's), each with
+# whether it may grant them on: what `grant_statements` sets, read back.
+_HELD = text(
+    "SELECT c.relname, a.privilege_type, a.is_grantable FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault("
+    "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))) a "
+    "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'S') "
+    "AND pg_get_userbyid(c.relowner) = current_user "
+    "AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :role)"
+)
+_HOLDS_SCHEMA_USAGE = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace n "
+    "CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
+    "WHERE n.nspname = :schema AND a.privilege_type = 'USAGE' "
+    "AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :role))"
+)
+_HOLDS_TEMPORARY = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_database d "
+    "CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+    "WHERE d.datname = current_database() AND a.privilege_type = 'TEMPORARY' "
+    "AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :role))"
 )
 # Sequences that belong to one of `tables` (a serial column's): the releases before
 # declarations granted them with their table.
@@ -89,6 +116,36 @@ def undeclared_privileges(existing: Iterable[str], sequences: Iterable[str]) -> 
     return granted
 
 
+@dataclass(frozen=True)
+class ConsumerGrants:
+    """What the consumer's `role` is to hold in this database: USAGE on `schema`; on each
+    object the migrating role owns there (name -> "TABLE" or "SEQUENCE" in `owned`) exactly
+    its `privileges` (none for most); no TEMPORARY on `database` of its own."""
+
+    role: str
+    schema: str
+    database: str
+    owned: Mapping[str, str]
+    privileges: Privileges
+
+
+def exact_privileges(
+    owned: Mapping[str, str], privileges: Privileges
+) -> dict[str, tuple[str, ...]]:
+    """Each owned object -> the privileges the role is to hold on it, upper case (empty: none);
+    a declaration granting more than rows raises InvalidDeclaration."""
+    exact: dict[str, tuple[str, ...]] = {}
+    for name, kind in sorted(owned.items()):
+        wanted = tuple(privilege.upper() for privilege in privileges.get(name, ()))
+        if forbidden := sorted(set(wanted) - ALLOWED[kind]):
+            raise InvalidDeclaration(
+                f"consumer_privileges grants {', '.join(forbidden)} on {kind.lower()} {name}; "
+                f"the consumer's role may only have {', '.join(sorted(ALLOWED[kind]))} there"
+            )
+        exact[name] = wanted
+    return exact
+
+
 def grant_statements(
     role: str,
     schema: str,
@@ -101,28 +158,21 @@ def grant_statements(
     `database` of its own (the PUBLIC grant is revision 82a68c906ffc's to revoke)."""
     who = quote_ident(role)
     statements = [f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {who}"]
-    for name, kind in sorted(owned.items()):
-        target = f"{kind} {quote_ident(schema)}.{quote_ident(name)}"
+    for name, wanted in exact_privileges(owned, privileges).items():
+        target = f"{owned[name]} {quote_ident(schema)}.{quote_ident(name)}"
         statements.append(f"REVOKE ALL ON {target} FROM {who}")
-        wanted = [privilege.upper() for privilege in privileges.get(name, ())]
-        if not wanted:
-            continue
-        if forbidden := sorted(set(wanted) - ALLOWED[kind]):
-            raise InvalidDeclaration(
-                f"consumer_privileges grants {', '.join(forbidden)} on {kind.lower()} {name}; "
-                f"the consumer's role may only have {', '.join(sorted(ALLOWED[kind]))} there"
-            )
-        statements.append(f"GRANT {', '.join(wanted)} ON {target} TO {who}")
+        if wanted:
+            statements.append(f"GRANT {', '.join(wanted)} ON {target} TO {who}")
     statements.append(f"REVOKE TEMPORARY ON DATABASE {quote_ident(database)} FROM {who}")
     return statements
 
 
-def grant_consumer_role(
+def consumer_grants(
     connection: Connection, role: str, declared: Privileges | None
-) -> dict[str, tuple[str, ...]]:
-    """Leave `role` exactly `declared` (or the undeclared releases' grants) on the objects
-    that exist now; return what it was granted, object by object. Idempotent: run it after
-    every upgrade or downgrade."""
+) -> ConsumerGrants:
+    """What `role` is to hold: `declared` (or the undeclared releases' grants) on the objects
+    that exist now. Reads only; a role that does not exist raises RoleMissing, before the
+    migration writes anything else."""
     if connection.scalar(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}) is None:
         raise RoleMissing(
             f"the consumer's role {role!r} (POSTGRES_USER) does not exist; create it "
@@ -140,9 +190,40 @@ def grant_consumer_role(
         writable = [name for name in WRITABLE_TABLES if name in tables]
         sequences = connection.scalars(_SEQUENCES_OF, {"schema": schema, "tables": writable})
         declared = undeclared_privileges(tables, sorted(sequences))
-    for statement in grant_statements(role, schema, database, owned, declared):
+    return ConsumerGrants(role, schema, database, owned, declared)
+
+
+def holds_exactly(connection: Connection, grants: ConsumerGrants) -> bool:
+    """Whether the role already holds what `grant_statements` would leave it (reads only): the
+    same privileges on each owned object, none with a grant option, USAGE on the schema and
+    no TEMPORARY of its own."""
+    wanted = {
+        (name, privilege)
+        for name, privileges in exact_privileges(grants.owned, grants.privileges).items()
+        for privilege in privileges
+    }
+    held = connection.execute(_HELD, {"schema": grants.schema, "role": grants.role}).all()
+    on_schema = {"schema": grants.schema, "role": grants.role}
+    return (
+        {(str(name), str(privilege)) for name, privilege, _ in held} == wanted
+        and not any(grantable for _, _, grantable in held)
+        and bool(connection.scalar(_HOLDS_SCHEMA_USAGE, on_schema))
+        and not connection.scalar(_HOLDS_TEMPORARY, {"role": grants.role})
+    )
+
+
+def grant_consumer_role(
+    connection: Connection, grants: ConsumerGrants
+) -> dict[str, tuple[str, ...]]:
+    """Leave the role exactly `grants`; return what it was granted, object by object.
+    Idempotent: run it after every upgrade or downgrade."""
+    statements = grant_statements(
+        grants.role, grants.schema, grants.database, grants.owned, grants.privileges
+    )
+    for statement in statements:
         connection.execute(text(statement))
-    return {name: tuple(declared[name]) for name in sorted(owned) if declared.get(name)}
+    exact = exact_privileges(grants.owned, grants.privileges)
+    return {name: privileges for name, privileges in exact.items() if privileges}
 
 
 def describe(granted: Mapping[str, Sequence[str]]) -> str:

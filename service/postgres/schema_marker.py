@@ -21,6 +21,27 @@ def declared_lineage(script: ScriptDirectory, revision: str) -> list[tuple[str, 
     return chain[::-1]
 
 
+def expected_marker(script: ScriptDirectory, heads: tuple[str, ...]) -> Marker | None:
+    """The marker a database at `heads` records; None on branches (no row)."""
+    if len(heads) != 1:
+        return None
+    return Marker(heads[0], oldest_compatible_code(declared_lineage(script, heads[0])))
+
+
+def marker_is_current(
+    connection: Connection, script: ScriptDirectory, heads: tuple[str, ...]
+) -> bool:
+    """Whether the marker table already holds exactly what `record_compatibility` would write
+    (reads only). True below the revision that creates the table: nothing to write there."""
+    if connection.scalar(text("SELECT to_regclass(:table)"), {"table": TABLE}) is None:
+        return True
+    rows = connection.execute(text(f"SELECT revision, min_code_revision FROM {TABLE}")).all()
+    expected = expected_marker(script, heads)
+    return [Marker(row.revision, row.min_code_revision) for row in rows] == (
+        [] if expected is None else [expected]
+    )
+
+
 def record_compatibility(
     connection: Connection, script: ScriptDirectory, heads: tuple[str, ...]
 ) -> Marker | None:
@@ -29,9 +50,9 @@ def record_compatibility(
     if connection.scalar(text("SELECT to_regclass(:table)"), {"table": TABLE}) is None:
         return None
     connection.execute(text(f"DELETE FROM {TABLE}"))
-    if len(heads) != 1:
+    marker = expected_marker(script, heads)
+    if marker is None:
         return None
-    marker = Marker(heads[0], oldest_compatible_code(declared_lineage(script, heads[0])))
     connection.execute(
         text(f"INSERT INTO {TABLE} (revision, min_code_revision) VALUES (:revision, :minimum)"),
         {"revision": marker.revision, "minimum": marker.min_code_revision},

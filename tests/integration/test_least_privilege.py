@@ -225,3 +225,176 @@ async def test_a_downgrade_gives_the_previous_grants_back_and_an_upgrade_takes_t
         up = await asyncio.to_thread(run_service, env, "migrate")
         assert up.returncode == 0, up.stderr
     assert await _grants(owner, app.user) == EXACT
+
+
+async def _fresh_database(owner: PostgresEndpoint, suffix: str) -> PostgresEndpoint:
+    """A database of the owner's, empty, on the same server."""
+    database = f"{DATABASE}_{suffix}"
+    await _recreate_database(_on(owner, owner.database), database)
+    return _on(owner, database)
+
+
+async def _migrate(app: PostgresEndpoint, owner: PostgresEndpoint, *args: str) -> tuple[int, str]:
+    result = await asyncio.to_thread(run_service, service_env(app, owner), "migrate", *args)
+    return result.returncode, result.stderr
+
+
+async def _marker_version(owner: PostgresEndpoint) -> tuple[int, ...]:
+    """The row versions (xmin) of alembic_version and the marker: a rewrite changes them."""
+    connection = await _connect(owner)
+    try:
+        rows = await connection.fetch(
+            "SELECT xmin::text::bigint AS x FROM alembic_version "
+            "UNION ALL SELECT xmin::text::bigint FROM schema_compatibility"
+        )
+        return tuple(row["x"] for row in rows)
+    finally:
+        await connection.close()
+
+
+async def _as_owner(owner: PostgresEndpoint, *statements: str) -> None:
+    connection = await _connect(owner)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def test_a_new_consumer_role_gets_its_grants_from_migrate_on_a_database_at_head(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    """The service first ran as the owner alone (POSTGRES_USER = the owner: nobody to grant);
+    then the operator configures a consumer role of its own and runs `migrate` again."""
+    owner, app = roles
+    database = await _fresh_database(owner, "newrole")
+    code, stderr = await _migrate(database, database)
+    assert code == 0, stderr
+    consumer = _on(app, database.database)
+    assert not await _grants(database, consumer.user) & {("products", "SELECT")}
+
+    code, stderr = await _migrate(consumer, database)
+
+    assert code == 0, stderr
+    assert await _grants(database, consumer.user) == EXACT
+    assert f"granted {consumer.user} exactly: alembic_version (SELECT)" in stderr, stderr
+
+
+async def test_migrate_at_head_names_a_consumer_role_that_does_not_exist(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    owner, app = roles
+    database = await _fresh_database(owner, "ghost")
+    code, stderr = await _migrate(database, database)
+    assert code == 0, stderr
+    before = await _marker_version(database)
+    ghost = PostgresEndpoint(app.host, app.port, "no_such_consumer_role", "x", database.database)
+
+    code, stderr = await _migrate(ghost, database)
+
+    assert code == ExitCode.REFUSED, stderr
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: migration refused, nothing changed: the consumer's role 'no_such_consumer_role'"
+        )
+    ), stderr
+    assert await _marker_version(database) == before
+
+
+async def test_migrate_restores_a_grant_changed_by_hand(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    owner, app = roles
+    database = await _fresh_database(owner, "byhand")
+    consumer = _on(app, database.database)
+    code, stderr = await _migrate(consumer, database)
+    assert code == 0, stderr
+    await _as_owner(
+        database,
+        f'REVOKE INSERT ON products FROM "{consumer.user}"',
+        f'GRANT TRUNCATE ON consumer_offsets TO "{consumer.user}"',
+        f'GRANT SELECT ON processed_events TO "{consumer.user}" WITH GRANT OPTION',
+        f'GRANT TEMPORARY ON DATABASE "{database.database}" TO "{consumer.user}"',
+    )
+    changed = await _grants(database, consumer.user)
+    assert ("products", "INSERT") not in changed and ("consumer_offsets", "TRUNCATE") in changed
+
+    code, stderr = await _migrate(consumer, database)
+
+    assert code == 0, stderr
+    assert await _grants(database, consumer.user) == EXACT
+    connection = await _connect(database)
+    try:  # the grant option is gone too: the role cannot hand its privileges on
+        grantable = await connection.fetchval(
+            "SELECT count(*) FROM information_schema.role_table_grants "
+            "WHERE grantee = $1 AND is_grantable = 'YES'",
+            consumer.user,
+        )
+    finally:
+        await connection.close()
+    assert grantable == 0
+
+
+async def _set_read_only(owner: PostgresEndpoint, on: bool) -> None:
+    value = "on" if on else "off"
+    await _as_owner(
+        owner,
+        "SET default_transaction_read_only = off",  # this session's
+        f'ALTER DATABASE "{owner.database}" SET default_transaction_read_only = {value}',
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [((), EXACT), (("--downgrade", "3c5f0a9d2b71"), BEFORE)],
+    ids=["head", "before-declarations"],
+)
+async def test_migrate_with_nothing_to_do_and_the_grants_intact_writes_nothing(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+    args: tuple[str, ...],
+    expected: set[tuple[str, str]],
+) -> None:
+    """Every session of the database is read-only: any write (a GRANT, the marker) fails.
+    Below the first declaration the grants are the older releases' (read back the same way)."""
+    owner, app = roles
+    database = await _fresh_database(owner, "intact")
+    consumer = _on(app, database.database)
+    code, stderr = await _migrate(consumer, database)
+    assert code == 0, stderr
+    code, stderr = await _migrate(consumer, database, *args)
+    assert code == 0, stderr
+    before = await _marker_version(database)
+    await _set_read_only(database, True)
+    try:
+        code, stderr = await _migrate(consumer, database, *args)
+    finally:
+        await _set_read_only(database, False)
+
+    assert code == 0, stderr
+    assert "granted" not in stderr, stderr
+    assert await _marker_version(database) == before
+    assert await _grants(database, consumer.user) == expected
+
+
+async def test_migrate_at_head_names_a_read_only_server_when_the_grants_differ(
+    roles: tuple[PostgresEndpoint, PostgresEndpoint],
+) -> None:
+    owner, app = roles
+    database = await _fresh_database(owner, "readonly")
+    consumer = _on(app, database.database)
+    code, stderr = await _migrate(consumer, database)
+    assert code == 0, stderr
+    await _as_owner(database, f'REVOKE INSERT ON products FROM "{consumer.user}"')
+    await _set_read_only(database, True)
+    try:
+        code, stderr = await _migrate(consumer, database)
+    finally:
+        await _set_read_only(database, False)
+
+    assert code == ExitCode.UNAVAILABLE, stderr
+    assert "Traceback" not in stderr, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("error: PostgreSQL at POSTGRES_HOST takes no writes now ("), line
+    assert ("products", "INSERT") not in await _grants(database, consumer.user)

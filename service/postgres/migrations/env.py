@@ -19,15 +19,18 @@ from service.config.settings import (
 from service.core.schema_compat import IncompatibleDeclaration
 from service.postgres.downgrade_plan import DowngradePlanned, downgrade_steps
 from service.postgres.grants import (
+    ConsumerGrants,
     InvalidDeclaration,
     RoleMissing,
+    consumer_grants,
     declared_privileges,
     describe,
     grant_consumer_role,
+    holds_exactly,
 )
 from service.postgres.migration_lock import migration_lock
 from service.postgres.models import Base
-from service.postgres.schema_marker import record_compatibility
+from service.postgres.schema_marker import marker_is_current, record_compatibility
 from service.postgres.tls import connect_args as postgres_connect_args
 
 config = context.config
@@ -91,10 +94,9 @@ def do_run_migrations(connection: Connection) -> None:
             announce_downgrade(before)
         with context.begin_transaction():
             context.run_migrations()
-            # Nothing to do writes nothing: the marker and the grants are those the last
-            # migration left (and a read-only server or a standby is not written to).
-            if changes_revision() and context.get_context().get_current_heads() != before:
-                after_migrations(connection)
+            if changes_revision():
+                moved = context.get_context().get_current_heads() != before
+                after_migrations(connection, migrated=moved)
 
 
 def is_downgrade() -> bool:
@@ -130,11 +132,23 @@ def changes_revision() -> bool:
     return "destination_rev" in context.get_context().opts
 
 
-def after_migrations(connection: Connection) -> None:
+def after_migrations(connection: Connection, *, migrated: bool) -> None:
     """In the migration's transaction: record which code may run on the schema now, and
-    leave the consumer's role exactly the privileges its statements need."""
+    leave the consumer's role exactly the privileges its statements need.
+
+    With nothing migrated (not `migrated`), first read whether the marker and the role
+    are already exactly that, and write nothing if so: a read-only server or a standby at
+    head passes, and a new POSTGRES_USER or a grant changed by hand is still set right."""
     heads = context.get_context().get_current_heads()
+    current = settings()
     try:
+        grants = None
+        if current.migration_user != current.postgres_user:
+            declared = declared_privileges(context.script, heads)
+            grants = consumer_grants(connection, current.postgres_user, declared)
+        if not migrated and _already_set(connection, heads, grants):
+            log.info("the marker and the consumer's grants are as set; nothing to write")
+            return
         marker = record_compatibility(connection, context.script, heads)
         if marker is not None:
             log.info(
@@ -142,17 +156,23 @@ def after_migrations(connection: Connection) -> None:
                 marker.revision,
                 marker.min_code_revision,
             )
-        current = settings()
-        if current.migration_user != current.postgres_user:
-            declared = declared_privileges(context.script, heads)
-            granted = grant_consumer_role(connection, current.postgres_user, declared)
+        if grants is not None:
+            granted = grant_consumer_role(connection, grants)
             log.info(
                 "granted %s exactly: %s (no DDL, no TEMPORARY)",
-                current.postgres_user,
+                grants.role,
                 describe(granted) or "nothing",
             )
     except (IncompatibleDeclaration, RoleMissing, InvalidDeclaration) as error:
         sys.exit(f"migration refused, nothing changed: {error}")
+
+
+def _already_set(
+    connection: Connection, heads: tuple[str, ...], grants: ConsumerGrants | None
+) -> bool:
+    return marker_is_current(connection, context.script, heads) and (
+        grants is None or holds_exactly(connection, grants)
+    )
 
 
 async def run_async_migrations() -> None:

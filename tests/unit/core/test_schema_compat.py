@@ -15,6 +15,7 @@ from service.core.schema_compat import (
 from service.postgres.grants import (
     InvalidDeclaration,
     declared_privileges,
+    exact_privileges,
     grant_statements,
     undeclared_privileges,
 )
@@ -111,6 +112,15 @@ def test_grants_are_exactly_the_declared_privileges() -> None:
         'REVOKE ALL ON SEQUENCE "public"."products_id_seq" FROM "app""role"',
         'REVOKE TEMPORARY ON DATABASE "inv" FROM "app""role"',
     ]
+
+
+def test_every_owned_object_has_its_exact_privileges_none_for_the_undeclared() -> None:
+    """What migrate compares the role's grants with, and what it grants: one list."""
+    owned = {"products": "TABLE", "products_id_seq": "SEQUENCE"}
+    assert exact_privileges(owned, {"products": ("select", "insert"), "gone": ("SELECT",)}) == {
+        "products": ("SELECT", "INSERT"),
+        "products_id_seq": (),
+    }
 
 
 @pytest.mark.parametrize("privilege", ["TRUNCATE", "REFERENCES", "TRIGGER", "ALL"])
