@@ -102,8 +102,9 @@ versions = st.integers(min_value=1, max_value=5)
 quantities = st.none() | st.sampled_from([0, 1, 7, MAX_QUANTITY - 1, MAX_QUANTITY])
 deltas = st.sampled_from([1, -1, 2, -3, 10, MAX_QUANTITY, -MAX_QUANTITY, MAX_QUANTITY - 1])
 moments = st.integers(min_value=0, max_value=10_000).map(lambda s: BASE + timedelta(seconds=s))
+header_values = st.none() | st.binary(max_size=8) | st.sampled_from([b"1", b"2", b" 1", b""])
 headers = st.lists(
-    st.tuples(st.sampled_from(["h", "error.reason", "x"]), st.none() | st.binary(max_size=8)),
+    st.tuples(st.sampled_from(["h", "error.reason", "contract-version"]), header_values),
     max_size=3,
 ).map(tuple)
 
