@@ -101,6 +101,7 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
         "unknown_product": (*record(adjust(777, 1)), [("only", b"one")]),
         "insufficient_stock": (*record(adjust(5, -100)), forged),
         "key mismatch": (b"6", json.dumps(upsert(5, 9)).encode(), []),
+        "unknown version": (b"5", json.dumps(upsert(5, 9)).encode(), [("contract-version", b"2")]),
     }
     reasons = {
         "invalid_json": "invalid_json",
@@ -109,6 +110,7 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
         "unknown_product": "unknown_product",
         "insufficient_stock": "insufficient_stock",
         "key mismatch": "invalid_event",
+        "unknown version": "unknown_contract_version",
     }
     good_before = [record(upsert(5, 1, quantity=3))]
     good_after = [record(adjust(5, 2)), record(upsert(6, 1, name="later", quantity=1))]
@@ -144,6 +146,8 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
     assert by_position == {}
     price_letter = next(r for r in letters if r.value == bad["invalid_event"][1])
     assert "price" in header_map(price_letter)["error.message"]
+    version_letter = next(r for r in letters if dict(r.headers).get("contract-version"))
+    assert "contract-version='2'" in header_map(version_letter)["error.message"]
 
 
 async def test_duplicates_apply_once_and_stale_versions_are_ignored(
