@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("contract", help="print the event contract as JSON Schema").set_defaults(
         func=_contract, needs_settings=False
     )
+    from service.cli.validate import add_validate
+
+    add_validate(sub)  # `validate FILE|-`: offline, needs no settings
     sub.add_parser("create-topics", help="create the input and DLQ topics").set_defaults(
         func=_create_topics
     )
