@@ -372,7 +372,29 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"inventory-sink product event v{CONTRACT_VERSION}",
     }
-    schema.update(EVENT_ADAPTER.json_schema())
+    generated = EVENT_ADAPTER.json_schema()
+    schema["$defs"] = generated["$defs"]
+    # pydantic says `oneOf` the three types (with OpenAPI's `discriminator`, which JSON Schema
+    # validators ignore): a wrong event then fails as "not valid under any of the given
+    # schemas". Choosing the type's schema by `event_type` with if/then says the same, and a
+    # validator names the field that is wrong.
+    mapping: dict[str, str] = generated["discriminator"]["mapping"]
+    schema["type"] = "object"
+    schema["required"] = ["event_type"]
+    schema["properties"] = {
+        "event_type": {"enum": list(mapping), "description": "Which event this is."}
+    }
+    schema["allOf"] = [
+        {
+            "if": {
+                "type": "object",
+                "properties": {"event_type": {"const": name}},
+                "required": ["event_type"],
+            },
+            "then": {"$ref": ref},
+        }
+        for name, ref in mapping.items()
+    ]
     rules = "\n".join(f"- {name}: {text}" for name, text in NOT_IN_JSON_SCHEMA.items())
     schema["description"] = (
         f"One product event, the value of a Kafka record on the product-events topic (UTF-8 "

@@ -842,15 +842,19 @@ def test_json_schema_describes_the_three_event_types() -> None:
     schema = json_schema()
 
     assert schema["title"] == f"inventory-sink product event v{CONTRACT_VERSION}"
-    assert schema["discriminator"]["propertyName"] == "event_type"
-    assert set(schema["discriminator"]["mapping"]) == set(EVENT_TYPES)
-    refs = {option["$ref"] for option in schema["oneOf"]}
-    assert refs == {
-        "#/$defs/ProductUpserted",
-        "#/$defs/ProductDeleted",
-        "#/$defs/StockAdjusted",
+    assert schema["required"] == ["event_type"]
+    assert set(schema["properties"]["event_type"]["enum"]) == set(EVENT_TYPES)
+    # each event type chooses its own schema (if/then), so a validator names the wrong field
+    chosen = {
+        rule["if"]["properties"]["event_type"]["const"]: rule["then"]["$ref"]
+        for rule in schema["allOf"]
     }
-    for event_type, ref in schema["discriminator"]["mapping"].items():
+    assert chosen == {
+        "product.upserted": "#/$defs/ProductUpserted",
+        "product.deleted": "#/$defs/ProductDeleted",
+        "stock.adjusted": "#/$defs/StockAdjusted",
+    }
+    for event_type, ref in chosen.items():
         model = schema["$defs"][ref.rsplit("/", 1)[-1]]
         assert model["properties"]["event_type"]["const"] == event_type
 
