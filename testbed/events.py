@@ -36,7 +36,7 @@ def upsert(
     product_id: int,
     version: int,
     name: str = "thing",
-    price: str = "9.99",
+    price: str | float = "9.99",
     quantity: int | None = None,
     **kw: Any,
 ) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic_core import ErrorDetails, core_schema
 
 CONTRACT_VERSION = 1
 MAX_PRODUCT_ID = 2**63 - 1
@@ -39,14 +39,24 @@ MAX_PRICE = Decimal("9999999999.99")  # NUMERIC(12, 2)
 # PostgreSQL text cannot hold NUL (U+0000): such a string is rejected here, not by the database.
 NO_NUL = r"^[^\x00]*$"
 
-# A price on the wire: a JSON string of plain decimal digits, at most 10 before the point and
-# 2 after it (NUMERIC(12, 2)), no sign, exponent, blanks or `_`. Not a JSON number: JSON
-# numbers are binary floats in most publishers' libraries, and no JSON Schema validator can
-# tell `24.99` from `24.989999999999998` or `1e2` from `100` as the service would.
+# A price on the wire, in one of two forms. The recommended one: a JSON string of plain
+# decimal digits, at most 10 before the point and 2 after it (NUMERIC(12, 2)), no sign,
+# exponent, blanks or `_`, so that what the publisher wrote is exactly what is stored.
 PRICE = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"
 PRICE_MESSAGE = (
     'must be a decimal string of up to 10 digits and at most 2 decimals, e.g. "24.90" '
-    "(no sign, exponent, spaces or _, and not a JSON number)"
+    "(no sign, exponent, spaces or _)"
+)
+# The other: a JSON number, as contract v1 always allowed and upstreams publish. The service
+# reads it as a binary64 float (what most publishers' JSON libraries write), shortest
+# round-trip digits: 24.9 is 24.9, 1e2 is 100, -0.0 is zero; it must then have at most 2
+# decimals (24.999 and 0.30000000000000004 are refused) and lie within 0..MAX_PRICE.
+NUMBER_PLACES_MESSAGE = (
+    'must have at most 2 decimal places; send it as a decimal string, e.g. "24.90"'
+)
+PRICE_TYPE_MESSAGE = (
+    'must be a decimal string, e.g. "24.90" (recommended), or a JSON number with at most '
+    "2 decimal places"
 )
 
 # The one spelling of a UUID (RFC 9562, any case): what `format: uuid` means to JSON Schema
@@ -117,8 +127,9 @@ class _UuidText:
         return {"type": "string", "format": "uuid", "pattern": UUID_TEXT}
 
 
-class _PriceText:
-    """Only a price string (`PRICE`) in JSON; in Python a Decimal within NUMERIC(12, 2)."""
+class _Price:
+    """In JSON a price string (`PRICE`) or a JSON number; in Python a Decimal. Either way
+    within NUMERIC(12, 2): 0 to MAX_PRICE, at most 2 decimals."""
 
     @classmethod
     def __get_pydantic_core_schema__(
@@ -127,18 +138,35 @@ class _PriceText:
         numeric = core_schema.decimal_schema(
             ge=Decimal(0), le=MAX_PRICE, max_digits=12, decimal_places=2
         )
-        return _text_then(PRICE, numeric)
+        text = core_schema.chain_schema([core_schema.str_schema(pattern=PRICE), numeric])
+        # A strict float takes a JSON number (integer or not) and nothing else: a string that
+        # misses PRICE must not reach the Decimal parser, which reads "1_0" and " 1e2".
+        number = core_schema.chain_schema([core_schema.float_schema(strict=True), numeric])
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.union_schema(
+                [(text, "string"), (number, "number")], mode="left_to_right"
+            ),
+            python_schema=numeric,
+        )
 
     @classmethod
     def __get_pydantic_json_schema__(
         cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": PRICE, "examples": ["24.90", "0", "1999.5"]}
+        # No `multipleOf: 0.01` for the number: validators compute it in binary floating
+        # point and refuse 0.29. The decimals rule is named in NOT_IN_JSON_SCHEMA instead.
+        return {
+            "anyOf": [
+                {"type": "string", "pattern": PRICE},
+                {"type": "number", "minimum": 0, "maximum": float(MAX_PRICE)},
+            ],
+            "examples": ["24.90", "0", "1999.5", 24.9],
+        }
 
 
 Rfc3339 = Annotated[datetime, _Rfc3339Text]
 UuidText = Annotated[UUID, _UuidText]
-Price = Annotated[Decimal, _PriceText]
+Price = Annotated[Decimal, _Price]
 
 # What JSON Schema cannot say, so the committed schema states it in its description and the
 # agreement test (tests/unit/core/test_schema_agreement.py) lists it by these names.
@@ -151,6 +179,10 @@ NOT_IN_JSON_SCHEMA = {
     "MAX_RECORD_BYTES (default 1048576 bytes).",
     "json-text": "The value must be UTF-8 JSON (RFC 8259) without a lone UTF-16 surrogate "
     "escape and nested at most 200 containers deep; duplicate names: the last one counts.",
+    "number-decimal-places": "A price sent as a JSON number must have at most 2 decimal "
+    "places, read as a binary64 float in its shortest form: 24.9, 0.29 and 1e2 (100) are "
+    "accepted, 24.999 and 0.30000000000000004 are refused. The schema checks only its range: "
+    "validators compute `multipleOf: 0.01` in binary floating point and would refuse 0.29.",
 }
 
 
@@ -172,8 +204,9 @@ class UpsertData(_Model):
     price: Annotated[
         Price,
         Field(
-            description="Unit price, a decimal string: 0 to 9999999999.99, at most 2 decimals, "
-            "plain digits (no sign, exponent, spaces or _). Not a JSON number."
+            description="Unit price, 0 to 9999999999.99. Send a decimal string (recommended): "
+            "plain digits with at most 2 decimals, no sign, exponent, spaces or _. A JSON "
+            "number is accepted when it has at most 2 decimals (see number-decimal-places)."
         ),
     ]
     quantity: Annotated[
@@ -306,25 +339,52 @@ def parse_event(value: bytes | None) -> ProductUpserted | ProductDeleted | Stock
 
 
 _PATTERN_MESSAGES = {RFC3339: RFC3339_MESSAGE, PRICE: PRICE_MESSAGE, UUID_TEXT: UUID_MESSAGE}
+_PRICE_FORMS = ("string", "number")  # the tags of the price's two forms in an error's loc
 
 
 def _describe(error: ValidationError, limit: int = 5) -> str:
-    parts = []
-    for item in error.errors(include_url=False)[:limit]:
-        where = ".".join(str(p) for p in item["loc"]) or "value"
-        message = item["msg"]
-        pattern = item.get("ctx", {}).get("pattern")
-        if item["type"] == "string_pattern_mismatch" and pattern == NO_NUL:
-            message = "must not contain NUL (\\u0000) characters; PostgreSQL text cannot store them"
-        elif item["type"] == "string_pattern_mismatch" and pattern in _PATTERN_MESSAGES:
-            message = _PATTERN_MESSAGES[pattern]
-        elif item["type"] == "string_type" and item["loc"][-1] == "price":
-            message = PRICE_MESSAGE  # a JSON number: say what to send instead
-        parts.append(f"{where}: {message}")
-    extra = error.error_count() - limit
-    if extra > 0:
-        parts.append(f"(+{extra} more)")
+    parts = [f"{'.'.join(map(str, loc)) or 'value'}: {text}" for loc, text in _errors(error)]
+    if len(parts) > limit:
+        parts[limit:] = [f"(+{len(parts) - limit} more)"]
     return "; ".join(parts)
+
+
+def _errors(error: ValidationError) -> list[tuple[tuple[int | str, ...], str]]:
+    found = []
+    for item in error.errors(include_url=False):
+        loc = item["loc"]
+        if len(loc) > 1 and loc[-2] == "price" and loc[-1] in _PRICE_FORMS:
+            text = _price_message(item)
+            if text is not None:
+                found.append((loc[:-1], text))
+        else:
+            found.append((loc, _message(item)))
+    return found
+
+
+def _price_message(item: ErrorDetails) -> str | None:
+    """A price that fails fails both of its forms: only the form it was sent in says why
+    (None for the other one); sent in neither form, one message says what to send."""
+    value, form = item["input"], item["loc"][-1]
+    if isinstance(value, str):
+        return _message(item) if form == "string" else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return PRICE_TYPE_MESSAGE if form == "string" else None
+    if form == "string":
+        return None
+    if item["type"] in ("decimal_max_places", "decimal_max_digits", "decimal_whole_digits"):
+        # Too many digits: before the point (1e11), or after it (24.999, 0.30000000000000004).
+        return f"must be at most {MAX_PRICE}" if abs(value) >= 10**10 else NUMBER_PLACES_MESSAGE
+    return _message(item)
+
+
+def _message(item: ErrorDetails) -> str:
+    pattern = item.get("ctx", {}).get("pattern")
+    if item["type"] == "string_pattern_mismatch" and pattern == NO_NUL:
+        return "must not contain NUL (\\u0000) characters; PostgreSQL text cannot store them"
+    if item["type"] == "string_pattern_mismatch" and pattern in _PATTERN_MESSAGES:
+        return _PATTERN_MESSAGES[pattern]
+    return item["msg"]
 
 
 # The record around the event: the key and the one header the service reads.

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[3]
 GOOD = json.dumps(upsert(1, 1, price="24.90"))
 PRICE = (
     'must be a decimal string of up to 10 digits and at most 2 decimals, e.g. "24.90" (no sign, '
-    "exponent, spaces or _, and not a JSON number)"
+    "exponent, spaces or _)"
 )
+NUMBER = 'must have at most 2 decimal places; send it as a decimal string, e.g. "24.90"'
 
 
 def validate(
@@ -53,6 +54,8 @@ def test_every_line_gets_the_services_verdict_and_any_invalid_line_exits_1(
         json.dumps(upsert(2, 1, price="1_0")),
         json.dumps(adjust(3, 0)),
         "{not json",
+        json.dumps(upsert(6, 1, price=24.9)),
+        json.dumps(upsert(7, 1, price=24.999)),
     ]
     events.write_text("\n".join(lines) + "\n")
 
@@ -64,8 +67,10 @@ def test_every_line_gets_the_services_verdict_and_any_invalid_line_exits_1(
         f"line 3: invalid_event: product.upserted.data.price: {PRICE}",
         "line 4: invalid_event: stock.adjusted.data: Value error, delta must not be zero",
         "line 5: invalid_json: value: Invalid JSON: key must be a string at line 1 column 2",
+        "line 6: ok",
+        f"line 7: invalid_event: product.upserted.data.price: {NUMBER}",
     ]
-    assert result.stderr == "4 records checked, 3 would be dead-lettered\n"
+    assert result.stderr == "6 records checked, 4 would be dead-lettered\n"
 
 
 def test_a_file_of_valid_events_exits_0_and_stdin_works(tmp_path: Path) -> None:

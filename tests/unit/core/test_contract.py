@@ -574,6 +574,9 @@ def test_description_rejects_non_string_or_too_long(description: Any) -> None:
         pytest.param("1.5", Decimal("1.5"), id="string-1dp"),
         pytest.param("1.50", Decimal("1.5"), id="trailing-zero"),
         pytest.param("9999999999.99", MAX_PRICE, id="max-price"),
+        pytest.param(19.99, Decimal("19.99"), id="json-number"),
+        pytest.param(5, Decimal("5"), id="json-integer"),
+        pytest.param(0, Decimal("0"), id="json-zero"),
     ],
 )
 def test_price_accepts_non_negative_decimals_with_at_most_two_places(
@@ -590,9 +593,6 @@ def test_price_accepts_non_negative_decimals_with_at_most_two_places(
     [
         pytest.param("1.234", id="three-places-string"),
         pytest.param("24.999", id="three-places"),
-        pytest.param(19.99, id="json-number"),
-        pytest.param(5, id="json-integer"),
-        pytest.param(0, id="json-zero"),
         pytest.param("1_0", id="underscore"),
         pytest.param(" 1.00", id="leading-blank"),
         pytest.param("1.00 ", id="trailing-blank"),
@@ -624,6 +624,84 @@ def test_price_accepts_non_negative_decimals_with_at_most_two_places(
 )
 def test_price_rejects_invalid_values(price: Any) -> None:
     assert_invalid(upserted(data=upsert_data(price=price)), "data.price")
+
+
+def with_price_text(price: str) -> bytes:
+    """An upsert whose price is this JSON text, spelled exactly so (json.dumps would respell
+    1e2 as 100.0)."""
+    return encode(upserted(data=upsert_data(price="PRICE"))).replace(b'"PRICE"', price.encode())
+
+
+# Contract v1 has always taken a JSON number; the service reads it as a binary64 float (as
+# publishers' JSON libraries write one), in its shortest round-trip digits.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24.9", Decimal("24.9")),
+        ("24.90", Decimal("24.9")),
+        ("0.29", Decimal("0.29")),  # 0.28999999999999998 in binary: still 0.29
+        ("0.01", Decimal("0.01")),
+        ("1e-2", Decimal("0.01")),
+        ("1e2", Decimal(100)),  # an exponent loses nothing: 100
+        ("1E+2", Decimal(100)),
+        ("2.500", Decimal("2.5")),  # trailing zeros are not decimal places
+        ("0", Decimal(0)),
+        ("-0", Decimal(0)),
+        ("-0.0", Decimal(0)),  # the value is zero: stored as 0.00
+        ("9999999999", Decimal(9999999999)),
+        ("9999999999.99", MAX_PRICE),
+        # More digits than a binary64 float holds: the publisher's library meant 24.9.
+        ("24.899999999999999", Decimal("24.9")),
+    ],
+)
+def test_price_as_a_json_number_is_read_as_its_float(text: str, expected: Decimal) -> None:
+    event = parse_event(with_price_text(text))
+
+    assert isinstance(event, ProductUpserted) and event.data.price == expected
+
+
+NUMBER_PLACES = 'must have at most 2 decimal places; send it as a decimal string, e.g. "24.90"'
+PRICE_FORMS = (
+    'must be a decimal string, e.g. "24.90" (recommended), or a JSON number with at most 2 '
+    "decimal places"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("24.999", NUMBER_PLACES),
+        ("0.30000000000000004", NUMBER_PLACES),  # 0.1 + 0.2 as a float prints
+        ("0.001", NUMBER_PLACES),
+        ("1e-7", NUMBER_PLACES),
+        ("9999999999.994", NUMBER_PLACES),
+        ("5e-324", NUMBER_PLACES),
+        ("-1", "Input should be greater than or equal to 0"),
+        ("-0.01", "Input should be greater than or equal to 0"),
+        ("1e11", "must be at most 9999999999.99"),
+        ("10000000000", "must be at most 9999999999.99"),
+        ("12345678901234567890123", "must be at most 9999999999.99"),
+        ("1e400", "Input should be a finite number"),
+        ("true", PRICE_FORMS),
+        ("null", PRICE_FORMS),
+        ("{}", PRICE_FORMS),
+    ],
+)
+def test_price_as_a_json_number_is_refused_with_its_reason(text: str, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(with_price_text(text))
+
+    assert str(caught.value) == f"product.upserted.data.price: {reason}"
+
+
+def test_a_price_string_is_refused_for_its_spelling_not_as_a_number() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(with_price_text('"24.999"'))
+
+    assert str(caught.value) == (
+        "product.upserted.data.price: must be a decimal string of up to 10 digits and at most "
+        '2 decimals, e.g. "24.90" (no sign, exponent, spaces or _)'
+    )
 
 
 @pytest.mark.parametrize("quantity", [0, 1, 100, MAX_QUANTITY, None])

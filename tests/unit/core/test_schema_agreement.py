@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from copy import deepcopy
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from service.core.contract import (
+    MAX_PRICE,
     MAX_PRODUCT_ID,
     MAX_QUANTITY,
     NOT_IN_JSON_SCHEMA,
@@ -64,11 +66,28 @@ def _final_newline(document: Any) -> bool:
     return any(isinstance(text := _at(document, p), str) and text.endswith("\n") for p in paths)
 
 
+def _number_decimal_places(document: Any) -> bool:
+    """An upsert's price sent as a JSON number within the schema's range that has more than
+    2 decimals as the service reads it (its shortest float digits, as json.dumps writes it)."""
+    if not isinstance(document, dict) or document.get("event_type") != "product.upserted":
+        return False
+    price = _at(document, ("data", "price"))
+    if isinstance(price, bool) or not isinstance(price, int | float):
+        return False
+    if not 0 <= price <= float(MAX_PRICE):
+        return False
+    exponent = Decimal(repr(price)).normalize().as_tuple().exponent
+    return isinstance(exponent, int) and exponent < -2
+
+
 # Rules the schema cannot state, by their names in NOT_IN_JSON_SCHEMA: when each applies to a
 # document the schema accepts, the service refuses it. (The other two named rules are about the
 # record around the value, the key and the size, which `parse_event` does not see; the JSON
 # text rule is about text this test never generates: lone surrogates, 200 levels of nesting.)
-EXCEPTIONS: dict[str, Callable[[Any], bool]] = {"integer-literal": _integral_float}
+EXCEPTIONS: dict[str, Callable[[Any], bool]] = {
+    "integer-literal": _integral_float,
+    "number-decimal-places": _number_decimal_places,
+}
 # Python's jsonschema runs `pattern` with Python's `re`, whose `$` also matches before a final
 # newline; ECMA 262 (the dialect JSON Schema specifies) and the service's regex engine do not.
 VALIDATOR_DEVIATIONS: dict[str, Callable[[Any], bool]] = {"python-re-final-newline": _final_newline}
@@ -133,10 +152,12 @@ def _rfc3339(moment: datetime, zulu: bool) -> str:
 
 
 @st.composite
-def prices(draw: st.DrawFn) -> str:
+def prices(draw: st.DrawFn) -> str | int | float:
     cents = draw(st.integers(min_value=0, max_value=999_999_999_999))
     whole, fraction = divmod(cents, 100)
-    spelling = draw(st.sampled_from(["whole", "one", "two"]))
+    spelling = draw(st.sampled_from(["whole", "one", "two", "number"]))
+    if spelling == "number":  # a JSON number: the float nearest, written in its shortest form
+        return whole if fraction == 0 and draw(st.booleans()) else cents / 100
     if spelling == "whole" and fraction == 0:
         return str(whole)
     if spelling == "one" and fraction % 10 == 0:
@@ -253,6 +274,18 @@ EDGE_VALUES: list[Any] = [
     24.99,
     24.999,
     0.5,
+    0.29,
+    24.9,
+    100.0,
+    0.1 + 0.2,
+    0.001,
+    5e-324,
+    -0.01,
+    9999999999.99,
+    9999999999.994,
+    9999999999,
+    10_000_000_000,
+    1e11,
     # timestamps
     "2026-01-01T09:00:00",
     "2026-01-01T09:00:00+00:00",
@@ -367,7 +400,6 @@ def _with(**data: Any) -> dict[str, Any]:
     [
         pytest.param(ADJUST, id="delta-0"),
         pytest.param(_with(price="abc"), id="price-abc"),
-        pytest.param(_with(price=24.999), id="price-24.999"),
         pytest.param(_with(price="24.999"), id="price-string-24.999"),
         pytest.param(_with(price="-1"), id="price-minus-1"),
         pytest.param(BASE | {"occurred_at": "2026-01-01T09:00:00"}, id="no-offset"),
@@ -381,6 +413,48 @@ def _with(**data: Any) -> dict[str, Any]:
 def test_what_the_old_schema_let_through_is_refused_by_both(event: dict[str, Any]) -> None:
     assert not VALIDATOR.is_valid(event)
     assert service_accepts(event)[0] is False
+
+
+# Numeric prices, valid and not: in range or out, on the cent or between cents, as they come
+# out of a float computation, and any float or integer at all.
+numeric_prices = (
+    st.integers(min_value=-(10**12), max_value=10**12).map(lambda cents: cents / 100)
+    | st.integers(min_value=-(10**13), max_value=10**13).map(lambda mills: mills / 1000)
+    | st.integers(min_value=-(10**11), max_value=10**11)
+    | st.floats(min_value=-1, max_value=2e10, allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([24.9, 0.29, 1e2, 24.999, -1, 1e11, 0.1 + 0.2, -0.0, 9999999999.99])
+)
+
+
+@SETTINGS
+@given(valid_events().filter(lambda e: e["event_type"] == "product.upserted"), numeric_prices)
+def test_schema_and_service_agree_on_numeric_prices(
+    event: dict[str, Any], price: int | float
+) -> None:
+    event["data"]["price"] = price
+    assert_agree(event)
+
+
+@pytest.mark.parametrize("price", [24.9, 0.29, 1e2, 0, -0.0, 9999999999.99, 1234567.5])
+def test_a_numeric_price_of_at_most_2_decimals_passes_both(price: float) -> None:
+    """0.29 too: the schema says no `multipleOf: 0.01`, which validators judge in binary."""
+    assert VALIDATOR.is_valid(_with(price=price))
+    assert service_accepts(_with(price=price)) == (True, "")
+
+
+@pytest.mark.parametrize("price", [24.999, 0.1 + 0.2, 0.001])
+def test_a_numeric_price_of_more_decimals_is_the_named_exception(price: float) -> None:
+    assert VALIDATOR.is_valid(_with(price=price))  # the schema checks only its range
+    assert _number_decimal_places(_with(price=price))
+    accepted, message = service_accepts(_with(price=price))
+    assert not accepted and "price: must have at most 2 decimal places" in message
+
+
+@pytest.mark.parametrize("price", [-1, -0.01, 1e11, 10_000_000_000, True, None])
+def test_a_numeric_price_out_of_range_is_refused_by_both(price: Any) -> None:
+    assert not VALIDATOR.is_valid(_with(price=price))
+    assert service_accepts(_with(price=price))[0] is False
 
 
 def test_an_integral_float_is_the_named_exception() -> None:
