@@ -235,11 +235,13 @@ def generate_records(spec: LabelledSpec) -> list[Rec]:
             continue
         if current == 0 or rng.random() < 0.25:
             versions[pid] = current + rng.choice([1, 1, 1, 2, 5])
+            cents = rng.randint(0, 100000)
             body = upsert(
                 pid,
                 versions[pid],
                 name=f"product {pid} v{versions[pid]}",
-                price=f"{rng.randint(0, 100000) / 100:.2f}",
+                # Some upstreams send a JSON number (v1 takes both): 1234.5, 7.0, 0.29.
+                price=cents / 100 if cents % 3 == 0 else f"{cents / 100:.2f}",
                 quantity=rng.choice([None, rng.randint(0, 50)]),
                 event_id=eid,
                 occurred_at=clock,
@@ -280,8 +282,11 @@ def _labelled_bad(rng: random.Random, pid: int) -> tuple[bytes | None, bytes | N
         return key, json.dumps(upsert(pid, 1, price="1.001")).encode(), "invalid_event"
     if kind == 6:
         return key, json.dumps(adjust(pid, MAX_QUANTITY + 1)).encode(), "invalid_event"
-    if kind == 9:  # a price the service must not read as Python's Decimal would ("1_0" = 10)
-        price = rng.choice(["1_0", " 1.00", "1e2", "-1", "24.999", "+1", "01.5"])
+    if kind == 9:  # a price the service must not read as Python's Decimal would ("1_0" = 10),
+        # or a JSON number off the cent or out of range
+        price = rng.choice(
+            ["1_0", " 1.00", "1e2", "-1", "24.999", "+1", "01.5", 24.999, -1, 1e11, 0.1 + 0.2]
+        )
         return key, json.dumps(upsert(pid, 1, price=price)).encode(), "invalid_event"
     if kind == 10:  # a valid event of a contract version this service does not read
         return key, json.dumps(upsert(pid, 1)).encode(), "unknown_contract_version"

@@ -11,7 +11,9 @@ own domain code cannot also move the expectation.
 Where the README leaves a detail open, the model states the choice it makes:
 - a record with no key, or an empty key, is not checked against its product id;
 - `data.price` is a JSON string of plain digits: up to 10 before an optional point and 1 or
-  2 after it (no sign, exponent, blanks or `_`, and no JSON number);
+  2 after it (no sign, exponent, blanks or `_`); or a JSON number in 0 .. 9999999999.99
+  with at most 2 decimal places as Python reads it (a float, by its shortest repr: 1e2 is
+  100, 24.999 and 0.1 + 0.2 have too many), trailing zeros not counted (2.500 is 2.5);
 - `event_id` is a UUID written 8-4-4-4-12 (hex digits of any case), nothing else;
 - a `contract-version` header (the last of that name) other than `1` dead-letters the record
   as `unknown_contract_version` before its value is read; no such header means version 1;
@@ -172,10 +174,18 @@ def _text(value: Any, where: str, low: int, high: int, *, nullable: bool = False
 
 
 def _price(value: Any) -> Decimal:
-    if not isinstance(value, str) or not _PRICE.match(value):
-        raise _Invalid("data.price: must be a string of digits, at most 10 . 2")
-    price = Decimal(value)
-    assert price <= MAX_PRICE
+    if isinstance(value, str):
+        if not _PRICE.match(value):
+            raise _Invalid("data.price: a string must be digits, at most 10 . 2")
+        return Decimal(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid("data.price: must be a string or a number")
+    price = Decimal(repr(value))
+    if not price.is_finite() or not 0 <= price <= MAX_PRICE:
+        raise _Invalid("data.price: must be 0 .. 9999999999.99")
+    exponent = price.normalize().as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -2:
+        raise _Invalid("data.price: at most 2 decimal places")
     return price
 
 
