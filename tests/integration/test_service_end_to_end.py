@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,7 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
         "insufficient_stock": (*record(adjust(5, -100)), forged),
         "key mismatch": (b"6", json.dumps(upsert(5, 9)).encode(), []),
         "unknown version": (b"5", json.dumps(upsert(5, 9)).encode(), [("contract-version", b"2")]),
+        "price off the cent": (b"5", json.dumps(upsert(5, 9, price=24.999)).encode(), []),
     }
     reasons = {
         "invalid_json": "invalid_json",
@@ -111,9 +113,16 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
         "insufficient_stock": "insufficient_stock",
         "key mismatch": "invalid_event",
         "unknown version": "unknown_contract_version",
+        "price off the cent": "invalid_event",
     }
     good_before = [record(upsert(5, 1, quantity=3))]
-    good_after = [record(adjust(5, 2)), record(upsert(6, 1, name="later", quantity=1))]
+    # Prices as JSON numbers, as v1 publishers may send them: 24.9, and 1e2 spelled so.
+    exponent = json.dumps(upsert(7, 1, price="PRICE")).encode().replace(b'"PRICE"', b"1e2")
+    good_after = [
+        record(adjust(5, 2)),
+        record(upsert(6, 1, name="later", price=24.9, quantity=1)),
+        (b"7", exponent),
+    ]
     pairs = [*good_before, *bad.values(), *good_after]
     positions = await publish_acked(kafka, settings.kafka_topic, pairs)
     consumer.start()
@@ -121,6 +130,7 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
     await wait_for_table(engine, expected_outcome(pairs).products, consumer)
     rows = await table(engine)
     assert rows[5].quantity == 5 and rows[5].version == 1 and rows[6].name == "later"
+    assert (rows[6].price, rows[7].price) == (Decimal("24.90"), Decimal("100.00"))
 
     letters = await read_topic(kafka, settings.kafka_dlq_topic, len(bad))
     assert len(letters) == len(bad)
@@ -146,6 +156,11 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
     assert by_position == {}
     price_letter = next(r for r in letters if r.value == bad["invalid_event"][1])
     assert "price" in header_map(price_letter)["error.message"]
+    cents_letter = next(r for r in letters if r.value == bad["price off the cent"][1])
+    assert header_map(cents_letter)["error.message"] == (
+        "product.upserted.data.price: must have at most 2 decimal places; send it as a decimal "
+        'string, e.g. "24.90"'
+    )
     version_letter = next(r for r in letters if dict(r.headers).get("contract-version"))
     assert "contract-version='2'" in header_map(version_letter)["error.message"]
 
