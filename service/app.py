@@ -14,10 +14,11 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream
+from faststream.asgi import AsgiFastStream, AsyncAPIRoute
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer, KafkaMessage
 from prometheus_client import make_asgi_app
+from pydantic import SecretStr
 
 from service.config.settings import Settings, get_settings
 from service.core.position_verdict import OnAheadOfLog, OnRecordsLost
@@ -36,6 +37,7 @@ from service.health.position_watch import PositionWatch
 from service.health.probe import Probe, every, probe_route, scrape_route
 from service.health.progress import ProgressTracker
 from service.kafka import lenient_fetch
+from service.kafka.asyncapi import EventBatch, contract_asyncapi, declare_dead_letters
 from service.kafka.dead_letter_producer import KafkaDeadLetterSink
 from service.kafka.parser import RawBatchParser
 from service.kafka.security import broker_security
@@ -122,12 +124,15 @@ def build_broker(settings: Settings, handler: BatchHandler, guard: PartitionGuar
         parser=RawBatchParser(lambda: subscriber.consumer),
         decoder=_raw_records,
         title="product-events",
-        description="Product events, contract v1 (see README).",
+        description="Product events, contract v1: the JSON value of each record, keyed by its "
+        "product id (contract/product-event.v1.schema.json, docs/reference/contract.md).",
     )
     guard.attach(lambda: subscriber.consumer)
+    declare_dead_letters(broker, settings.kafka_dlq_topic)
 
     @subscriber
-    async def consume(message: KafkaMessage, consumer: Consumer) -> None:
+    async def consume(records: EventBatch, message: KafkaMessage, consumer: Consumer) -> None:
+        # `records` (the raw batch, passed through) is here to document the payload.
         await handler(message, consumer)
 
     return broker
@@ -159,7 +164,10 @@ def build_app(
         lifespan=lifespan,
         after_startup=[serving],
         on_shutdown=[finish_in_flight],
-        asyncapi_path="/docs",
+        specification=contract_asyncapi(broker),
+        # The document at /docs and /docs.json; no "try it out" (/docs/try), which would let
+        # anyone who reaches the HTTP port publish to the topics through the consumer's broker.
+        asyncapi_path=AsyncAPIRoute("/docs", try_it_out_path=None),
     )
 
 
@@ -274,3 +282,17 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         ("/metrics", scrape_route(readiness, make_asgi_app(metrics.registry))),
     ]
     return build_app(broker, handler, lifecycle, lifespan, routes)
+
+
+def documentation_app() -> AsgiFastStream:
+    """The app as contract/asyncapi.yaml documents it: the default topics and the local broker,
+    nothing read from the environment; it connects to nothing. Regenerate the file with
+    `faststream docs gen --yaml --factory service.app:documentation_app -o contract/asyncapi.yaml`.
+    """
+    settings = Settings.model_construct(
+        kafka_bootstrap_servers="127.0.0.1:9092",
+        postgres_user="inventory",
+        postgres_password=SecretStr("unused"),
+        postgres_db="inventory",
+    )
+    return create_app(settings)

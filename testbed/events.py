@@ -36,7 +36,7 @@ def upsert(
     product_id: int,
     version: int,
     name: str = "thing",
-    price: str = "9.99",
+    price: str | float = "9.99",
     quantity: int | None = None,
     **kw: Any,
 ) -> dict[str, Any]:
@@ -168,6 +168,7 @@ HEADER_SAMPLES: list[HeaderList] = [
     (("x-bin", b"\x00\xff\xfe"), ("x-null", None)),
     (("dup", b"1"), ("dup", b"2"), ("error.reason", b"forged"), ("original.offset", b"-1")),
     (("caf\u00e9", "\u00fc".encode()),),
+    (("contract-version", b"1"),),  # what a publisher may send: the version it read
 ]
 
 
@@ -197,7 +198,10 @@ def generate_records(spec: LabelledSpec) -> list[Rec]:
         roll = rng.random()
         if roll < spec.bad_share:
             key, value, label = _labelled_bad(rng, pid)
-            out.append(Rec(key, value, rng.choice([(), *HEADER_SAMPLES]), label))
+            headers = rng.choice([(), *HEADER_SAMPLES])
+            if label == "unknown_contract_version":
+                headers = (*headers, ("contract-version", rng.choice([b"2", b"v1", b"", None])))
+            out.append(Rec(key, value, headers, label))
             continue
         roll -= spec.bad_share
         if roll < spec.duplicate_share and sent:
@@ -231,11 +235,13 @@ def generate_records(spec: LabelledSpec) -> list[Rec]:
             continue
         if current == 0 or rng.random() < 0.25:
             versions[pid] = current + rng.choice([1, 1, 1, 2, 5])
+            cents = rng.randint(0, 100000)
             body = upsert(
                 pid,
                 versions[pid],
                 name=f"product {pid} v{versions[pid]}",
-                price=f"{rng.randint(0, 100000) / 100:.2f}",
+                # Some upstreams send a JSON number (v1 takes both): 1234.5, 7.0, 0.29.
+                price=cents / 100 if cents % 3 == 0 else f"{cents / 100:.2f}",
                 quantity=rng.choice([None, rng.randint(0, 50)]),
                 event_id=eid,
                 occurred_at=clock,
@@ -253,7 +259,7 @@ def generate_records(spec: LabelledSpec) -> list[Rec]:
 
 def _labelled_bad(rng: random.Random, pid: int) -> tuple[bytes | None, bytes | None, str]:
     key = str(pid).encode()
-    kind = rng.randrange(9)
+    kind = rng.randrange(11)
     if kind == 0:
         return key, b"{not json", "invalid_json"
     if kind == 1:
@@ -276,6 +282,14 @@ def _labelled_bad(rng: random.Random, pid: int) -> tuple[bytes | None, bytes | N
         return key, json.dumps(upsert(pid, 1, price="1.001")).encode(), "invalid_event"
     if kind == 6:
         return key, json.dumps(adjust(pid, MAX_QUANTITY + 1)).encode(), "invalid_event"
+    if kind == 9:  # a price the service must not read as Python's Decimal would ("1_0" = 10),
+        # or a JSON number off the cent or out of range
+        price = rng.choice(
+            ["1_0", " 1.00", "1e2", "-1", "24.999", "+1", "01.5", 24.999, -1, 1e11, 0.1 + 0.2]
+        )
+        return key, json.dumps(upsert(pid, 1, price=price)).encode(), "invalid_event"
+    if kind == 10:  # a valid event of a contract version this service does not read
+        return key, json.dumps(upsert(pid, 1)).encode(), "unknown_contract_version"
     if kind == 7:  # the key names another product
         return str(pid + 1).encode(), json.dumps(upsert(pid, 1)).encode(), "invalid_event"
     return key, json.dumps(upsert(pid, 0)).encode(), "invalid_event"  # version 0

@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the event contract as JSON Schema",
         description="Print the event contract as JSON Schema (needs no settings).",
     ).set_defaults(func=_contract, settings=None)
+    from service.cli.validate import add_validate
+
+    add_validate(sub)  # `validate FILE|-`: offline, needs no settings
     sub.add_parser(
         "create-topics",
         help="create the input and DLQ topics",

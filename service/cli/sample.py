@@ -46,7 +46,7 @@ def sample_events(run: str = "demo") -> list[tuple[bytes, bytes]]:
             },
             1,
         ),
-        event("product.upserted", 2, {"name": "Milk frother", "price": 39.5, "quantity": 10}, 1),
+        event("product.upserted", 2, {"name": "Milk frother", "price": "39.50", "quantity": 10}, 1),
         event(
             "product.upserted",
             3,

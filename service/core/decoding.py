@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.core.contract import InvalidEvent, InvalidJson, parse_event
+from service.core.contract import (
+    READ_VERSIONS,
+    VERSION_HEADER,
+    InvalidEvent,
+    InvalidJson,
+    parse_event,
+)
 from service.core.domain import Event, Reason
 from service.core.records import Record
 
@@ -38,6 +45,11 @@ def decode(record: Record, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> 
             f"{max_record_bytes}; it was not parsed. Publish smaller events, or raise "
             "MAX_RECORD_BYTES if events this large are intended",
         )
+    headers = record.headers
+    if headers:  # most records have none: no loop, no lookup
+        unknown = _unknown_version(headers)
+        if unknown is not None:
+            return unknown
     try:
         event = parse_event(record.value)
     except InvalidJson as error:
@@ -53,3 +65,23 @@ def decode(record: Record, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> 
             "in order",
         )
     return event
+
+
+def _unknown_version(headers: Sequence[tuple[str, bytes | None]]) -> Unusable | None:
+    """The letter for a `contract-version` header this service does not read (the last
+    header of that name counts, as Kafka's `lastHeader`), or None: no header, or v1."""
+    found = False
+    version: bytes | None = None
+    for name, value in headers:
+        if name == VERSION_HEADER:
+            found, version = True, value
+    if not found or version in READ_VERSIONS:
+        return None
+    shown = "null" if version is None else repr(version.decode("utf-8", "replace")[:40])
+    known = ", ".join(sorted(v.decode() for v in READ_VERSIONS))
+    return Unusable(
+        Reason.UNKNOWN_CONTRACT_VERSION,
+        f"header {VERSION_HEADER}={shown} names a contract version this service does not "
+        f"read (it reads: {known}); it was not parsed. Publish it as a version the service "
+        "reads, or replay it once the service is upgraded to one that reads this version",
+    )

@@ -47,6 +47,8 @@ class Reason(enum.StrEnum):
     QUANTITY_OVERFLOW = "quantity_overflow"
     UNSTORABLE = "unstorable"  # valid, but the database refused it
     RECORD_TOO_LARGE = "record_too_large"  # over MAX_RECORD_BYTES: never parsed
+    # Its contract-version header names a version this service does not read: never parsed.
+    UNKNOWN_CONTRACT_VERSION = "unknown_contract_version"
 
 
 class Applied(NamedTuple):

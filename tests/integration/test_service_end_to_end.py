@@ -101,6 +101,8 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
         "unknown_product": (*record(adjust(777, 1)), [("only", b"one")]),
         "insufficient_stock": (*record(adjust(5, -100)), forged),
         "key mismatch": (b"6", json.dumps(upsert(5, 9)).encode(), []),
+        "unknown version": (b"5", json.dumps(upsert(5, 9)).encode(), [("contract-version", b"2")]),
+        "price off the cent": (b"5", json.dumps(upsert(5, 9, price=24.999)).encode(), []),
     }
     reasons = {
         "invalid_json": "invalid_json",
@@ -109,9 +111,22 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
         "unknown_product": "unknown_product",
         "insufficient_stock": "insufficient_stock",
         "key mismatch": "invalid_event",
+        "unknown version": "unknown_contract_version",
+        "price off the cent": "invalid_event",
     }
     good_before = [record(upsert(5, 1, quantity=3))]
-    good_after = [record(adjust(5, 2)), record(upsert(6, 1, name="later", quantity=1))]
+
+    # Prices as JSON numbers, as v1 publishers may send them: 24.9, and 1e2 and -0.0 as spelled.
+    def spelled(product_id: int, price: bytes) -> tuple[bytes, bytes]:
+        body = json.dumps(upsert(product_id, 1, price="PRICE")).encode()
+        return str(product_id).encode(), body.replace(b'"PRICE"', price)
+
+    good_after = [
+        record(adjust(5, 2)),
+        record(upsert(6, 1, name="later", price=24.9, quantity=1)),
+        spelled(7, b"1e2"),
+        spelled(8, b"-0.0"),
+    ]
     pairs = [*good_before, *bad.values(), *good_after]
     positions = await publish_acked(kafka, settings.kafka_topic, pairs)
     consumer.start()
@@ -119,6 +134,8 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
     await wait_for_table(engine, expected_outcome(pairs).products, consumer)
     rows = await table(engine)
     assert rows[5].quantity == 5 and rows[5].version == 1 and rows[6].name == "later"
+    prices = [str(rows[pid].price) for pid in (6, 7, 8)]
+    assert prices == ["24.90", "100.00", "0.00"]
 
     letters = await read_topic(kafka, settings.kafka_dlq_topic, len(bad))
     assert len(letters) == len(bad)
@@ -144,6 +161,13 @@ async def test_every_kind_of_bad_record_is_dead_lettered_with_its_bytes_and_head
     assert by_position == {}
     price_letter = next(r for r in letters if r.value == bad["invalid_event"][1])
     assert "price" in header_map(price_letter)["error.message"]
+    cents_letter = next(r for r in letters if r.value == bad["price off the cent"][1])
+    assert header_map(cents_letter)["error.message"] == (
+        "product.upserted.data.price: must have at most 2 decimal places; send it as a decimal "
+        'string, e.g. "24.90"'
+    )
+    version_letter = next(r for r in letters if dict(r.headers).get("contract-version"))
+    assert "contract-version='2'" in header_map(version_letter)["error.message"]
 
 
 async def test_duplicates_apply_once_and_stale_versions_are_ignored(

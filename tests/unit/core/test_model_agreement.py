@@ -102,8 +102,13 @@ versions = st.integers(min_value=1, max_value=5)
 quantities = st.none() | st.sampled_from([0, 1, 7, MAX_QUANTITY - 1, MAX_QUANTITY])
 deltas = st.sampled_from([1, -1, 2, -3, 10, MAX_QUANTITY, -MAX_QUANTITY, MAX_QUANTITY - 1])
 moments = st.integers(min_value=0, max_value=10_000).map(lambda s: BASE + timedelta(seconds=s))
+# Strings and JSON numbers, valid and not (a number off the cent, out of range, 0.1 + 0.2).
+prices = st.sampled_from(["1.50", "0", "1e2", "24.999", 24.9, 0.29, 100.0, 7, 0, -0.0]) | (
+    st.sampled_from([9999999999.99, 24.999, 0.1 + 0.2, 1e-7, -1, -0.01, 1e11, True, None])
+)
+header_values = st.none() | st.binary(max_size=8) | st.sampled_from([b"1", b"2", b" 1", b""])
 headers = st.lists(
-    st.tuples(st.sampled_from(["h", "error.reason", "x"]), st.none() | st.binary(max_size=8)),
+    st.tuples(st.sampled_from(["h", "error.reason", "contract-version"]), header_values),
     max_size=3,
 ).map(tuple)
 
@@ -120,7 +125,7 @@ def events(draw: st.DrawFn) -> Rec:
     }
     if kind == model.UPSERT:
         body["version"] = draw(versions)
-        body["data"] = {"name": draw(st.sampled_from(["a", "b"])), "price": "1.50"}
+        body["data"] = {"name": draw(st.sampled_from(["a", "b"])), "price": draw(prices)}
         quantity = draw(quantities)
         if quantity is not None:
             body["data"]["quantity"] = quantity
