@@ -53,20 +53,23 @@ _HELD = text(
     "SELECT c.relname, a.privilege_type, a.is_grantable FROM pg_class c "
     "JOIN pg_namespace n ON n.oid = c.relnamespace "
     "CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault("
-    "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner))) a "
+    "CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\", c.relowner)))"
+    " AS a(grantor, grantee, privilege_type, is_grantable) "
     "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'S') "
     "AND pg_get_userbyid(c.relowner) = current_user "
     "AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :role)"
 )
 _HOLDS_SCHEMA_USAGE = text(
     "SELECT EXISTS (SELECT 1 FROM pg_namespace n "
-    "CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
+    "CROSS JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner)))"
+    " AS a(grantor, grantee, privilege_type, is_grantable) "
     "WHERE n.nspname = :schema AND a.privilege_type = 'USAGE' "
     "AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :role))"
 )
 _HOLDS_TEMPORARY = text(
     "SELECT EXISTS (SELECT 1 FROM pg_database d "
-    "CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+    "CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba)))"
+    " AS a(grantor, grantee, privilege_type, is_grantable) "
     "WHERE d.datname = current_database() AND a.privilege_type = 'TEMPORARY' "
     "AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = :role))"
 )
