@@ -320,12 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kind is None:
         return int(args.func(args, None))
     log_format = _start_logging()
+    # Before the settings are read: a misspelt name (POSTGRES_USRE) is often why a setting
+    # is "not set", and the warning then comes before that error.
+    _warn_about_unknown_settings()
     try:
         settings = load_settings(kind)
     except ConfigurationError as error:
         message, details = configuration_failure(str(error))
         return _fail(message, ExitCode.USAGE, log_format, details)
-    _warn_about_unknown_settings()
     try:
         return int(args.func(args, settings))
     except KeyboardInterrupt:

@@ -113,3 +113,18 @@ def test_an_unexplained_failure_is_one_error_line_with_exit_5(
     assert cli.main(["show"]) == ExitCode.FAILED
     record = json.loads(capsys.readouterr().err.splitlines()[-1])
     assert (record["level"], record["exit_code"]) == ("ERROR", 5)
+
+
+def test_a_misspelt_setting_is_named_before_the_error_it_causes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("POSTGRES_USER", raising=False)
+    monkeypatch.setenv("POSTGRES_USRE", "inventory")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "p")
+    monkeypatch.setenv("POSTGRES_DB", "d")
+    assert cli.main(["show"]) == ExitCode.USAGE
+    lines = capsys.readouterr().err.splitlines()
+    warning = next(i for i, line in enumerate(lines) if "POSTGRES_USRE" in line)
+    assert "did you mean POSTGRES_USER?" in lines[warning]
+    assert lines[-1].startswith("error: POSTGRES_USER is not set") and warning < len(lines) - 1
