@@ -320,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if kind is None:
         return int(args.func(args, None))
     log_format = _start_logging()
+    if args.func is not _run:
+        # A command's Kafka failure ends in its own `error:` line with the fix; the client
+        # library's connection errors before it would only repeat it (LOG_LEVEL=DEBUG shows
+        # them). The consumer keeps them: they are its record of a broker going away.
+        _quiet_kafka_client()
     # Before the settings are read: a misspelt name (POSTGRES_USRE) is often why a setting
     # is "not set", and the warning then comes before that error.
     _warn_about_unknown_settings()
@@ -344,6 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"{brief(error)}; LOG_LEVEL=DEBUG logs the traceback"
             return _fail(message, ExitCode.FAILED, log_format)
         return _fail(failure.message, failure.code, log_format)
+
+
+def _quiet_kafka_client() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 def _start_logging() -> str:

@@ -63,6 +63,10 @@ async def test_lag_exits_1_with_records_to_apply_and_3_when_kafka_cannot_be_reac
         result = run_cli(unreachable(settings), *command, timeout=90)
         assert result.returncode == ExitCode.UNAVAILABLE, (command, result.stderr)
         assert "KAFKA_BOOTSTRAP_SERVERS" in the_error_line(result), command
+        # Nothing but the error line: no client library lines before it, none after.
+        assert [line for line in result.stderr.splitlines() if line.strip()] == [
+            the_error_line(result)
+        ], command
 
 
 async def test_positions_exit_1_when_a_partition_needs_a_decision(
