@@ -7,8 +7,6 @@ import asyncio
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from testbed.publish import publish
 from tests.conftest import make_settings
 from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
+from tests.support.scrape import get
 from tests.support.services import PostgresEndpoint
 
 READY_CHECKS = {
@@ -38,18 +37,6 @@ READY_CHECKS = {
     "stopped_partitions",
     "dead_letters",
 }
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-async def get(url: str) -> tuple[int, str]:
-    return await asyncio.to_thread(_get, url)
 
 
 async def get_json(url: str) -> tuple[int, dict[str, Any]]:
