@@ -60,6 +60,14 @@ def explain_failure(error: BaseException, settings: KafkaSettings | None = None)
     transport = explain_transport(chain)
     if transport is not None:
         return Failure(transport, ExitCode.UNAVAILABLE)
+    unreachable_schema = next(
+        (i for i in chain if isinstance(i, SchemaNotReady) and isinstance(i.__cause__, OSError)),
+        None,
+    )
+    if unreachable_schema is not None:
+        # The schema check names the database it could not reach; its cause alone would be
+        # a bare "cannot connect" that names Kafka too.
+        return Failure(str(unreachable_schema), ExitCode.UNAVAILABLE)
     for item in chain:
         if message := _unreachable(item, settings):
             return Failure(message, ExitCode.UNAVAILABLE)

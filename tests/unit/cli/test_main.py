@@ -80,6 +80,13 @@ def test_a_schema_check_that_cannot_reach_postgres_is_unavailable_not_refused() 
     except SchemaNotReady as error:
         failure = explain_failure(error)
     assert failure is not None and failure.code == ExitCode.UNAVAILABLE
+    assert failure.message == "cannot reach PostgreSQL"  # not a "cannot connect" naming Kafka too
+    try:  # a server that accepts and drops the connection (a proxy in front of a dead database)
+        lost = ConnectionError("unexpected connection_lost() call")
+        raise SchemaNotReady("cannot reach PostgreSQL (lost)") from lost
+    except SchemaNotReady as error:
+        failure = explain_failure(error)
+    assert failure is not None and failure.message == "cannot reach PostgreSQL (lost)"
 
 
 def test_hints_name_the_local_stack_only_where_it_exists(
