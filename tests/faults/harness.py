@@ -103,6 +103,7 @@ class Outcome:
     dead_lettered: int = 0
     redelivered_letters: int = 0
     recover_s: list[float] = field(default_factory=list)
+    longest_without_progress_s: float = 0.0
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -126,7 +127,8 @@ class Outcome:
             f"lost={self.lost} doubled={self.doubled} mismatched_rows={self.mismatched_rows} "
             f"mismatched_letters={self.mismatched_letters} "
             f"dead_lettered={self.dead_lettered} (redelivered letters {self.redelivered_letters}) "
-            f"recover={recover} elapsed={self.elapsed_s:.0f}s"
+            f"recover={recover} no_progress_max={self.longest_without_progress_s:.1f}s "
+            f"elapsed={self.elapsed_s:.0f}s"
         )
 
 
@@ -138,6 +140,7 @@ class Harness:
         self.consumers: list[ConsumerProcess] = []
         self.gate = asyncio.Lock()  # held while the broker restarts: the publisher waits
         self.progress: list[tuple[float, int]] = []
+        self.published_then: list[int] = []  # records published at each progress sample
         self.fault_times: list[float] = []
         self.fault_positions: list[int] = []  # the stored position when each fault hit
         self.fault_targets: list[int] = []  # the stored position past which each recovered
@@ -256,8 +259,25 @@ class Harness:
     async def watch_progress(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # the database may be restarting
+                published = len(self.positions)  # before the read: all of it was waiting
                 self.progress.append((time.monotonic(), await self.stored_progress()))
+                self.published_then.append(published)
             await asyncio.sleep(0.1)
+
+    def longest_without_progress(self) -> float:
+        """The longest time the stored position did not advance while published records
+        waited to be applied; a database that cannot be read counts as no progress, and a
+        position that fell back (lost commits) advances again once they are re-applied."""
+        longest = 0.0
+        since: float | None = None
+        previous = 0
+        for (at, stored), published in zip(self.progress, self.published_then, strict=True):
+            if since is not None:
+                longest = max(longest, at - since)
+            if since is None or stored > previous or stored >= published:
+                since = at
+            previous = stored
+        return longest
 
     def recovery_times(self) -> list[float]:
         """Per fault: seconds until the stored position moved past its target (by default
@@ -359,6 +379,7 @@ class Harness:
         outcome.dead_lettered = len(seen)
         outcome.redelivered_letters = len(letters) - len(seen)
         outcome.recover_s = self.recovery_times()
+        outcome.longest_without_progress_s = self.longest_without_progress()
         outcome.elapsed_s = time.monotonic() - started
         outcome.problems = (
             problems
