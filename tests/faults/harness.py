@@ -104,6 +104,7 @@ class Outcome:
     redelivered_letters: int = 0
     recover_s: list[float] = field(default_factory=list)
     longest_without_progress_s: float = 0.0
+    longest_without_progress_from_s: float = 0.0  # when it began, from the first sample
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -128,6 +129,7 @@ class Outcome:
             f"mismatched_letters={self.mismatched_letters} "
             f"dead_lettered={self.dead_lettered} (redelivered letters {self.redelivered_letters}) "
             f"recover={recover} no_progress_max={self.longest_without_progress_s:.1f}s "
+            f"(from {self.longest_without_progress_from_s:.0f}s) "
             f"elapsed={self.elapsed_s:.0f}s"
         )
 
@@ -264,20 +266,21 @@ class Harness:
                 self.published_then.append(published)
             await asyncio.sleep(0.1)
 
-    def longest_without_progress(self) -> float:
+    def longest_without_progress(self) -> tuple[float, float]:
         """The longest time the stored position did not advance while published records
         waited to be applied; a database that cannot be read counts as no progress, and a
-        position that fell back (lost commits) advances again once they are re-applied."""
-        longest = 0.0
+        position that fell back (lost commits) advances again once they are re-applied.
+        (seconds, when it began counted from the first sample)."""
+        longest, began = 0.0, 0.0
         since: float | None = None
         previous = 0
         for (at, stored), published in zip(self.progress, self.published_then, strict=True):
-            if since is not None:
-                longest = max(longest, at - since)
+            if since is not None and at - since > longest:
+                longest, began = at - since, since - self.progress[0][0]
             if since is None or stored > previous or stored >= published:
                 since = at
             previous = stored
-        return longest
+        return longest, began
 
     def recovery_times(self) -> list[float]:
         """Per fault: seconds until the stored position moved past its target (by default
@@ -379,7 +382,10 @@ class Harness:
         outcome.dead_lettered = len(seen)
         outcome.redelivered_letters = len(letters) - len(seen)
         outcome.recover_s = self.recovery_times()
-        outcome.longest_without_progress_s = self.longest_without_progress()
+        (
+            outcome.longest_without_progress_s,
+            outcome.longest_without_progress_from_s,
+        ) = self.longest_without_progress()
         outcome.elapsed_s = time.monotonic() - started
         outcome.problems = (
             problems
