@@ -60,6 +60,11 @@ def explain_failure(error: BaseException, settings: KafkaSettings | None = None)
     transport = explain_transport(chain)
     if transport is not None:
         return Failure(transport, ExitCode.UNAVAILABLE)
+    schema = next((item for item in chain if isinstance(item, SchemaNotReady)), None)
+    if schema is not None and any(isinstance(item, OSError) for item in chain):
+        # The schema check could not reach PostgreSQL: its line names the database's
+        # settings alone, where a bare connection error would name Kafka's too.
+        return Failure(str(schema), ExitCode.UNAVAILABLE)
     for item in chain:
         if message := _unreachable(item, settings):
             return Failure(message, ExitCode.UNAVAILABLE)

@@ -80,6 +80,8 @@ def test_a_schema_check_that_cannot_reach_postgres_is_unavailable_not_refused() 
     except SchemaNotReady as error:
         failure = explain_failure(error)
     assert failure is not None and failure.code == ExitCode.UNAVAILABLE
+    # Its own line, naming the database alone (not a generic one naming Kafka's settings too).
+    assert failure.message == "cannot reach PostgreSQL"
 
 
 def test_hints_name_the_local_stack_only_where_it_exists(
