@@ -37,16 +37,35 @@ def kafka_check(broker: KafkaBroker, settings: Settings) -> Check:
     return kafka
 
 
+# Whether a transaction begun now could write: a hot standby (a replica not yet promoted,
+# e.g. the address already moved to it during a failover) and default_transaction_read_only
+# both answer reads, and refuse every batch.
+_WRITABLE = text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+
+
 def database_check(engine: AsyncEngine, settings: Settings) -> Check:
     async def database() -> Problem:
+        where = f"{settings.postgres_host}:{settings.postgres_port}"
         try:
             async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+                standby, read_only = (await connection.execute(_WRITABLE)).one()
         except Exception as error:
             return (
-                f"cannot query PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
-                f"({brief(error)}); check POSTGRES_HOST/POSTGRES_PORT, the credentials and "
-                "that the server runs"
+                f"cannot query PostgreSQL at {where} ({brief(error)}); check "
+                "POSTGRES_HOST/POSTGRES_PORT, the credentials and that the server runs"
+            )
+        if standby:
+            return (
+                f"PostgreSQL at {where} is read-only: a standby in recovery (a replica not "
+                "yet promoted); every batch is retried until it takes writes. Promote it, or "
+                "check POSTGRES_HOST/POSTGRES_PORT lead to the primary"
+            )
+        if read_only == "on":
+            return (
+                f"PostgreSQL at {where} is read-only (default_transaction_read_only is on); "
+                "every batch is retried until it takes writes. Check the database's and the "
+                "role's default_transaction_read_only, and that POSTGRES_HOST leads to the "
+                "primary"
             )
         return None
 

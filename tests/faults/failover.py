@@ -10,7 +10,12 @@ production.
   re-reads its positions from the database, since no new batch shows the gap.
 - `failover-restart`: the same, with the service SIGKILLed and started again (as an
   orchestrator would) while the database is down.
+- `failover-load`: `failover` with the publisher running throughout, at a steady rate: the
+  WAL stream is cut, and the primary crashes, while records keep arriving.
 - `switchover`: the primary stopped cleanly once the replica has all its WAL; nothing lost.
+
+The read-only database (tests/faults/read_only.py) and the failover while dead letters wait
+for their acknowledgements (tests/faults/letters_in_flight.py) build on the steps here.
 """
 
 from __future__ import annotations
@@ -33,13 +38,26 @@ class FailoverScale:
     events: int
     products: int
     publish_s: float  # the switchover's publishing window
+    sustained_s: float  # failover-load's publishing window, the whole scenario long
     converge_s: float  # after the repoint, every partition must be re-applied within this
     catch_up_s: float
 
 
-CI = FailoverScale(events=20_000, products=500, publish_s=15.0, converge_s=60.0, catch_up_s=120.0)
+CI = FailoverScale(
+    events=20_000,
+    products=500,
+    publish_s=15.0,
+    sustained_s=40.0,
+    converge_s=60.0,
+    catch_up_s=120.0,
+)
 FULL = FailoverScale(
-    events=1_000_000, products=20_000, publish_s=90.0, converge_s=900.0, catch_up_s=1800.0
+    events=1_000_000,
+    products=20_000,
+    publish_s=90.0,
+    sustained_s=600.0,
+    converge_s=900.0,
+    catch_up_s=1800.0,
 )
 
 PARTITIONS = 6
@@ -51,7 +69,7 @@ SETTINGS: dict[str, object] = {
 }
 
 
-def _stream(scale: FailoverScale, seed: int) -> list[Pair]:
+def failover_stream(scale: FailoverScale, seed: int) -> list[Pair]:
     return stream(
         Scale(
             events=scale.events,
@@ -68,11 +86,13 @@ def _stream(scale: FailoverScale, seed: int) -> list[Pair]:
     )
 
 
-def _phases(pairs: list[Pair]) -> tuple[list[Pair], list[Pair], list[Pair]]:
+def phases(
+    pairs: list[Pair], everywhere: float = 0.6, alone: float = 0.2
+) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """Applied everywhere (60%); applied on the primary alone, then lost (20%); and after the
     failover only the rest's records of busy partitions (keyless records, whose partition the
     producer picks at random, are left out)."""
-    first, second = len(pairs) * 6 // 10, len(pairs) * 8 // 10
+    first, second = int(len(pairs) * everywhere), int(len(pairs) * (everywhere + alone))
     after = [
         pair
         for pair in pairs[second:]
@@ -118,7 +138,7 @@ async def _restart_while_down(
     assert "cannot reach PostgreSQL" in failed.read_text(), failed.read_text()[-2000:]
 
 
-async def _converge(
+async def converge(
     h: Harness, timeout: float, before: dict[int, int], after: dict[int, int]
 ) -> float:
     """Wait until every partition's stored position is the end of what was published to it;
@@ -145,9 +165,26 @@ async def _converge(
     )
 
 
+def prove_loss(name: str, before: dict[int, int], after: dict[int, int], commits: int) -> int:
+    """Fail unless the replica really lacks commits on every partition (or the scenario
+    proves nothing); print and return how many records' positions it is behind."""
+    kept = [p for p in range(PARTITIONS) if after.get(p, 0) >= before.get(p, 0)]
+    assert not kept, (
+        f"the promoted replica lost no commits on partitions {kept} (old primary "
+        f"{before}, replica {after}): the WAL stream was not cut"
+    )
+    assert commits > 0, "the old primary's WAL holds no commit the replica lacks"
+    lost = sum(before.values()) - sum(after.values())
+    print(
+        f"{name}: the replica is {lost} records behind the old primary, which committed "
+        f"{commits} transactions it never streamed"
+    )
+    return lost
+
+
 def lost_commits(scale: FailoverScale, pair: ReplicatedPostgres, restart: bool = False) -> Scenario:
-    pairs_all = _stream(scale, seed=606 if not restart else 707)
-    first, second, after_failover = _phases(pairs_all)
+    pairs_all = failover_stream(scale, seed=606 if not restart else 707)
+    first, second, after_failover = phases(pairs_all)
     pairs = first + second + after_failover
     name = "failover-restart" if restart else "failover"
 
@@ -167,22 +204,11 @@ def lost_commits(scale: FailoverScale, pair: ReplicatedPostgres, restart: bool =
                 await _restart_while_down(h, service, stack)
             await asyncio.to_thread(pair.promote)
             after = await asyncio.to_thread(pair.positions, pair.replica, group, topic)
-            # The loss must be real, or the scenario proves nothing.
-            kept = [p for p in range(PARTITIONS) if after.get(p, 0) >= before.get(p, 0)]
-            assert not kept, (
-                f"the promoted replica lost no commits on partitions {kept} (old primary "
-                f"{before}, replica {after}): the WAL stream was not cut"
-            )
-            assert commits > 0, "the old primary's WAL holds no commit the replica lacks"
-            lost = sum(before.values()) - sum(after.values())
-            print(
-                f"{name}: the promoted replica is {lost} records behind the old primary, "
-                f"which committed {commits} transactions it never streamed"
-            )
+            prove_loss(name, before, after, commits)
             pair.repoint()
             h.fault_done(sum(after.values()), recovered_past=len(pairs) - 1)
             await h.publish(after_failover)
-            took = await _converge(h, scale.converge_s, before, after)
+            took = await converge(h, scale.converge_s, before, after)
         print(f"{name}: every partition re-applied {took:.1f}s after the repoint")
         if not restart:
             assert service.starts == 1 and service.alive(), "the service restarted or exited"
@@ -191,8 +217,73 @@ def lost_commits(scale: FailoverScale, pair: ReplicatedPostgres, restart: bool =
     return Scenario(name, pairs, drive, partitions=PARTITIONS, settings=dict(SETTINGS))
 
 
+async def _quiet_caught_up(h: Harness, timeout: float) -> None:
+    """Wait until every quiet partition's stored position is the end of what was published
+    to it: from then on only the database's positions can show its lost commits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ends = h.published_ends()
+        with contextlib.suppress(Exception):
+            stored = await h.stored_by_partition()
+            if all(stored.get(p, 0) >= end for p, end in ends.items() if p not in BUSY):
+                return
+        assert time.monotonic() < deadline, f"quiet partitions not applied within {timeout}s"
+        await asyncio.sleep(0.1)
+
+
+async def _published(h: Harness, count: int, publisher: asyncio.Task[None]) -> None:
+    while len(h.positions) < count:
+        if publisher.done():
+            publisher.result()  # its error, if it failed
+            raise AssertionError(f"the publisher ended at {len(h.positions)} of {count}")
+        await asyncio.sleep(0.05)
+
+
+def under_load(scale: FailoverScale, pair: ReplicatedPostgres) -> Scenario:
+    """`failover` while one publisher runs from the first record to the last at a steady
+    rate: the stream's first 40% go to every partition, the next 20% too (applied on the
+    primary alone once the WAL stream is cut), then only busy partitions get records. The
+    primary crashes once the quiet partitions are applied, with the publisher still going."""
+    first, second, after_failover = phases(
+        failover_stream(scale, seed=909), everywhere=0.4, alone=0.2
+    )
+    pairs = first + second + after_failover
+    name = "failover-load"
+
+    async def drive(h: Harness) -> int:
+        service = h.consumer()
+        publisher = asyncio.create_task(h.publish(pairs, scale.sustained_s, chunk=100))
+        await _published(h, len(first), publisher)
+        await asyncio.to_thread(pair.cut_replication)
+        await _published(h, len(first) + len(second), publisher)
+        await _quiet_caught_up(h, scale.catch_up_s)
+        assert not publisher.done(), "the publisher finished before the crash: slow it down"
+        group, topic = h.settings.kafka_group_id, h.settings.kafka_topic
+        before = await asyncio.to_thread(pair.positions, pair.primary, group, topic)
+        await asyncio.to_thread(pair.crash_primary)
+        crashed_at = len(h.positions)
+        commits = await asyncio.to_thread(pair.commits_not_streamed)
+        await asyncio.to_thread(pair.promote)
+        after = await asyncio.to_thread(pair.positions, pair.replica, group, topic)
+        prove_loss(name, before, after, commits)
+        pair.repoint()
+        h.fault_done(sum(after.values()), recovered_past=len(pairs) - 1)
+        print(
+            f"{name}: crashed with {crashed_at} of {len(pairs)} records published; "
+            f"{len(h.positions)} published by the repoint"
+        )
+        assert not publisher.done(), "the publisher finished before the repoint: slow it down"
+        await publisher
+        took = await converge(h, scale.converge_s, before, after)
+        print(f"{name}: every partition re-applied {took:.1f}s after the last record")
+        assert service.starts == 1 and service.alive(), "the service restarted or exited"
+        return 1
+
+    return Scenario(name, pairs, drive, partitions=PARTITIONS, settings=dict(SETTINGS))
+
+
 def switchover(scale: FailoverScale, pair: ReplicatedPostgres) -> Scenario:
-    pairs = _stream(scale, seed=808)
+    pairs = failover_stream(scale, seed=808)
 
     async def drive(h: Harness) -> int:
         service = h.consumer()

@@ -1,9 +1,10 @@
 """The fault scenarios at full size (1M events per scenario, 20 kills, ...).
 
     scripts/local-stack up && eval "$(scripts/local-stack env)"
-    .venv/bin/python -m tests.faults.full                      # all nine
+    .venv/bin/python -m tests.faults.full                      # all twelve
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
     .venv/bin/python -m tests.faults.full --only failover,failover-restart,switchover
+    .venv/bin/python -m tests.faults.full --only failover-load,read-only,letters-in-flight
 
 The failover scenarios run on a primary and replica of their own (tests/faults/failover.py),
 not on the local stack's PostgreSQL. broker-kill starts a 3-node Kafka cluster of its own
@@ -26,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
-from tests.faults import failover, scenarios
+from tests.faults import failover, letters_in_flight, read_only, scenarios
 from tests.faults.harness import StackControl, run_scenario
 from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
@@ -55,7 +56,20 @@ def build_failover(
         "failover": lambda: failover.lost_commits(scale, pair),
         "failover-restart": lambda: failover.lost_commits(scale, pair, restart=True),
         "switchover": lambda: failover.switchover(scale, pair),
+        "failover-load": lambda: failover.under_load(scale, pair),
+        "read-only": lambda: read_only.read_only(scale, pair),
+        "letters-in-flight": lambda: letters_in_flight.letters_in_flight(scale, pair),
     }[name]()
+
+
+FAILOVERS = (
+    "failover",
+    "failover-restart",
+    "switchover",
+    "failover-load",
+    "read-only",
+    "letters-in-flight",
+)
 
 
 async def main() -> int:
@@ -63,7 +77,7 @@ async def main() -> int:
     parser.add_argument(
         "--only",
         default="sigkill,postgres,kafka,rebalance,flood,broker-kill,failover,failover-restart,"
-        "switchover",
+        "switchover,failover-load,read-only,letters-in-flight",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()
@@ -87,7 +101,12 @@ async def main() -> int:
         print(result.stderr, file=sys.stderr)
         return 1
     scale = dataclasses.replace(scenarios.FULL, events=args.events)
-    failover_scale = dataclasses.replace(failover.FULL, events=args.events)
+    # failover-load publishes at the same rate whatever the size: its window scales with it.
+    failover_scale = dataclasses.replace(
+        failover.FULL,
+        events=args.events,
+        sustained_s=failover.FULL.sustained_s * args.events / failover.FULL.events,
+    )
     stack = StackControl((pg.host, pg.port), os.environ["KAFKA_BOOTSTRAP_SERVERS"])
     outcomes = []
     log_root = Path(tempfile.mkdtemp(prefix="faults-full-"))
@@ -97,7 +116,7 @@ async def main() -> int:
         with contextlib.ExitStack() as servers:
             endpoint, catch_up_s = pg, scale.catch_up_s
             bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-            if name in ("failover", "failover-restart", "switchover"):
+            if name in FAILOVERS:
                 pair = servers.enter_context(replicated_postgres(log_dir))
                 scenario = build_failover(name, failover_scale, pair)
                 endpoint, catch_up_s = pair.endpoint, failover_scale.catch_up_s

@@ -103,6 +103,8 @@ class Outcome:
     dead_lettered: int = 0
     redelivered_letters: int = 0
     recover_s: list[float] = field(default_factory=list)
+    longest_without_progress_s: float = 0.0
+    longest_without_progress_from_s: float = 0.0  # when it began, from the first sample
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -126,7 +128,9 @@ class Outcome:
             f"lost={self.lost} doubled={self.doubled} mismatched_rows={self.mismatched_rows} "
             f"mismatched_letters={self.mismatched_letters} "
             f"dead_lettered={self.dead_lettered} (redelivered letters {self.redelivered_letters}) "
-            f"recover={recover} elapsed={self.elapsed_s:.0f}s"
+            f"recover={recover} no_progress_max={self.longest_without_progress_s:.1f}s "
+            f"(from {self.longest_without_progress_from_s:.0f}s) "
+            f"elapsed={self.elapsed_s:.0f}s"
         )
 
 
@@ -138,6 +142,7 @@ class Harness:
         self.consumers: list[ConsumerProcess] = []
         self.gate = asyncio.Lock()  # held while the broker restarts: the publisher waits
         self.progress: list[tuple[float, int]] = []
+        self.published_then: list[int] = []  # records published at each progress sample
         self.fault_times: list[float] = []
         self.fault_positions: list[int] = []  # the stored position when each fault hit
         self.fault_targets: list[int] = []  # the stored position past which each recovered
@@ -256,8 +261,27 @@ class Harness:
     async def watch_progress(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # the database may be restarting
+                published = len(self.positions)  # before the read: all of it was waiting
                 self.progress.append((time.monotonic(), await self.stored_progress()))
+                self.published_then.append(published)
             await asyncio.sleep(0.1)
+
+    def longest_without_progress(self) -> tuple[float, float]:
+        """The longest time the stored position did not advance while published records
+        waited to be applied; a database that cannot be read counts as no progress, and a
+        position that fell back (lost commits) advances again once they are re-applied.
+        (seconds, when it began counted from the first sample)."""
+        longest, began = 0.0, 0.0
+        since: float | None = None
+        previous, was_caught_up = 0, True
+        for (at, stored), published in zip(self.progress, self.published_then, strict=True):
+            caught_up = stored >= published
+            if since is not None and not (was_caught_up and caught_up) and at - since > longest:
+                longest, began = at - since, since - self.progress[0][0]
+            if since is None or stored > previous or caught_up:
+                since = at
+            previous, was_caught_up = stored, caught_up
+        return longest, began
 
     def recovery_times(self) -> list[float]:
         """Per fault: seconds until the stored position moved past its target (by default
@@ -359,6 +383,10 @@ class Harness:
         outcome.dead_lettered = len(seen)
         outcome.redelivered_letters = len(letters) - len(seen)
         outcome.recover_s = self.recovery_times()
+        (
+            outcome.longest_without_progress_s,
+            outcome.longest_without_progress_from_s,
+        ) = self.longest_without_progress()
         outcome.elapsed_s = time.monotonic() - started
         outcome.problems = (
             problems
@@ -390,6 +418,9 @@ async def run_scenario(
         watcher = asyncio.create_task(harness.watch_progress())
         faults = await drive(harness)
         await harness.wait_caught_up(catch_up_timeout)
+        # Progress is measured up to here: the verdict's own work (the model of a large
+        # stream is seconds of CPU) holds up the sampling and would look like a stall.
+        watcher.cancel()
         alive = [c for c in harness.consumers if c.alive()]
         assert alive, "no consumer is running at the end"
         outcome = await harness.verify(name, pairs, faults, started)

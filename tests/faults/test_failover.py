@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import failover
+from tests.faults import failover, letters_in_flight, read_only
 from tests.faults.scenarios import run_checked
 from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
 
@@ -41,4 +41,25 @@ async def test_clean_switchover(
     pair: ReplicatedPostgres, kafka: str, names: dict[str, str], tmp_path: Path
 ) -> None:
     scenario = failover.switchover(SCALE, pair)
+    await run_checked(scenario, pair.endpoint, kafka, names, tmp_path, SCALE.catch_up_s)
+
+
+async def test_failover_under_sustained_load(
+    pair: ReplicatedPostgres, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    scenario = failover.under_load(SCALE, pair)
+    await run_checked(scenario, pair.endpoint, kafka, names, tmp_path, SCALE.catch_up_s)
+
+
+async def test_a_database_that_comes_back_read_only_before_its_promotion(
+    pair: ReplicatedPostgres, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    scenario = read_only.read_only(SCALE, pair)
+    await run_checked(scenario, pair.endpoint, kafka, names, tmp_path, SCALE.catch_up_s)
+
+
+async def test_failover_while_dead_letters_wait_for_their_acknowledgements(
+    pair: ReplicatedPostgres, kafka: str, names: dict[str, str], tmp_path: Path
+) -> None:
+    scenario = letters_in_flight.letters_in_flight(SCALE, pair)
     await run_checked(scenario, pair.endpoint, kafka, names, tmp_path, SCALE.catch_up_s)

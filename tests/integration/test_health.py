@@ -263,6 +263,51 @@ async def test_postgresql_refusing_connections_makes_it_unready_but_live(
     await wait_for_status(f"{url}/health/ready", 200, consumer, timeout=30)
 
 
+async def test_a_read_only_database_makes_it_unready_naming_it_until_it_takes_writes(
+    start: Any,
+    engine: AsyncEngine,
+    kafka: str,
+    names: dict[str, str],
+    pg: PostgresEndpoint,
+    pg_server: PostgresEndpoint,
+) -> None:
+    """As a replica not yet promoted answers: reads work, every write is refused (25006)."""
+    await ensure_topics(make_settings(pg, kafka, names))
+    stream = generate_stream(StreamSpec(events=300, products=20, seed=13))
+    first, second = stream[:100], stream[100:]
+    await publish(kafka, names["topic"], first)
+    _, consumer, url = start()
+    await wait_for_table(engine, first, consumer)
+    await wait_for_status(f"{url}/health/ready", 200, consumer)
+
+    admin = await asyncpg.connect(pg_server.url(driver="postgresql"))
+    database = pg.database
+    await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    try:
+        # Sessions read the setting when they start: the service reconnects to a read-only one.
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            database,
+        )
+        await publish(kafka, names["topic"], second)
+        body = await wait_for_status(f"{url}/health/ready", 503, consumer, timeout=30)
+        problem = body["checks"]["database"]["problem"]
+        assert f"PostgreSQL at {pg.host}:{pg.port} is read-only" in problem, problem
+        assert "default_transaction_read_only" in problem, problem
+        assert (await get(f"{url}/health/live"))[0] == 200
+        consumer.wait_for_log("read-only transaction")  # the batch's retries say why
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            database,
+        )
+        await admin.close()
+        await engine.dispose()  # the test's own connections were cut too
+    await wait_for_table(engine, stream, consumer)
+    await wait_for_status(f"{url}/health/ready", 200, consumer, timeout=30)
+
+
 async def test_kafka_going_away_makes_it_unready_but_live(
     pg: PostgresEndpoint, names: dict[str, str], tmp_path: Path
 ) -> None:
