@@ -103,6 +103,7 @@ class Outcome:
     dead_lettered: int = 0
     redelivered_letters: int = 0
     recover_s: list[float] = field(default_factory=list)
+    longest_stall_s: float = 0.0
     elapsed_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -126,7 +127,8 @@ class Outcome:
             f"lost={self.lost} doubled={self.doubled} mismatched_rows={self.mismatched_rows} "
             f"mismatched_letters={self.mismatched_letters} "
             f"dead_lettered={self.dead_lettered} (redelivered letters {self.redelivered_letters}) "
-            f"recover={recover} elapsed={self.elapsed_s:.0f}s"
+            f"recover={recover} longest_stall={self.longest_stall_s:.1f}s "
+            f"elapsed={self.elapsed_s:.0f}s"
         )
 
 
@@ -218,14 +220,14 @@ class Harness:
         finally:
             await producer.stop()
 
-    async def end_offsets(self) -> int:
-        partitions = await partitions_of(self.settings, self.settings.kafka_topic)
+    async def end_offsets(self, topic: str | None = None) -> int:
+        """The sum of the end offsets of `topic`'s partitions (default: the input topic)."""
+        topic = topic or self.settings.kafka_topic
+        partitions = await partitions_of(self.settings, topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_brokers)
         await consumer.start()
         try:
-            ends = await consumer.end_offsets(
-                [TopicPartition(self.settings.kafka_topic, p) for p in partitions]
-            )
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
         finally:
             await consumer.stop()
         return sum(ends.values())
@@ -268,6 +270,19 @@ class Harness:
             if moved is not None:
                 times.append(moved - at)
         return times
+
+    def longest_stall(self) -> float:
+        """The longest time the stored position stood still between its first move and its
+        last (start-up before any record, and the idle time once caught up, are not stalls)."""
+        longest = 0.0
+        since: float | None = None
+        last = 0
+        for at, stored in self.progress:
+            if stored != last:
+                if since is not None:
+                    longest = max(longest, at - since)
+                since, last = at, stored
+        return longest
 
     def faults_without_progress(self) -> list[str]:
         return [
@@ -359,6 +374,7 @@ class Harness:
         outcome.dead_lettered = len(seen)
         outcome.redelivered_letters = len(letters) - len(seen)
         outcome.recover_s = self.recovery_times()
+        outcome.longest_stall_s = self.longest_stall()
         outcome.elapsed_s = time.monotonic() - started
         outcome.problems = (
             problems
