@@ -71,7 +71,7 @@ def coordinator_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
                 break
             victim = await group_coordinator(h.settings)
             await asyncio.to_thread(cluster.kill, victim)
-            h.fault_done(stored, recovered_past=len(h.positions))
+            h.fault_done(stored, recovered_past=len(h.positions) - 1)
             kills += 1
             print(f"coordinator-kill: node {victim} (coordinator) killed at {stored}")
             await asyncio.sleep(BROKER_DOWN_S)
@@ -123,7 +123,7 @@ def dead_letter_leader_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
             letters = await h.end_offsets(h.settings.kafka_dlq_topic)
             victim, led = busiest_leader(cluster, h.settings.kafka_dlq_topic)
             await asyncio.to_thread(cluster.kill, victim)
-            h.fault_done(stored, recovered_past=len(h.positions))
+            h.fault_done(stored, recovered_past=len(h.positions) - 1)
             kills += 1
             print(
                 f"dlq-leader-kill: node {victim} (leading dead-letter partitions {led}) killed "
@@ -160,16 +160,18 @@ def rolling_restart(scale: Scale, cluster: KafkaCluster) -> Scenario:
             stored = await h.wait_in_flight(published=publisher)
             if stored is None:
                 break
+            coordinator = await group_coordinator(h.settings)
             started = time.monotonic()
             await asyncio.to_thread(cluster.stop, node.id)
-            h.fault_done(stored, recovered_past=len(h.positions))
+            h.fault_done(stored, recovered_past=len(h.positions) - 1)
             stopped = time.monotonic()
             await asyncio.to_thread(cluster.start, node.id)
             synced = await asyncio.to_thread(cluster.wait_in_sync, 120.0)
             restarts += 1
             print(
-                f"rolling-restart: node {node.id} stopped in {stopped - started:.1f}s, back and "
-                f"in sync {time.monotonic() - stopped:.1f}s later (in sync after {synced:.1f}s)"
+                f"rolling-restart: node {node.id} (the group's coordinator: node {coordinator}) "
+                f"stopped in {stopped - started:.1f}s, back and in sync "
+                f"{time.monotonic() - stopped:.1f}s later (in sync after {synced:.1f}s)"
             )
         await publisher
         assert restarts == len(cluster.nodes), (
