@@ -30,10 +30,13 @@ REVOKED = re.compile(r"partitions revoked: ")
 
 
 def _survived(consumer: ConsumerProcess, h: Harness, fault: str) -> None:
-    """The one process the scenario started still runs, never restarted."""
+    """The one process the scenario started still runs, never restarted; how often the group
+    gave it partitions is printed (only the rolling restart requires once)."""
     assert h.consumers == [consumer] and consumer.starts == 1 and consumer.alive(), (
         f"the consumer did not survive {fault}:\n{consumer.tail()}"
     )
+    assigned, revoked = rebalances_seen(consumer)
+    print(f"{fault}: the consumer was assigned partitions {assigned}x, revoked {revoked}x")
 
 
 def rebalances_seen(consumer: ConsumerProcess) -> tuple[int, int]:
