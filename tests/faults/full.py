@@ -5,10 +5,12 @@
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
     .venv/bin/python -m tests.faults.full --only failover,failover-restart,switchover
     .venv/bin/python -m tests.faults.full --only failover-load,read-only,letters-in-flight
+    .venv/bin/python -m tests.faults.full --only coordinator-kill,dlq-leader-kill,rolling-restart
 
 The failover scenarios run on a primary and replica of their own (tests/faults/failover.py),
-not on the local stack's PostgreSQL. broker-kill starts a 3-node Kafka cluster of its own
-(tests/support/kafka_cluster.py) for its run.
+not on the local stack's PostgreSQL. broker-kill, coordinator-kill, dlq-leader-kill and
+rolling-restart each start a 3-node Kafka cluster of their own (tests/support/kafka_cluster.py)
+for their run.
 
 Prints per scenario: events, kills or restarts, lost, doubled, dead-lettered, time to
 recover; exits 1 if anything was lost, doubled or differs from the oracle.
@@ -27,6 +29,7 @@ import uuid
 from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
+from tests.faults import cluster as cluster_faults
 from tests.faults import failover, letters_in_flight, read_only, scenarios
 from tests.faults.harness import StackControl, run_scenario
 from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
@@ -34,6 +37,8 @@ from tests.support.replicated_postgres import ReplicatedPostgres, replicated_pos
 from tests.support.services import PostgresEndpoint
 
 DATABASE = f"{TEST_DATABASE}_faults"
+# The scenarios run on a 3-node Kafka cluster of their own.
+CLUSTER_SCENARIOS = ("broker-kill", "coordinator-kill", "dlq-leader-kill", "rolling-restart")
 
 
 def build(
@@ -41,6 +46,9 @@ def build(
 ) -> scenarios.Scenario:
     return {
         "broker-kill": lambda: scenarios.broker_kills(scale, cluster),
+        "coordinator-kill": lambda: cluster_faults.coordinator_kills(scale, cluster),
+        "dlq-leader-kill": lambda: cluster_faults.dead_letter_leader_kills(scale, cluster),
+        "rolling-restart": lambda: cluster_faults.rolling_restart(scale, cluster),
         "sigkill": lambda: scenarios.kills(scale),
         "postgres": lambda: scenarios.postgres_restarts(scale, stack),
         "kafka": lambda: scenarios.kafka_restarts(scale, stack),
@@ -76,8 +84,9 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        default="sigkill,postgres,kafka,rebalance,flood,broker-kill,failover,failover-restart,"
-        "switchover,failover-load,read-only,letters-in-flight",
+        default="sigkill,postgres,kafka,rebalance,flood,broker-kill,coordinator-kill,"
+        "dlq-leader-kill,rolling-restart,failover,failover-restart,switchover,failover-load,"
+        "read-only,letters-in-flight",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()
@@ -122,7 +131,7 @@ async def main() -> int:
                 endpoint, catch_up_s = pair.endpoint, failover_scale.catch_up_s
             else:
                 cluster = None
-                if name == "broker-kill":
+                if name in CLUSTER_SCENARIOS:
                     cluster = servers.enter_context(kafka_cluster(log_dir / "kafka-cluster"))
                     bootstrap = cluster.bootstrap
                 scenario = build(name, scale, stack, cluster)

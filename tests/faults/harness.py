@@ -223,14 +223,14 @@ class Harness:
         finally:
             await producer.stop()
 
-    async def end_offsets(self) -> int:
-        partitions = await partitions_of(self.settings, self.settings.kafka_topic)
+    async def end_offsets(self, topic: str | None = None) -> int:
+        """The sum of the end offsets of `topic`'s partitions (default: the input topic)."""
+        topic = topic or self.settings.kafka_topic
+        partitions = await partitions_of(self.settings, topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_brokers)
         await consumer.start()
         try:
-            ends = await consumer.end_offsets(
-                [TopicPartition(self.settings.kafka_topic, p) for p in partitions]
-            )
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
         finally:
             await consumer.stop()
         return sum(ends.values())

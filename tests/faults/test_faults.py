@@ -4,14 +4,13 @@ same scenarios at full size."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faults import scenarios
 from tests.faults.harness import StackControl
-from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
+from tests.support.kafka_cluster import KafkaCluster
 from tests.support.services import PostgresEndpoint
 
 SCALE = scenarios.CI
@@ -62,13 +61,6 @@ async def test_a_flood_of_hostile_records(
     pg: PostgresEndpoint, kafka: str, names: dict[str, str], tmp_path: Path
 ) -> None:
     await _run(scenarios.flood(SCALE), pg, kafka, names, tmp_path)
-
-
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    """Three Kafka nodes of the test's own, beside the shared broker (which stays untouched)."""
-    with kafka_cluster(tmp_path_factory.mktemp("kafka-cluster")) as running:
-        yield running
 
 
 async def test_partition_leaders_killed_in_a_three_broker_cluster(

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+from service.config.settings import KafkaSettings
+from service.kafka import clients
 from tests.support.brokers import free_port, kafka_jars
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +69,14 @@ def busiest_leader(cluster: KafkaCluster, topic: str) -> tuple[int, list[int]]:
         raise ClusterError(f"{topic} has partitions without a leader: {led}")
     node = max(led, key=lambda n: len(led[n]))
     return node, led[node]
+
+
+async def group_coordinator(settings: KafkaSettings, group: str | None = None) -> int:
+    """The node coordinating `group` (default: the settings' KAFKA_GROUP_ID), as the cluster's
+    FindCoordinator answers: the leader of the group's __consumer_offsets partition."""
+    admin = clients.admin(settings)
+    await admin.start()
+    try:
+        return int(await admin.find_coordinator(group or settings.kafka_group_id))
+    finally:
+        await admin.close()
