@@ -32,7 +32,21 @@ def make_engine(settings: PostgresSettings) -> AsyncEngine:
                 # to seconds (bench steady mode: p99 7.1 s; with this setting 188 ms). Planning
                 # each run for its own array costs well under a millisecond per statement.
                 "plan_cache_mode": "force_custom_plan",
+                # A session whose client vanished behind a partition or a proxy keeps its
+                # transaction, and the row locks on the stored positions, until the server hears
+                # of it: from a proxy never (it answers TCP keepalives for the lost client).
+                # The service's next transaction then waits on those locks for ever. Ended after
+                # twice POSTGRES_TIMEOUT_S idle, the dead session's locks are released; a live
+                # one is never that idle inside a transaction (each statement answers within
+                # POSTGRES_TIMEOUT_S, or the connection is dropped).
+                "idle_in_transaction_session_timeout": str(int(2000 * settings.postgres_timeout_s)),
             },
+            # Without these, a connection that stops answering (black-holed by a partition,
+            # half-open) hangs the write path for ever: asyncpg waits without limit for the
+            # reply of a statement already sent. Timed out, the connection is dropped, the
+            # batch retried on a new one.
+            "command_timeout": settings.postgres_timeout_s,
+            "timeout": settings.postgres_timeout_s,
             **connect_args(settings),  # TLS: POSTGRES_SSLMODE and friends
         },
     )
