@@ -280,7 +280,8 @@ def kafka_partition(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
         publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
         stored = await h.wait_in_flight(published=publisher)
         assert stored is not None, "everything was applied before the partition"
-        await until_ready(url, 60.0)  # both members have their partitions
+        await asyncio.to_thread(direct.wait_for_log, ASSIGNED)  # both members own partitions
+        await until_ready(url, 60.0)
         assigned_before = _assignments(cut)
         proxy.partition()
         started = time.monotonic()
