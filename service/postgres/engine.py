@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,7 +19,7 @@ from service.postgres.tls import connect_args
 
 
 def make_engine(settings: PostgresSettings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.postgres_pool_size,
         pool_pre_ping=True,
@@ -50,6 +52,20 @@ def make_engine(settings: PostgresSettings) -> AsyncEngine:
             **connect_args(settings),  # TLS: POSTGRES_SSLMODE and friends
         },
     )
+    _timeouts_drop_the_connection(engine)
+    return engine
+
+
+def _timeouts_drop_the_connection(engine: AsyncEngine) -> None:
+    """A statement timed out by POSTGRES_TIMEOUT_S leaves its connection waiting for a cancel
+    request that, through a dead network path, never completes; put back in the pool, it times
+    out every statement after it, for ever (seen after a partition healed). Treated as a
+    disconnect, the connection is closed and replaced."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _timeout_is_a_disconnect(context: ExceptionContext) -> None:
+        if isinstance(context.original_exception, TimeoutError):
+            context.is_disconnect = True
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
