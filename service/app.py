@@ -237,7 +237,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     startup.register("started", started_check(lifecycle))
     readiness = Probe("ready", on_verdict=HealthMetrics(metrics.registry, progress).record)
     readiness.register("started", started_check(lifecycle))
-    readiness.register("kafka", kafka_check(broker, settings))
+    readiness.register("kafka", kafka_check(settings))
     readiness.register("database", database_check(engine, settings))
     readiness.register("schema", every(settings.schema_check_interval_s, schema_check(engine)))
     readiness.register("progress", watch.stall_check(settings.stall_timeout_s))

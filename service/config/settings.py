@@ -134,6 +134,14 @@ class PostgresSettings(SettingsGroup):
     postgres_pool_size: int = Field(
         default=5, ge=1, description="Connections the consumer keeps open (a batch uses one)."
     )
+    postgres_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for PostgreSQL to accept a connection or answer one statement "
+        "(s); a connection silent longer (a network partition, a half-open connection) is "
+        "dropped and the batch retried on a new one. The server ends a session of the service "
+        "left idle in a transaction for twice as long, releasing its locks.",
+    )
     # Least privilege: `migrate` logs in as the schema owner, the consumer as
     # POSTGRES_USER, which migrate then grants exactly what its statements need (no DDL). Unset (or
     # empty): migrations use POSTGRES_USER/POSTGRES_PASSWORD, as before.

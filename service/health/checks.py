@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config.settings import Settings
 from service.health.probe import Check, Problem
+from service.kafka import clients
 from service.observability.logs import brief
 from service.postgres.schema_gate import SchemaNotReady, require_current_schema
 
@@ -25,14 +25,27 @@ log = logging.getLogger("service.probes")
 KAFKA_TIMEOUT_S = 3.0
 
 
-def kafka_check(broker: KafkaBroker, settings: Settings) -> Check:
+def kafka_check(settings: Settings) -> Check:
+    """Kafka answers a fresh connection. A long-lived client would be asked on the same
+    connection every time: once its replies stop (a network partition, a half-open
+    connection), each timed-out check leaves its request pending there, so aiokafka never
+    times it out nor reconnects, and the check failed for ever after the network healed."""
+
     async def kafka() -> Problem:
-        if await broker.ping(timeout=KAFKA_TIMEOUT_S):
-            return None
-        return (
-            f"cannot reach Kafka at {', '.join(settings.kafka_brokers)} (no broker answered "
-            f"within {KAFKA_TIMEOUT_S:g}s); check KAFKA_BOOTSTRAP_SERVERS and that the brokers run"
-        )
+        admin = clients.admin(settings, request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+        try:
+            async with asyncio.timeout(KAFKA_TIMEOUT_S):
+                await admin.start()
+                await admin.describe_cluster()
+        except Exception as error:
+            return (
+                f"cannot reach Kafka at {', '.join(settings.kafka_brokers)} (no broker answered "
+                f"within {KAFKA_TIMEOUT_S:g}s: {brief(error)}); check KAFKA_BOOTSTRAP_SERVERS "
+                "and that the brokers run"
+            )
+        finally:
+            await admin.close()
+        return None
 
     return kafka
 

@@ -1,16 +1,20 @@
 """The fault scenarios at full size (1M events per scenario, 20 kills, ...).
 
     scripts/local-stack up && eval "$(scripts/local-stack env)"
-    .venv/bin/python -m tests.faults.full                      # all twelve
+    .venv/bin/python -m tests.faults.full                      # every scenario
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
     .venv/bin/python -m tests.faults.full --only failover,failover-restart,switchover
     .venv/bin/python -m tests.faults.full --only failover-load,read-only,letters-in-flight
     .venv/bin/python -m tests.faults.full --only coordinator-kill,dlq-leader-kill,rolling-restart
+    .venv/bin/python -m tests.faults.full --only pg-partition,kafka-partition --events 100000
 
 The failover scenarios run on a primary and replica of their own (tests/faults/failover.py),
 not on the local stack's PostgreSQL. broker-kill, coordinator-kill, dlq-leader-kill and
 rolling-restart each start a 3-node Kafka cluster of their own (tests/support/kafka_cluster.py)
-for their run.
+for their run. The pg-* network scenarios put a fault proxy
+(tests/support/fault_proxy.py) between the service and the local stack's PostgreSQL; the
+kafka-* ones start a broker of their own that advertises a fault proxy
+(tests/faults/network.py). Each also prints its longest time without progress.
 
 Prints per scenario: events, kills or restarts, lost, doubled, dead-lettered, time to
 recover; exits 1 if anything was lost, doubled or differs from the oracle.
@@ -30,8 +34,9 @@ from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
 from tests.faults import cluster as cluster_faults
-from tests.faults import failover, letters_in_flight, read_only, scenarios
-from tests.faults.harness import StackControl, run_scenario
+from tests.faults import failover, letters_in_flight, network, read_only, scenarios
+from tests.faults.harness import StackControl
+from tests.support.fault_proxy import fault_proxy
 from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
 from tests.support.services import PostgresEndpoint
@@ -78,6 +83,17 @@ FAILOVERS = (
     "read-only",
     "letters-in-flight",
 )
+POSTGRES_NETWORK = {
+    "pg-latency": network.latency,
+    "pg-partition": network.partition,
+    "pg-half-open": network.half_open,
+    "pg-bandwidth": network.bandwidth,
+}
+KAFKA_NETWORK = {
+    "kafka-latency": network.kafka_latency,
+    "kafka-partition": network.kafka_partition,
+    "kafka-half-open": network.kafka_half_open,
+}
 
 
 async def main() -> int:
@@ -86,7 +102,8 @@ async def main() -> int:
         "--only",
         default="sigkill,postgres,kafka,rebalance,flood,broker-kill,coordinator-kill,"
         "dlq-leader-kill,rolling-restart,failover,failover-restart,switchover,failover-load,"
-        "read-only,letters-in-flight",
+        "read-only,letters-in-flight,pg-latency,pg-partition,pg-half-open,pg-bandwidth,"
+        "kafka-latency,kafka-partition,kafka-half-open",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()
@@ -116,6 +133,7 @@ async def main() -> int:
         events=args.events,
         sustained_s=failover.FULL.sustained_s * args.events / failover.FULL.events,
     )
+    network_scale = dataclasses.replace(network.FULL, events=args.events)
     stack = StackControl((pg.host, pg.port), os.environ["KAFKA_BOOTSTRAP_SERVERS"])
     outcomes = []
     log_root = Path(tempfile.mkdtemp(prefix="faults-full-"))
@@ -124,11 +142,22 @@ async def main() -> int:
         log_dir.mkdir()
         with contextlib.ExitStack() as servers:
             endpoint, catch_up_s = pg, scale.catch_up_s
+            database = pg  # what the harness reads; the service may reach it through a proxy
             bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-            if name in FAILOVERS:
+            if name in POSTGRES_NETWORK:
+                proxy = servers.enter_context(fault_proxy(pg.port))
+                scenario = POSTGRES_NETWORK[name](network_scale, proxy)
+                endpoint = dataclasses.replace(pg, host="127.0.0.1", port=proxy.port)
+                catch_up_s = network_scale.catch_up_s
+            elif name in KAFKA_NETWORK:
+                bootstrap, proxy = servers.enter_context(network.proxied_broker())
+                scenario = KAFKA_NETWORK[name](network_scale, proxy)
+                catch_up_s = network_scale.catch_up_s
+            elif name in FAILOVERS:
                 pair = servers.enter_context(replicated_postgres(log_dir))
                 scenario = build_failover(name, failover_scale, pair)
                 endpoint, catch_up_s = pair.endpoint, failover_scale.catch_up_s
+                database = pair.endpoint
             else:
                 cluster = None
                 if name in CLUSTER_SCENARIOS:
@@ -150,14 +179,8 @@ async def main() -> int:
                 **scenario.settings,
             )
             print(f"{name}: {len(scenario.pairs)} records ...", file=sys.stderr, flush=True)
-            outcome = await run_scenario(
-                name,
-                settings,
-                endpoint.url(),
-                log_dir,
-                scenario.pairs,
-                scenario.drive,
-                catch_up_s,
+            outcome = await network.run_judged(
+                scenario, settings, database.url(), log_dir, catch_up_s
             )
         outcomes.append(outcome)
         print(outcome.line(), flush=True)

@@ -151,8 +151,12 @@ class Harness:
         self.positions: list[tuple[int, int]] = []
 
     # -- consumers -------------------------------------------------------------------------
-    def consumer(self, name: str = "consumer") -> ConsumerProcess:
-        process = ConsumerProcess(self.settings, self.log_dir, f"{name}-{len(self.consumers)}")
+    def consumer(self, name: str = "consumer", settings: Settings | None = None) -> ConsumerProcess:
+        """Start a consumer with the scenario's settings, or `settings` (the same group and
+        topics reached another way, e.g. through a fault proxy)."""
+        process = ConsumerProcess(
+            settings or self.settings, self.log_dir, f"{name}-{len(self.consumers)}"
+        )
         self.consumers.append(process)
         process.start()
         return process
