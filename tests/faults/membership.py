@@ -59,6 +59,43 @@ async def _sample_sockets(owners: position_audit.SocketOwners, h: Harness) -> No
         await asyncio.sleep(0.2)
 
 
+async def _wait_owning(
+    process: ConsumerProcess, owners: position_audit.SocketOwners, h: Harness
+) -> None:
+    """Until `process` has committed a position since it was last given partitions."""
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline:
+        assigned = list(_assignments(process.log_path, 0))
+        if assigned:
+            owners.sample(h.consumers)
+            if any(
+                w.committed > max(assigned) and owners.of(w) == process.name
+                for w in await position_audit.writes(h.engine)
+            ):
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{process.name} never wrote as a member of the group:\n{process.tail()}")
+
+
+async def _freeze_holding_locks(
+    victim: ConsumerProcess, owners: position_audit.SocketOwners, h: Harness
+) -> float:
+    """SIGSTOP `victim` between its lock of positions and its commit (the worst moment: its
+    transaction holds its partitions' rows); the time it was frozen (epoch seconds)."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        ports = owners.ports_of(victim.name)
+        if ports & await position_audit.locking_ports(h.engine):
+            frozen_at = time.time()
+            victim.pause()
+            await asyncio.sleep(0.2)
+            if ports & await position_audit.locking_ports(h.engine):
+                return frozen_at  # frozen with the rows locked
+            victim.resume()  # it committed in between: try again
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{victim.name} was never seen holding locked positions")
+
+
 @dataclass
 class PauseReport:
     """One pause: what the survivor wrote while the victim was frozen, and what the victim
@@ -89,14 +126,16 @@ def pause(scale: Scale, pauses: int = 2) -> Scenario:
             publisher = asyncio.create_task(h.publish(pairs, publish_s))
             for n in range(pauses):
                 await asyncio.sleep(h.rng.uniform(2.0, 5.0))
+                victim, survivor = group[n % 2], group[1 - n % 2]
+                # Both are members, and the victim has written since its last assignment.
+                await _wait_owning(victim, owners, h)
                 stored = await h.wait_in_flight(published=publisher)
                 if stored is None:
                     break
-                victim, survivor = group[n % 2], group[1 - n % 2]
                 owners.sample(h.consumers)
+                assigned_at = max(_assignments(victim.log_path, 0))
                 boundary = victim.log_path.stat().st_size
-                frozen_at = time.time()
-                victim.pause()
+                frozen_at = await _freeze_holding_locks(victim, owners, h)
                 h.fault_done(stored)
                 await asyncio.sleep(PAUSE_S)
                 woke_at = time.time()
@@ -108,13 +147,17 @@ def pause(scale: Scale, pauses: int = 2) -> Scenario:
                 before = {
                     w.partition
                     for w in written
-                    if w.committed < frozen_at and owners.of(w) == victim.name
+                    if assigned_at < w.committed < frozen_at and owners.of(w) == victim.name
                 }
-                taken = {
-                    w.partition
+                moved = [
+                    w
                     for w in written
-                    if frozen_at < w.committed < woke_at and owners.of(w) == survivor.name
-                } & before
+                    if frozen_at < w.committed < woke_at
+                    and owners.of(w) == survivor.name
+                    and w.partition in before
+                ]
+                taken = {w.partition for w in moved}
+                took_s = min((w.committed for w in moved), default=woke_at) - frozen_at
                 late = [
                     w
                     for w in written
@@ -131,7 +174,8 @@ def pause(scale: Scale, pauses: int = 2) -> Scenario:
                 )
                 print(
                     f"pause {n + 1}: {victim.name} frozen {woke_at - frozen_at:.1f}s, "
-                    f"{survivor.name} took over partitions {sorted(taken)} meanwhile; after "
+                    f"{survivor.name} took over partitions {sorted(taken)} meanwhile (first "
+                    f"commit {took_s:.1f}s after the freeze); after "
                     f"waking, {victim.name} was given partitions again "
                     f"{reassigned_at - woke_at:.1f}s later and committed "
                     f"{len(reports[-1].after_waking)} positions before that "

@@ -82,6 +82,21 @@ async def writes(engine: AsyncEngine) -> list[Write]:
         return [Write(*row) for row in rows]
 
 
+async def locking_ports(engine: AsyncEngine) -> set[int]:
+    """Client ports of the sessions now in a transaction that has locked positions (SELECT
+    ... FOR UPDATE on consumer_offsets: the write path between its lock and its commit)."""
+    async with engine.connect() as connection:
+        rows = await connection.scalars(
+            text(
+                "SELECT a.client_port FROM pg_stat_activity a "
+                "JOIN pg_locks l ON l.pid = a.pid AND l.granted "
+                "WHERE l.relation = 'consumer_offsets'::regclass AND l.mode = 'RowShareLock' "
+                "AND a.datname = current_database() AND a.client_port IS NOT NULL"
+            )
+        )
+        return set(rows.all())
+
+
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
 
 
@@ -113,6 +128,9 @@ class SocketOwners:
             for link in links:
                 if (found := _SOCKET.match(link)) and (port := ports.get(int(found.group(1)))):
                     self.owner[port] = process.name
+
+    def ports_of(self, name: str) -> set[int]:
+        return {port for port, owner in self.owner.items() if owner == name}
 
     def of(self, write: Write) -> str | None:
         return None if write.client_port is None else self.owner.get(write.client_port)
