@@ -1,7 +1,7 @@
 """The fault scenarios at full size (1M events per scenario, 20 kills, ...).
 
     scripts/local-stack up && eval "$(scripts/local-stack env)"
-    .venv/bin/python -m tests.faults.full                      # all nine
+    .venv/bin/python -m tests.faults.full                      # all eleven
     .venv/bin/python -m tests.faults.full --only sigkill,kafka --events 200000
     .venv/bin/python -m tests.faults.full --only failover,failover-restart,switchover
 
@@ -26,13 +26,17 @@ import uuid
 from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
-from tests.faults import failover, scenarios
+from tests.faults import failover, membership, scenarios
 from tests.faults.harness import StackControl, run_scenario
 from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
 from tests.support.services import PostgresEndpoint
 
 DATABASE = f"{TEST_DATABASE}_faults"
+# A replica frozen past the session timeout this many times (the two take turns), and a
+# minute of replicas joining and leaving.
+FULL_PAUSES = 6
+FULL_STORM_S = 60.0
 
 
 def build(
@@ -45,6 +49,8 @@ def build(
         "kafka": lambda: scenarios.kafka_restarts(scale, stack),
         "rebalance": lambda: scenarios.rebalances(scale),
         "flood": lambda: scenarios.flood(scale),
+        "pause": lambda: membership.pause(scale, pauses=FULL_PAUSES),
+        "storm": lambda: membership.storm(scale, FULL_STORM_S),
     }[name]()
 
 
@@ -62,8 +68,8 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--only",
-        default="sigkill,postgres,kafka,rebalance,flood,broker-kill,failover,failover-restart,"
-        "switchover",
+        default="sigkill,postgres,kafka,rebalance,flood,broker-kill,pause,storm,failover,"
+        "failover-restart,switchover",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()

@@ -270,7 +270,7 @@ def storm(scale: Scale, storm_s: float) -> Scenario:
                 terms += 1
             changes += 1
         await publisher
-        await h.wait_caught_up(600.0)
+        await h.wait_caught_up(scale.catch_up_s)
         stall = _longest_stall(h, started, time.monotonic(), len(pairs))
         print(
             f"storm: {changes} membership changes in {storm_s:.0f}s ({joins} joins, {terms} "
