@@ -79,18 +79,20 @@ async def _wait_owning(
 
 async def _freeze_holding_locks(
     victim: ConsumerProcess, owners: position_audit.SocketOwners, h: Harness
-) -> float:
+) -> tuple[float, str]:
     """SIGSTOP `victim` between its lock of positions and its commit (the worst moment: its
-    transaction holds its partitions' rows); the time it was frozen (epoch seconds)."""
+    transaction holds its partitions' rows); the time it was frozen (epoch seconds) and what
+    its locking session was doing then."""
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
         ports = owners.ports_of(victim.name)
-        if ports & await position_audit.locking_ports(h.engine):
+        if ports & (await position_audit.locking_ports(h.engine)).keys():
             frozen_at = time.time()
             victim.pause()
             await asyncio.sleep(0.2)
-            if ports & await position_audit.locking_ports(h.engine):
-                return frozen_at  # frozen with the rows locked
+            locking = await position_audit.locking_ports(h.engine)
+            if held := [locking[port] for port in ports & locking.keys()]:
+                return frozen_at, ", ".join(held)  # frozen with the rows locked
             victim.resume()  # it committed in between: try again
         await asyncio.sleep(0.005)
     raise AssertionError(f"{victim.name} was never seen holding locked positions")
@@ -127,15 +129,16 @@ def pause(scale: Scale, pauses: int = 2) -> Scenario:
             for n in range(pauses):
                 await asyncio.sleep(h.rng.uniform(2.0, 5.0))
                 victim, survivor = group[n % 2], group[1 - n % 2]
-                # Both are members, and the victim has written since its last assignment.
+                # Both are members and have written since their last assignment.
                 await _wait_owning(victim, owners, h)
+                await _wait_owning(survivor, owners, h)
                 stored = await h.wait_in_flight(published=publisher)
                 if stored is None:
                     break
                 owners.sample(h.consumers)
                 assigned_at = max(_assignments(victim.log_path, 0))
                 boundary = victim.log_path.stat().st_size
-                frozen_at = await _freeze_holding_locks(victim, owners, h)
+                frozen_at, doing = await _freeze_holding_locks(victim, owners, h)
                 h.fault_done(stored)
                 await asyncio.sleep(PAUSE_S)
                 woke_at = time.time()
@@ -173,7 +176,8 @@ def pause(scale: Scale, pauses: int = 2) -> Scenario:
                     )
                 )
                 print(
-                    f"pause {n + 1}: {victim.name} frozen {woke_at - frozen_at:.1f}s, "
+                    f"pause {n + 1}: {victim.name} frozen {woke_at - frozen_at:.1f}s "
+                    f"(its locking session: {doing}), "
                     f"{survivor.name} took over partitions {sorted(taken)} meanwhile (first "
                     f"commit {took_s:.1f}s after the freeze); after "
                     f"waking, {victim.name} was given partitions again "

@@ -82,19 +82,21 @@ async def writes(engine: AsyncEngine) -> list[Write]:
         return [Write(*row) for row in rows]
 
 
-async def locking_ports(engine: AsyncEngine) -> set[int]:
+async def locking_ports(engine: AsyncEngine) -> dict[int, str]:
     """Client ports of the sessions now in a transaction that has locked positions (SELECT
-    ... FOR UPDATE on consumer_offsets: the write path between its lock and its commit)."""
+    ... FOR UPDATE on consumer_offsets: the write path between its lock and its commit), with
+    what each session is doing (state / wait event)."""
     async with engine.connect() as connection:
-        rows = await connection.scalars(
+        rows = await connection.execute(
             text(
-                "SELECT a.client_port FROM pg_stat_activity a "
+                "SELECT a.client_port, a.state || ' / ' || coalesce(a.wait_event, '-') "
+                "FROM pg_stat_activity a "
                 "JOIN pg_locks l ON l.pid = a.pid AND l.granted "
                 "WHERE l.relation = 'consumer_offsets'::regclass AND l.mode = 'RowShareLock' "
                 "AND a.datname = current_database() AND a.client_port IS NOT NULL"
             )
         )
-        return set(rows.all())
+        return {int(port): doing for port, doing in rows}
 
 
 _SOCKET = re.compile(r"socket:\[(\d+)\]")
