@@ -173,7 +173,14 @@ def build_app(
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:
     settings = settings or get_settings()
-    engine = make_engine(settings)
+    # A consumer frozen mid-transaction (a stopped VM, a long pause) past the session timeout
+    # has lost its partitions to another member, but its transaction still holds their
+    # positions locked: the new owner would wait for it, and on waking it would commit a
+    # batch of partitions it no longer owns. PostgreSQL ends such a transaction once it has
+    # waited as long as the group waits for a silent member; an awake consumer never leaves
+    # one idle that long except while the dead-letter topic does not acknowledge, and that
+    # batch is retried.
+    engine = make_engine(settings, idle_in_transaction_ms=settings.kafka_session_timeout_ms)
     sessions = make_session_factory(engine)
     metrics = Metrics()
     # Stored positions vs the log; `guard.stopped` is for readiness.

@@ -42,6 +42,8 @@ class ConsumerAdapter:
         after it has locked the partition's stored position)."""
         if self._consumer is None:
             return True
+        if _rejoining(self._consumer):
+            return False
         return KafkaPartition(topic, partition) in self._consumer.assignment()
 
     def seek(self, tp: TopicAndPartition, offset: int) -> None:
@@ -71,6 +73,15 @@ class ConsumerAdapter:
         if assigned:
             self._consumer.pause(*assigned)
         return _pairs(assigned)
+
+
+def _rejoining(consumer: KafkaConsumer) -> bool:
+    """True from when the group told this consumer that its membership is gone or being
+    redone (a heartbeat or commit refused: a rebalance, or it was silent past the session
+    timeout, e.g. frozen) until it is given partitions again. aiokafka's `assignment()` keeps
+    the old partitions meanwhile, though the group may have given them to another member."""
+    subscription = getattr(consumer, "_subscription", None)  # aiokafka's SubscriptionState
+    return bool(getattr(subscription, "reassignment_in_progress", False))
 
 
 def _pairs(partitions: Iterable[KafkaPartition]) -> list[TopicAndPartition]:

@@ -18,7 +18,17 @@ from service.config.settings import PostgresSettings
 from service.postgres.tls import connect_args
 
 
-def make_engine(settings: PostgresSettings) -> AsyncEngine:
+def make_engine(
+    settings: PostgresSettings, idle_in_transaction_ms: int | None = None
+) -> AsyncEngine:
+    """`idle_in_transaction_ms`: PostgreSQL ends a session whose transaction waits for its
+    client longer than this, rolling it back and releasing its locks (default: twice
+    POSTGRES_TIMEOUT_S)."""
+    idle_ms = (
+        int(2000 * settings.postgres_timeout_s)
+        if idle_in_transaction_ms is None
+        else idle_in_transaction_ms
+    )
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.postgres_pool_size,
@@ -41,7 +51,7 @@ def make_engine(settings: PostgresSettings) -> AsyncEngine:
                 # twice POSTGRES_TIMEOUT_S idle, the dead session's locks are released; a live
                 # one is never that idle inside a transaction (each statement answers within
                 # POSTGRES_TIMEOUT_S, or the connection is dropped).
-                "idle_in_transaction_session_timeout": str(int(2000 * settings.postgres_timeout_s)),
+                "idle_in_transaction_session_timeout": str(idle_ms),
             },
             # Without these, a connection that stops answering (black-holed by a partition,
             # half-open) hangs the write path for ever: asyncpg waits without limit for the

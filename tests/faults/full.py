@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
 from tests.faults import cluster as cluster_faults
-from tests.faults import failover, letters_in_flight, network, read_only, scenarios
+from tests.faults import failover, letters_in_flight, membership, network, read_only, scenarios
 from tests.faults.harness import StackControl
 from tests.support.fault_proxy import fault_proxy
 from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
@@ -44,6 +44,10 @@ from tests.support.services import PostgresEndpoint
 DATABASE = f"{TEST_DATABASE}_faults"
 # The scenarios run on a 3-node Kafka cluster of their own.
 CLUSTER_SCENARIOS = ("broker-kill", "coordinator-kill", "dlq-leader-kill", "rolling-restart")
+# A replica frozen past the session timeout this many times (the two take turns), and a
+# minute of replicas joining and leaving.
+FULL_PAUSES = 6
+FULL_STORM_S = 60.0
 
 
 def build(
@@ -59,6 +63,8 @@ def build(
         "kafka": lambda: scenarios.kafka_restarts(scale, stack),
         "rebalance": lambda: scenarios.rebalances(scale),
         "flood": lambda: scenarios.flood(scale),
+        "pause": lambda: membership.pause(scale, pauses=FULL_PAUSES),
+        "storm": lambda: membership.storm(scale, FULL_STORM_S),
     }[name]()
 
 
@@ -103,7 +109,7 @@ async def main() -> int:
         default="sigkill,postgres,kafka,rebalance,flood,broker-kill,coordinator-kill,"
         "dlq-leader-kill,rolling-restart,failover,failover-restart,switchover,failover-load,"
         "read-only,letters-in-flight,pg-latency,pg-partition,pg-half-open,pg-bandwidth,"
-        "kafka-latency,kafka-partition,kafka-half-open",
+        "kafka-latency,kafka-partition,kafka-half-open,pause,storm",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()

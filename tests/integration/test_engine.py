@@ -7,10 +7,11 @@ import time
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config.settings import Settings
-from service.postgres.engine import connected
+from service.postgres.engine import connected, make_engine
 
 
 async def test_every_statement_is_planned_for_its_own_parameters(settings: Settings) -> None:
@@ -45,3 +46,30 @@ async def test_a_commands_engine_closes_its_connections_on_leaving_even_after_an
                 backend = await connection.scalar(text("SELECT pg_backend_pid()"))
             raise RuntimeError("the command failed")
     assert await _gone(engine, backend)
+
+
+async def test_a_transaction_left_waiting_past_the_idle_limit_is_ended_and_its_locks_freed(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """The consumer's engine gives up a transaction its client has left waiting (a process
+    frozen mid-batch): its locked positions are free again for the partitions' new owner."""
+    frozen = make_engine(settings, idle_in_transaction_ms=1000)
+    try:
+        async with frozen.connect() as connection:
+            assert await connection.scalar(text("SHOW idle_in_transaction_session_timeout")) == "1s"
+            await connection.execute(
+                text("SELECT * FROM consumer_offsets FOR UPDATE")  # what the write path locks
+            )
+            await asyncio.sleep(2.0)  # the client is silent: PostgreSQL ends the session
+            with pytest.raises(DBAPIError):
+                await connection.execute(text("SELECT 1"))
+        async with engine.connect() as other:
+            waiting = await other.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'consumer_offsets'::regclass"
+                    " AND pid <> pg_backend_pid()"
+                )
+            )
+        assert waiting == 0
+    finally:
+        await frozen.dispose()

@@ -63,6 +63,17 @@ class ConsumerProcess:
             self.process.wait(30)
         self._log.close()
 
+    def pause(self) -> None:
+        """SIGSTOP: a process frozen (a long GC pause, a stopped VM) that still holds its
+        connections and whatever it was doing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: the frozen process carries on where it stopped."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
