@@ -147,18 +147,27 @@ def _restarts(
     async def drive(h: Harness) -> int:
         h.consumer()
         publisher = asyncio.create_task(h.publish(pairs, publish_s))
-        gap = publish_s / (count + 1)
-        for _ in range(count):
-            await asyncio.sleep(h.rng.uniform(0.5 * gap, gap))
-            stored = await h.wait_in_flight()
+        end = time.monotonic() + publish_s
+        restarts = 0
+        for remaining in range(count, 0, -1):
+            # Spread over what is left of the publishing window, as the kills are: a restart
+            # takes seconds of it (a broker recovering its logs, more), and once everything
+            # is applied no restart can hit work.
+            window = max(0.0, end - time.monotonic())
+            await asyncio.sleep(h.rng.uniform(0.2, 0.8) * window / remaining)
+            stored = await h.wait_in_flight(published=publisher)
+            if stored is None:
+                break
             if pause_publisher:  # the test's own publisher waits; the consumer does not know
                 async with h.gate:
                     await asyncio.to_thread(restart)
             else:
                 await asyncio.to_thread(restart)
             h.fault_done(stored)
+            restarts += 1
         await publisher
-        return count
+        assert restarts >= max(1, count // 2), f"only {restarts} of {count} restarts hit work"
+        return restarts
 
     return Scenario(name, pairs, drive)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from testbed.publish import publish
 from tests.conftest import make_settings
 from tests.support.brokers import throwaway_broker
 from tests.support.consumer import ConsumerProcess
-from tests.support.scrape import get
+from tests.support.scrape import get, samples
 from tests.support.services import PostgresEndpoint
 
 READY_CHECKS = {
@@ -56,16 +55,6 @@ async def wait_for_status(
         assert consumer.alive(), consumer.tail()
         await asyncio.sleep(0.3)
     pytest.fail(f"{url} never answered {status}; last {seen}\n--- log:\n{consumer.tail()}")
-
-
-def samples(metrics: str, name: str) -> dict[str, float]:
-    """`name`'s samples in a Prometheus text exposition, by label string."""
-    found = {}
-    for line in metrics.splitlines():
-        match = re.fullmatch(rf"{name}(\{{[^}}]*\}})? (\S+)", line)
-        if match:
-            found[match.group(1) or ""] = float(match.group(2))
-    return found
 
 
 async def wait_for_zero_lag(url: str, consumer: ConsumerProcess, partitions: int) -> str:

@@ -16,21 +16,11 @@ from service.health.collector import HealthMetrics
 from service.health.probe import Probe, Verdict, every, probe_route, scrape_route
 from service.health.progress import ProgressTracker
 from service.postgres.schema_gate import SchemaNotReady
+from tests.support import asgi
 
 
 async def call(app: Any, path: str = "/health/ready") -> tuple[int, bytes]:
-    """One GET through an ASGI app: (status, body)."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
-    await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    return await asgi.call(app, path)
 
 
 async def test_a_registered_failing_check_makes_the_probe_answer_503_naming_it() -> None:

@@ -4,10 +4,8 @@ process and Python runtime series, and which release runs (inventory_sink_build_
 from __future__ import annotations
 
 import platform
-import re
 import time
 from importlib.metadata import version
-from typing import Any
 
 from service.app import create_app
 from service.config.settings import Settings
@@ -15,21 +13,8 @@ from service.core.contract import CONTRACT_VERSION
 from service.core.domain import Reason
 from service.observability.metrics import FATES
 from service.write_path.transaction import BatchReport
-
-
-async def call(app: Any, path: str) -> tuple[int, str]:
-    """One GET through an ASGI app: (status, body)."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
-    await app(scope, receive, send)
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:]).decode()
+from tests.support.asgi import call
+from tests.support.scrape import samples
 
 
 async def scrape() -> str:
@@ -47,17 +32,7 @@ async def scrape() -> str:
     route = dict(app.routes)["/metrics"]
     status, body = await call(route, "/metrics")
     assert status == 200, body
-    return body
-
-
-def series(text: str, name: str) -> dict[str, float]:
-    """`name`'s samples in the exposition, by label string."""
-    found = {}
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(\{{[^}}]*\}})? (\S+)", line)
-        if match:
-            found[match.group(1) or ""] = float(match.group(2))
-    return found
+    return body.decode()
 
 
 async def test_build_info_names_the_release_the_python_and_the_contract() -> None:
@@ -66,44 +41,44 @@ async def test_build_info_names_the_release_the_python_and_the_contract() -> Non
         f'{{contract="{CONTRACT_VERSION}",python="{platform.python_version()}",'
         f'version="{version("inventory-sink")}"}}'
     )
-    assert series(text, "inventory_sink_build_info") == {labels: 1.0}, text
+    assert samples(text, "inventory_sink_build_info") == {labels: 1.0}, text
     assert "# TYPE inventory_sink_build_info gauge" in text
 
 
 async def test_process_series_describe_this_process() -> None:
     text = await scrape()
-    cpu = series(text, "process_cpu_seconds_total")[""]
-    memory = series(text, "process_resident_memory_bytes")[""]
-    started = series(text, "process_start_time_seconds")[""]
+    cpu = samples(text, "process_cpu_seconds_total")[""]
+    memory = samples(text, "process_resident_memory_bytes")[""]
+    started = samples(text, "process_start_time_seconds")[""]
     assert cpu > 0
     assert memory > 10 * 2**20  # an interpreter with the service imported: tens of MB
     assert 0 < time.time() - started < 24 * 3600  # this test's own process
-    assert series(text, "process_open_fds")[""] > 0
+    assert samples(text, "process_open_fds")[""] > 0
 
 
 async def test_python_runtime_and_garbage_collector_series_are_served() -> None:
     text = await scrape()
-    (info,) = series(text, "python_info")
+    (info,) = samples(text, "python_info")
     assert f'version="{platform.python_version()}"' in info
-    assert set(series(text, "python_gc_collections_total")) == {
+    assert set(samples(text, "python_gc_collections_total")) == {
         f'{{generation="{generation}"}}' for generation in range(3)
     }
-    assert set(series(text, "python_gc_objects_collected_total")) == {
+    assert set(samples(text, "python_gc_objects_collected_total")) == {
         f'{{generation="{generation}"}}' for generation in range(3)
     }
 
 
 async def test_the_sinks_own_series_are_still_there_beside_them() -> None:
     text = await scrape()
-    assert series(text, "inventory_sink_ready") == {"": 0.0}  # nothing listens on port 1
-    assert series(text, "inventory_sink_batches_total") == {"": 0.0}
+    assert samples(text, "inventory_sink_ready") == {"": 0.0}  # nothing listens on port 1
+    assert samples(text, "inventory_sink_batches_total") == {"": 0.0}
     assert "# TYPE inventory_sink_batch_seconds histogram" in text
 
 
 async def test_every_dead_letter_reason_is_served_at_zero_before_its_first_letter() -> None:
     """rate() sees a reason's first letters only if its series existed before them."""
     text = await scrape()
-    assert series(text, "inventory_sink_dead_letters_total") == {
+    assert samples(text, "inventory_sink_dead_letters_total") == {
         f'{{reason="{reason.value}"}}': 0.0 for reason in Reason
     }
 
@@ -113,6 +88,6 @@ async def test_every_fate_is_served_at_zero_before_the_first_batch() -> None:
     counts."""
     text = await scrape()
     assert set(FATES) == set(BatchReport().as_counts())
-    assert series(text, "inventory_sink_events_total") == {
+    assert samples(text, "inventory_sink_events_total") == {
         f'{{fate="{fate}"}}': 0.0 for fate in FATES
     }
