@@ -204,6 +204,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         metrics,
         max_record_bytes=settings.max_record_bytes,
         guard=letter_stops,
+        lease_s=settings.kafka_session_timeout_ms / 1000,
     )
 
     async def read_positions(topics: set[str]) -> dict[TopicAndPartition, int]:

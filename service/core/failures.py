@@ -16,3 +16,10 @@ class Conflict(Exception):
 class PartitionStopped(Exception):
     """A partition of the batch was stopped while it was written (its dead letter cannot be
     published in any form): run the batch again, which now holds that partition back."""
+
+
+class OwnershipLapsed(Exception):
+    """The batch's transaction lasted longer than the group waits for a silent member (the
+    process was frozen, or the database or the dead-letter topic stalled it): its partitions
+    may have been given to another member meanwhile, so it is rolled back, not committed, and
+    run again once the consumer knows what it owns."""

@@ -13,7 +13,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from service.core.failures import Conflict, PartitionStopped, UnstorableRow
+from service.core.failures import Conflict, OwnershipLapsed, PartitionStopped, UnstorableRow
 from service.kafka.transient import retriable_kafka_error
 from service.observability.logs import brief
 
@@ -39,7 +39,9 @@ _TRANSIENT_PG = (
 
 def is_transient(error: BaseException) -> bool:
     """True for failures of the surroundings (database, broker, network), not of the data."""
-    if isinstance(error, Conflict | PartitionStopped | OperationalError | InterfaceError):
+    if isinstance(
+        error, Conflict | PartitionStopped | OwnershipLapsed | OperationalError | InterfaceError
+    ):
         return True
     if isinstance(error, KafkaError):
         return retriable_kafka_error(error)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.core.claims import claimed_ids, claims_to_release
 from service.core.decoding import DEFAULT_MAX_RECORD_BYTES, Unusable, decode
 from service.core.domain import Applied, Event, Outcome, Reason, Rejected, Stale, fold
+from service.core.failures import OwnershipLapsed
 from service.core.letters import DeadLetter
 from service.core.records import Record, TopicAndPartition
 from service.kafka.dead_letter_producer import DeadLetterSink
@@ -115,8 +116,12 @@ class WritePath:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         *,
         guard: PositionGuard,
+        lease_s: float = 10.0,
     ) -> None:
+        """`lease_s`: how long ownership checked at the start of a transaction is trusted,
+        the group's session timeout (KAFKA_SESSION_TIMEOUT_MS)."""
         self.max_record_bytes = max_record_bytes
+        self.lease_s = lease_s
         self.sessions = sessions
         self.guard = guard
         self.dead_letters = dead_letters
@@ -214,9 +219,11 @@ class WritePath:
         snapshot = await self.guard.snapshot(batch.first, self.rewinds.sought(batch.first))
         async with self.sessions() as session, session.begin():
             locked = await consumer_offsets.lock_positions(session, self.group_id, set(batch.first))
+            owned_at = time.monotonic()
             admission = admit(batch, locked, snapshot, self.rewinds, still_owned)
             report = await self._write(session, admission)
             report.records = len(batch)
+            self._still_owned_since(owned_at)
         self._tell_guard(admission)
         return report
 
@@ -251,6 +258,19 @@ class WritePath:
         # deduplicated by original.topic/partition/offset), never loses one.
         await self.dead_letters.send(dead)
         return report
+
+    def _still_owned_since(self, owned_at: float) -> None:
+        """Before the commit: ownership was asked when the transaction began. A process frozen
+        longer than the session timeout (a stopped VM, SIGSTOP) has been dropped from the group,
+        and may wake in the middle of a statement the server was still waiting for, where no idle
+        limit ends it; committing then would write partitions another member owns now."""
+        held = time.monotonic() - owned_at
+        if held > self.lease_s:
+            raise OwnershipLapsed(
+                f"the transaction took {held:.1f}s, longer than the group's session timeout "
+                f"({self.lease_s:g}s): its partitions may have been given to another member; "
+                "rolled back, to be run again on what this consumer owns now"
+            )
 
     def _tell_guard(self, admission: Admission) -> None:
         """The transaction committed and its locks are gone: the guard may now pause and stop

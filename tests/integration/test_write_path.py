@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from service.core.domain import Reason
+from service.core.letters import DeadLetter
 from service.postgres import consumer_offsets
 from service.postgres.retention import purge_once
 from service.write_path.retry import Backoff
@@ -414,6 +416,56 @@ async def test_records_of_a_revoked_partition_are_abandoned_not_written(
         )
     assert positions[0] == 1
     assert positions.get(1, 0) == 0  # nothing recorded as done for the revoked partition
+
+
+class FrozenOnceSink(MemoryDeadLetterSink):
+    """The first batch's dead letters take `frozen_s` (standing in for a process frozen
+    mid-transaction), during which the group gives partition 2 to another member."""
+
+    def __init__(self, owned: set[int], frozen_s: float) -> None:
+        super().__init__()
+        self.owned, self.frozen_s, self.calls = owned, frozen_s, 0
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(self.frozen_s)
+            self.owned.discard(2)
+        await super().send(letters)
+
+
+async def test_a_transaction_that_outlived_the_session_is_rolled_back_and_run_again(
+    engine: AsyncEngine,
+) -> None:
+    """Frozen past the group's session timeout, the consumer may have lost partitions while
+    its transaction was open: the transaction is not committed, and the batch is run again
+    on what the consumer owns then."""
+    owned = {0, 2}
+    sink = FrozenOnceSink(owned, frozen_s=0.5)
+    write_path = WritePath(
+        async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), guard=guard(), lease_s=0.3
+    )
+    batch = _records([record(upsert(1, 1, quantity=1))], partition=0)
+    batch += _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=2)
+
+    report = await process(write_path, batch, still_owned=lambda t, p: p in owned)
+
+    assert (report.applied, report.abandoned) == (1, 2)
+    assert write_path.metrics.registry.get_sample_value("inventory_sink_batch_retries_total") == 1
+    assert set(await table(engine)) == {1}  # partition 2's product was never committed
+    # The letter went out before the rollback (letters are at-least-once; the new owner
+    # publishes it again), not a second time from this consumer.
+    assert [letter.reason for letter in sink.letters] == [Reason.INVALID_JSON]
+    async with engine.connect() as connection:
+        positions = dict(
+            (
+                await connection.execute(
+                    text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = 'g'")
+                )
+            ).all()
+        )
+    assert positions[0] == 1
+    assert positions.get(2, 0) == 0
 
 
 async def test_processed_ids_older_than_the_retention_are_forgotten(engine: AsyncEngine) -> None:
