@@ -10,18 +10,23 @@ position where it hit says little).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import time
+from collections.abc import AsyncIterator
 
 from testbed.events import LabelledSpec, generate_records
 from tests.faults.harness import Harness
 from tests.faults.scenarios import BROKER_DOWN_S, MAX_RECORD_BYTES, Scale, Scenario, stream
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka_cluster import KafkaCluster, busiest_leader, group_coordinator
+from tests.support.scrape import get, samples
 
 CLUSTER_SETTINGS: dict[str, object] = {
     "kafka_replication_factor": 3,
     "max_record_bytes": MAX_RECORD_BYTES,
+    "http_host": "127.0.0.1",
 }
 # What the service logs each time the group gives it partitions (service/positions/rebalance.py):
 # once at the start, and again after every rebalance.
@@ -45,6 +50,50 @@ def rebalances_seen(consumer: ConsumerProcess) -> tuple[int, int]:
     return len(ASSIGNED.findall(log)), len(REVOKED.findall(log))
 
 
+@contextlib.asynccontextmanager
+async def readiness_honest(consumer: ConsumerProcess, fault: str) -> AsyncIterator[None]:
+    """While the faults last, /health/ready is asked every half second. With one node of
+    three away the cluster still serves, so the probe must never blame Kafka (nor PostgreSQL,
+    untouched here); the progress check may fail during a stall, and says so. Afterwards the
+    service is ready again and its metrics say so too."""
+    url = await asyncio.to_thread(consumer.http_url)
+    answers: list[tuple[int, dict[str, dict[str, object]]]] = []
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            status, body = await get(f"{url}/health/ready")
+            answers.append((status, json.loads(body)["checks"]))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.5)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        done.set()
+        await watcher
+    blamed = [
+        (name, check.get("problem"))
+        for _, checks in answers
+        for name, check in checks.items()
+        if name in ("kafka", "database") and not check["ok"]
+    ]
+    assert not blamed, f"{fault}: readiness blamed a service that was up: {blamed[:3]}"
+    unready = [sorted(n for n, c in checks.items() if not c["ok"]) for st, checks in answers]
+    failing = [names for names in unready if names]
+    deadline = time.monotonic() + 60.0
+    while (await get(f"{url}/health/ready"))[0] != 200:
+        assert time.monotonic() < deadline, f"{fault}: not ready 60s after the faults"
+        await asyncio.sleep(0.5)
+    ready = samples((await get(f"{url}/metrics"))[1], "inventory_sink_ready")
+    assert ready == {"": 1.0}, f"{fault}: ready, but inventory_sink_ready says {ready}"
+    print(
+        f"{fault}: readiness asked {len(answers)}x during the faults, unready {len(failing)}x "
+        f"({sorted({n for names in failing for n in names}) or 'never'}); ready after"
+    )
+
+
 async def _wait_assigned(consumer: ConsumerProcess, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while rebalances_seen(consumer)[0] == 0:
@@ -65,24 +114,27 @@ def coordinator_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
         publisher = asyncio.create_task(h.publish(pairs, publish_s))
         end = time.monotonic() + publish_s
         kills = 0
-        for remaining in range(scale.broker_kills, 0, -1):
+        async with readiness_honest(consumer, "the coordinator kills"):
+            for remaining in range(scale.broker_kills, 0, -1):
+                await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+                window = max(0.0, end - time.monotonic())
+                await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
+                stored = await h.wait_in_flight(published=publisher)
+                if stored is None:
+                    break
+                victim = await group_coordinator(h.settings)
+                await asyncio.to_thread(cluster.kill, victim)
+                h.fault_done(stored, recovered_past=len(h.positions) - 1)
+                kills += 1
+                print(f"coordinator-kill: node {victim} (coordinator) killed at {stored}")
+                await asyncio.sleep(BROKER_DOWN_S)
+                await asyncio.to_thread(cluster.start, victim)
+                moved_to = await group_coordinator(h.settings)
+                print(
+                    f"coordinator-kill: node {victim} back, the group's coordinator is {moved_to}"
+                )
+            await publisher
             await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-            window = max(0.0, end - time.monotonic())
-            await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
-            stored = await h.wait_in_flight(published=publisher)
-            if stored is None:
-                break
-            victim = await group_coordinator(h.settings)
-            await asyncio.to_thread(cluster.kill, victim)
-            h.fault_done(stored, recovered_past=len(h.positions) - 1)
-            kills += 1
-            print(f"coordinator-kill: node {victim} (coordinator) killed at {stored}")
-            await asyncio.sleep(BROKER_DOWN_S)
-            await asyncio.to_thread(cluster.start, victim)
-            moved_to = await group_coordinator(h.settings)
-            print(f"coordinator-kill: node {victim} back, the group's coordinator is {moved_to}")
-        await publisher
-        await asyncio.to_thread(cluster.wait_in_sync, 120.0)
         assert kills >= max(1, scale.broker_kills // 2), (
             f"only {kills} of {scale.broker_kills} kills hit work"
         )
@@ -116,26 +168,27 @@ def dead_letter_leader_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
         publisher = asyncio.create_task(h.publish(pairs, publish_s))
         end = time.monotonic() + publish_s
         kills = 0
-        for remaining in range(scale.broker_kills, 0, -1):
+        async with readiness_honest(consumer, "the dead-letter leader kills"):
+            for remaining in range(scale.broker_kills, 0, -1):
+                await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+                window = max(0.0, end - time.monotonic())
+                await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
+                stored = await h.wait_in_flight(published=publisher)
+                if stored is None:
+                    break
+                letters = await h.end_offsets(h.settings.kafka_dlq_topic)
+                victim, led = busiest_leader(cluster, h.settings.kafka_dlq_topic)
+                await asyncio.to_thread(cluster.kill, victim)
+                h.fault_done(stored, recovered_past=len(h.positions) - 1)
+                kills += 1
+                print(
+                    f"dlq-leader-kill: node {victim} (leading dead-letter partitions {led}) killed "
+                    f"at {stored}, {letters} letters written"
+                )
+                await asyncio.sleep(BROKER_DOWN_S)
+                await asyncio.to_thread(cluster.start, victim)
+            await publisher
             await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-            window = max(0.0, end - time.monotonic())
-            await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
-            stored = await h.wait_in_flight(published=publisher)
-            if stored is None:
-                break
-            letters = await h.end_offsets(h.settings.kafka_dlq_topic)
-            victim, led = busiest_leader(cluster, h.settings.kafka_dlq_topic)
-            await asyncio.to_thread(cluster.kill, victim)
-            h.fault_done(stored, recovered_past=len(h.positions) - 1)
-            kills += 1
-            print(
-                f"dlq-leader-kill: node {victim} (leading dead-letter partitions {led}) killed "
-                f"at {stored}, {letters} letters written"
-            )
-            await asyncio.sleep(BROKER_DOWN_S)
-            await asyncio.to_thread(cluster.start, victim)
-        await publisher
-        await asyncio.to_thread(cluster.wait_in_sync, 120.0)
         assert kills >= max(1, scale.broker_kills // 2), (
             f"only {kills} of {scale.broker_kills} kills hit work"
         )
@@ -158,25 +211,27 @@ def rolling_restart(scale: Scale, cluster: KafkaCluster) -> Scenario:
         publisher = asyncio.create_task(h.publish(pairs, publish_s))
         await _wait_assigned(consumer)
         restarts = 0
-        for node in cluster.nodes:
-            await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-            stored = await h.wait_in_flight(published=publisher)
-            if stored is None:
-                break
-            coordinator = await group_coordinator(h.settings)
-            started = time.monotonic()
-            await asyncio.to_thread(cluster.stop, node.id)
-            h.fault_done(stored, recovered_past=len(h.positions) - 1)
-            stopped = time.monotonic()
-            await asyncio.to_thread(cluster.start, node.id)
-            synced = await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-            restarts += 1
-            print(
-                f"rolling-restart: node {node.id} (the group's coordinator: node {coordinator}) "
-                f"stopped in {stopped - started:.1f}s, back and in sync "
-                f"{time.monotonic() - stopped:.1f}s later (in sync after {synced:.1f}s)"
-            )
-        await publisher
+        async with readiness_honest(consumer, "the rolling restart"):
+            for node in cluster.nodes:
+                await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+                stored = await h.wait_in_flight(published=publisher)
+                if stored is None:
+                    break
+                coordinator = await group_coordinator(h.settings)
+                started = time.monotonic()
+                await asyncio.to_thread(cluster.stop, node.id)
+                h.fault_done(stored, recovered_past=len(h.positions) - 1)
+                stopped = time.monotonic()
+                await asyncio.to_thread(cluster.start, node.id)
+                synced = await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+                restarts += 1
+                print(
+                    f"rolling-restart: node {node.id} (the group's coordinator: "
+                    f"node {coordinator}) "
+                    f"stopped in {stopped - started:.1f}s, back and in sync "
+                    f"{time.monotonic() - stopped:.1f}s later (in sync after {synced:.1f}s)"
+                )
+            await publisher
         assert restarts == len(cluster.nodes), (
             f"only {restarts} of {len(cluster.nodes)} nodes restarted with work in flight"
         )
