@@ -93,12 +93,14 @@ POSTGRES_NETWORK = {
     "pg-latency": network.latency,
     "pg-partition": network.partition,
     "pg-half-open": network.half_open,
+    "pg-half-open-requests": network.half_open_requests,
     "pg-bandwidth": network.bandwidth,
 }
 KAFKA_NETWORK = {
     "kafka-latency": network.kafka_latency,
     "kafka-partition": network.kafka_partition,
     "kafka-half-open": network.kafka_half_open,
+    "kafka-half-open-requests": network.kafka_half_open_requests,
 }
 
 
@@ -108,8 +110,9 @@ async def main() -> int:
         "--only",
         default="sigkill,postgres,kafka,rebalance,flood,broker-kill,coordinator-kill,"
         "dlq-leader-kill,rolling-restart,failover,failover-restart,switchover,failover-load,"
-        "read-only,letters-in-flight,pg-latency,pg-partition,pg-half-open,pg-bandwidth,"
-        "kafka-latency,kafka-partition,kafka-half-open,pause,storm",
+        "read-only,letters-in-flight,pg-latency,pg-partition,pg-half-open,pg-half-open-requests,"
+        "pg-bandwidth,kafka-latency,kafka-partition,kafka-half-open,kafka-half-open-requests,"
+        "pause,storm",
     )
     parser.add_argument("--events", type=int, default=scenarios.FULL.events)
     args = parser.parse_args()

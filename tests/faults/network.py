@@ -32,7 +32,7 @@ from tests.faults.harness import Harness, Outcome, Pair, run_scenario
 from tests.faults.scenarios import MAX_RECORD_BYTES, Scale, Scenario, stream
 from tests.support.brokers import free_port, throwaway_broker
 from tests.support.consumer import ConsumerProcess
-from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.fault_proxy import Direction, FaultProxy, fault_proxy
 from tests.support.scrape import get
 
 
@@ -195,22 +195,34 @@ def partition(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
 def half_open(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """The server's replies dropped for `fault_s` under load, then healed: the server applies
     what it is sent, COMMITs included, and the service hears nothing back."""
-    pairs = _stream(scale, seed=914)
+    return _pg_half_open("pg-half-open", "to_client", scale, proxy, seed=914)
+
+
+def half_open_requests(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
+    """The service's bytes dropped for `fault_s` under load, then healed: statements, COMMITs
+    included, never reach the server, which keeps each transaction open, its locks held."""
+    return _pg_half_open("pg-half-open-requests", "to_server", scale, proxy, seed=915)
+
+
+def _pg_half_open(
+    name: str, direction: Direction, scale: NetworkScale, proxy: FaultProxy, seed: int
+) -> Scenario:
+    pairs = _stream(scale, seed=seed)
 
     async def drive(h: Harness) -> int:
         consumer = h.consumer()
         publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
         stored = await h.wait_in_flight(published=publisher)
         assert stored is not None, "everything was applied before the fault"
-        proxy.half_open("to_client")
+        proxy.half_open(direction)
         await asyncio.sleep(scale.fault_s)
         await heal(h, proxy, stored)
-        print(f"pg-half-open: {proxy.dead_connections} connections left half-open")
+        print(f"{name}: {proxy.dead_connections} connections left half-open")
         await publisher
         assert consumer.starts == 1 and consumer.alive(), consumer.tail()
         return 1
 
-    return Scenario("pg-half-open", pairs, drive, settings=dict(SETTINGS))
+    return Scenario(name, pairs, drive, settings=dict(SETTINGS))
 
 
 # -- Kafka -------------------------------------------------------------------------------------
@@ -329,19 +341,32 @@ def _assignments(consumer: ConsumerProcess) -> int:
 def kafka_half_open(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """The broker's replies dropped for `fault_s` under load (requests, heartbeats included,
     still reach it), then healed: the consumer must notice by itself and go on."""
-    pairs = _stream(scale, seed=923)
+    return _kafka_half_open("kafka-half-open", "to_client", scale, proxy, seed=923)
+
+
+def kafka_half_open_requests(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
+    """The consumer's requests dropped for `fault_s` under load (heartbeats included: the
+    group drops the member after its session timeout), then healed: it must rejoin by itself
+    and go on from the positions in PostgreSQL."""
+    return _kafka_half_open("kafka-half-open-requests", "to_server", scale, proxy, seed=924)
+
+
+def _kafka_half_open(
+    name: str, direction: Direction, scale: NetworkScale, proxy: FaultProxy, seed: int
+) -> Scenario:
+    pairs = _stream(scale, seed=seed)
 
     async def drive(h: Harness) -> int:
         consumer = h.consumer(settings=_through(h, proxy))
         publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
         stored = await h.wait_in_flight(published=publisher)
         assert stored is not None, "everything was applied before the fault"
-        proxy.half_open("to_client")
+        proxy.half_open(direction)
         await asyncio.sleep(scale.fault_s)
         await heal(h, proxy, stored)
-        print(f"kafka-half-open: {proxy.dead_connections} connections left half-open")
+        print(f"{name}: {proxy.dead_connections} connections left half-open")
         await publisher
         assert consumer.starts == 1 and consumer.alive(), consumer.tail()
         return 1
 
-    return Scenario("kafka-half-open", pairs, drive, settings=dict(KAFKA_SETTINGS))
+    return Scenario(name, pairs, drive, settings=dict(KAFKA_SETTINGS))

@@ -54,8 +54,14 @@ Build = Callable[[network.NetworkScale, FaultProxy], Scenario]
 
 @pytest.mark.parametrize(
     "build",
-    [network.latency, network.partition, network.half_open, network.bandwidth],
-    ids=["latency", "partition", "half-open", "bandwidth"],
+    [
+        network.latency,
+        network.partition,
+        network.half_open,
+        network.half_open_requests,
+        network.bandwidth,
+    ],
+    ids=["latency", "partition", "half-open", "half-open-requests", "bandwidth"],
 )
 async def test_postgres_network_fault(
     build: Build,
@@ -78,8 +84,13 @@ def broker() -> Iterator[tuple[str, FaultProxy]]:
 
 @pytest.mark.parametrize(
     "build",
-    [network.kafka_latency, network.kafka_partition, network.kafka_half_open],
-    ids=["latency", "partition", "half-open"],
+    [
+        network.kafka_latency,
+        network.kafka_partition,
+        network.kafka_half_open,
+        network.kafka_half_open_requests,
+    ],
+    ids=["latency", "partition", "half-open", "half-open-requests"],
 )
 async def test_kafka_network_fault(
     build: Build,
