@@ -213,12 +213,16 @@ class PartitionGuard:
     def log_was_reset(
         self, tp: TopicAndPartition, stored: int, first_offset: int, end: int
     ) -> None:
-        """After the transaction: records below the stored position arrived and the log now
-        ends below it. The partition is held back and checked."""
-        log.error(
-            "%s[%d]: offset %d arrived but the stored position is %d and the log now ends at "
-            "%d: the log was reset (topic deleted and created again, or Kafka replaced). "
-            "Nothing of this partition is written; checking it against the log",
+        """After the transaction: records below the stored position arrived and the log, as
+        this consumer last fetched it, ends below it. The partition is held back and checked;
+        the check stops it (an ERROR) if the log was really reset. A member cut off from Kafka
+        while another moved the position on sees the same from its stale fetch state, so
+        this alone is only a warning."""
+        log.warning(
+            "%s[%d]: offset %d arrived but the stored position is %d and the log, as last "
+            "fetched, ends at %d: the log may have been reset (topic deleted and created "
+            "again, or Kafka replaced). Nothing of this partition is written; checking it "
+            "against the log",
             *tp,
             first_offset,
             stored,
