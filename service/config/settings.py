@@ -139,8 +139,10 @@ class PostgresSettings(SettingsGroup):
         gt=0,
         description="Longest wait for PostgreSQL to accept a connection or answer one statement "
         "(s); a connection silent longer (a network partition, a half-open connection) is "
-        "dropped and the batch retried on a new one. The server ends a session of the service "
-        "left idle in a transaction for twice as long, releasing its locks.",
+        "dropped and the batch retried on a new one. The server ends a session left idle in a "
+        "transaction (its client gone or frozen), releasing its locks: the consumer's after "
+        "KAFKA_SESSION_TIMEOUT_MS, when the group has given its partitions away; the other "
+        "commands' after twice POSTGRES_TIMEOUT_S.",
     )
     # Least privilege: `migrate` logs in as the schema owner, the consumer as
     # POSTGRES_USER, which migrate then grants exactly what its statements need (no DDL). Unset (or
