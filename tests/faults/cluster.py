@@ -14,10 +14,10 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from testbed.events import LabelledSpec, generate_records
-from tests.faults.harness import Harness
+from tests.faults.harness import Harness, Pair
 from tests.faults.scenarios import BROKER_DOWN_S, MAX_RECORD_BYTES, Scale, Scenario, stream
 from tests.support.consumer import ConsumerProcess
 from tests.support.kafka_cluster import KafkaCluster, busiest_leader, group_coordinator
@@ -102,44 +102,69 @@ async def _wait_assigned(consumer: ConsumerProcess, timeout: float = 90.0) -> No
         await asyncio.sleep(0.2)
 
 
+# Picks the node to kill now: its id, and what to print about it.
+Victim = Callable[[Harness], Awaitable[tuple[int, str]]]
+
+
+async def _kill_under_load(
+    h: Harness,
+    cluster: KafkaCluster,
+    pairs: list[Pair],
+    scale: Scale,
+    fault: str,
+    victim: Victim,
+    after: Callable[[Harness, int], Awaitable[str]] | None = None,
+) -> int:
+    """Publish `pairs` over twice the scale's window while, `broker_kills` times with work in
+    flight, the node `victim` picks is SIGKILLed and started again BROKER_DOWN_S later. At
+    least half the kills must hit work, and the one consumer must ride them all out."""
+    publish_s = 2 * scale.publish_s  # each kill keeps a node away for BROKER_DOWN_S
+    consumer = h.consumer()
+    publisher = asyncio.create_task(h.publish(pairs, publish_s))
+    end = time.monotonic() + publish_s
+    kills = 0
+    async with readiness_honest(consumer, fault):
+        for remaining in range(scale.broker_kills, 0, -1):
+            await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+            window = max(0.0, end - time.monotonic())
+            await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
+            stored = await h.wait_in_flight(published=publisher)
+            if stored is None:
+                break
+            node, what = await victim(h)
+            await asyncio.to_thread(cluster.kill, node)
+            h.fault_done(stored, recovered_past=len(h.positions) - 1)
+            kills += 1
+            print(f"{fault}: node {node} ({what}) killed at {stored}")
+            await asyncio.sleep(BROKER_DOWN_S)
+            await asyncio.to_thread(cluster.start, node)
+            if after is not None:
+                print(f"{fault}: node {node} back, {await after(h, node)}")
+        await publisher
+        await asyncio.to_thread(cluster.wait_in_sync, 120.0)
+    assert kills >= max(1, scale.broker_kills // 2), (
+        f"only {kills} of {scale.broker_kills} kills hit work"
+    )
+    _survived(consumer, h, fault)
+    return kills
+
+
 def coordinator_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
     """Under load, the node coordinating the consumer's group (as the group's FindCoordinator
     answers) is SIGKILLed and started again `broker_kills` times: heartbeats, joins and
     offset commits must find the new coordinator by themselves."""
     pairs = stream(scale, seed=707)
-    publish_s = 2 * scale.publish_s  # each kill keeps a node away for BROKER_DOWN_S
+
+    async def coordinator(h: Harness) -> tuple[int, str]:
+        return await group_coordinator(h.settings), "the group's coordinator"
+
+    async def moved(h: Harness, _node: int) -> str:
+        return f"the group's coordinator is node {await group_coordinator(h.settings)}"
 
     async def drive(h: Harness) -> int:
-        consumer = h.consumer()
-        publisher = asyncio.create_task(h.publish(pairs, publish_s))
-        end = time.monotonic() + publish_s
-        kills = 0
-        async with readiness_honest(consumer, "the coordinator kills"):
-            for remaining in range(scale.broker_kills, 0, -1):
-                await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-                window = max(0.0, end - time.monotonic())
-                await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
-                stored = await h.wait_in_flight(published=publisher)
-                if stored is None:
-                    break
-                victim = await group_coordinator(h.settings)
-                await asyncio.to_thread(cluster.kill, victim)
-                h.fault_done(stored, recovered_past=len(h.positions) - 1)
-                kills += 1
-                print(f"coordinator-kill: node {victim} (coordinator) killed at {stored}")
-                await asyncio.sleep(BROKER_DOWN_S)
-                await asyncio.to_thread(cluster.start, victim)
-                moved_to = await group_coordinator(h.settings)
-                print(
-                    f"coordinator-kill: node {victim} back, the group's coordinator is {moved_to}"
-                )
-            await publisher
-            await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-        assert kills >= max(1, scale.broker_kills // 2), (
-            f"only {kills} of {scale.broker_kills} kills hit work"
+        return await _kill_under_load(
+            h, cluster, pairs, scale, "coordinator-kill", coordinator, after=moved
         )
-        _survived(consumer, h, "the coordinator kills")
-        return kills
 
     return Scenario("coordinator-kill", pairs, drive, settings=dict(CLUSTER_SETTINGS))
 
@@ -161,39 +186,14 @@ def dead_letter_leader_kills(scale: Scale, cluster: KafkaCluster) -> Scenario:
         max_record_bytes=MAX_RECORD_BYTES,
     )
     pairs = list(generate_records(spec))
-    publish_s = 2 * scale.publish_s
+
+    async def dlq_leader(h: Harness) -> tuple[int, str]:
+        letters = await h.end_offsets(h.settings.kafka_dlq_topic)
+        node, led = busiest_leader(cluster, h.settings.kafka_dlq_topic)
+        return node, f"leading dead-letter partitions {led}, {letters} letters written"
 
     async def drive(h: Harness) -> int:
-        consumer = h.consumer()
-        publisher = asyncio.create_task(h.publish(pairs, publish_s))
-        end = time.monotonic() + publish_s
-        kills = 0
-        async with readiness_honest(consumer, "the dead-letter leader kills"):
-            for remaining in range(scale.broker_kills, 0, -1):
-                await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-                window = max(0.0, end - time.monotonic())
-                await asyncio.sleep(h.rng.uniform(0.1, 0.4) * window / remaining)
-                stored = await h.wait_in_flight(published=publisher)
-                if stored is None:
-                    break
-                letters = await h.end_offsets(h.settings.kafka_dlq_topic)
-                victim, led = busiest_leader(cluster, h.settings.kafka_dlq_topic)
-                await asyncio.to_thread(cluster.kill, victim)
-                h.fault_done(stored, recovered_past=len(h.positions) - 1)
-                kills += 1
-                print(
-                    f"dlq-leader-kill: node {victim} (leading dead-letter partitions {led}) killed "
-                    f"at {stored}, {letters} letters written"
-                )
-                await asyncio.sleep(BROKER_DOWN_S)
-                await asyncio.to_thread(cluster.start, victim)
-            await publisher
-            await asyncio.to_thread(cluster.wait_in_sync, 120.0)
-        assert kills >= max(1, scale.broker_kills // 2), (
-            f"only {kills} of {scale.broker_kills} kills hit work"
-        )
-        _survived(consumer, h, "the dead-letter leader kills")
-        return kills
+        return await _kill_under_load(h, cluster, pairs, scale, "dlq-leader-kill", dlq_leader)
 
     return Scenario("dlq-leader-kill", pairs, drive, settings=dict(CLUSTER_SETTINGS))
 

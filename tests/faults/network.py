@@ -195,22 +195,30 @@ def partition(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
 def half_open(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """The server's replies dropped for `fault_s` under load, then healed: the server applies
     what it is sent, COMMITs included, and the service hears nothing back."""
-    return _pg_half_open("pg-half-open", "to_client", scale, proxy, seed=914)
+    return _half_open("pg-half-open", "to_client", scale, proxy, seed=914)
 
 
 def half_open_requests(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """The service's bytes dropped for `fault_s` under load, then healed: statements, COMMITs
     included, never reach the server, which keeps each transaction open, its locks held."""
-    return _pg_half_open("pg-half-open-requests", "to_server", scale, proxy, seed=915)
+    return _half_open("pg-half-open-requests", "to_server", scale, proxy, seed=915)
 
 
-def _pg_half_open(
-    name: str, direction: Direction, scale: NetworkScale, proxy: FaultProxy, seed: int
+def _half_open(
+    name: str,
+    direction: Direction,
+    scale: NetworkScale,
+    proxy: FaultProxy,
+    seed: int,
+    kafka: bool = False,
 ) -> Scenario:
+    """`direction` of every connection through `proxy` (to PostgreSQL, or with `kafka` to the
+    broker) dropped for `fault_s` under load, then healed; the one consumer goes on by
+    itself."""
     pairs = _stream(scale, seed=seed)
 
     async def drive(h: Harness) -> int:
-        consumer = h.consumer()
+        consumer = h.consumer(settings=_through(h, proxy) if kafka else None)
         publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
         stored = await h.wait_in_flight(published=publisher)
         assert stored is not None, "everything was applied before the fault"
@@ -222,7 +230,7 @@ def _pg_half_open(
         assert consumer.starts == 1 and consumer.alive(), consumer.tail()
         return 1
 
-    return Scenario(name, pairs, drive, settings=dict(SETTINGS))
+    return Scenario(name, pairs, drive, settings=dict(KAFKA_SETTINGS if kafka else SETTINGS))
 
 
 # -- Kafka -------------------------------------------------------------------------------------
@@ -341,32 +349,11 @@ def _assignments(consumer: ConsumerProcess) -> int:
 def kafka_half_open(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """The broker's replies dropped for `fault_s` under load (requests, heartbeats included,
     still reach it), then healed: the consumer must notice by itself and go on."""
-    return _kafka_half_open("kafka-half-open", "to_client", scale, proxy, seed=923)
+    return _half_open("kafka-half-open", "to_client", scale, proxy, seed=923, kafka=True)
 
 
 def kafka_half_open_requests(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """The consumer's requests dropped for `fault_s` under load (heartbeats included: the
     group drops the member after its session timeout), then healed: it must rejoin by itself
     and go on from the positions in PostgreSQL."""
-    return _kafka_half_open("kafka-half-open-requests", "to_server", scale, proxy, seed=924)
-
-
-def _kafka_half_open(
-    name: str, direction: Direction, scale: NetworkScale, proxy: FaultProxy, seed: int
-) -> Scenario:
-    pairs = _stream(scale, seed=seed)
-
-    async def drive(h: Harness) -> int:
-        consumer = h.consumer(settings=_through(h, proxy))
-        publisher = asyncio.create_task(h.publish(pairs, scale.publish_s))
-        stored = await h.wait_in_flight(published=publisher)
-        assert stored is not None, "everything was applied before the fault"
-        proxy.half_open(direction)
-        await asyncio.sleep(scale.fault_s)
-        await heal(h, proxy, stored)
-        print(f"{name}: {proxy.dead_connections} connections left half-open")
-        await publisher
-        assert consumer.starts == 1 and consumer.alive(), consumer.tail()
-        return 1
-
-    return Scenario(name, pairs, drive, settings=dict(KAFKA_SETTINGS))
+    return _half_open("kafka-half-open-requests", "to_server", scale, proxy, seed=924, kafka=True)
