@@ -26,26 +26,38 @@ KAFKA_TIMEOUT_S = 3.0
 
 
 def kafka_check(settings: Settings) -> Check:
-    """Kafka answers a fresh connection. A long-lived client would be asked on the same
-    connection every time: once its replies stop (a network partition, a half-open
-    connection), each timed-out check leaves its request pending there, so aiokafka never
-    times it out nor reconnects, and the check failed for ever after the network healed."""
+    """Some broker of KAFKA_BOOTSTRAP_SERVERS answers a metadata request on a fresh
+    connection.
 
-    async def kafka() -> Problem:
-        admin = clients.admin(settings, request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+    Each broker is asked on its own, at once: one broker down of a cluster (a node killed, a
+    rolling restart, a silent network path to it) is no reason to be unready while the others
+    serve, and a request sent to whichever node the cluster's metadata names could pick the
+    dead one. The connection is fresh each time: a long-lived client is asked on the same
+    connection every time, and once its replies stop (a network partition, a half-open
+    connection) each timed-out check leaves a request pending there, so aiokafka never times
+    it out nor reconnects, and the check failed for ever after the network healed."""
+
+    async def answers(server: str) -> None:
+        # Bootstrapping is one metadata request to this broker; nothing else is asked.
+        one = settings.model_copy(update={"kafka_bootstrap_servers": server})
+        admin = clients.admin(one, request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
         try:
             async with asyncio.timeout(KAFKA_TIMEOUT_S):
                 await admin.start()
-                await admin.describe_cluster()
-        except Exception as error:
-            return (
-                f"cannot reach Kafka at {', '.join(settings.kafka_brokers)} (no broker answered "
-                f"within {KAFKA_TIMEOUT_S:g}s: {brief(error)}); check KAFKA_BOOTSTRAP_SERVERS "
-                "and that the brokers run"
-            )
         finally:
             await admin.close()
-        return None
+
+    async def kafka() -> Problem:
+        servers = settings.kafka_brokers
+        outcomes = await asyncio.gather(*map(answers, servers), return_exceptions=True)
+        errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if len(errors) < len(servers):
+            return None
+        return (
+            f"cannot reach Kafka at {', '.join(servers)} (no broker answered within "
+            f"{KAFKA_TIMEOUT_S:g}s: {brief(errors[0])}); check KAFKA_BOOTSTRAP_SERVERS and that "
+            "the brokers run"
+        )
 
     return kafka
 

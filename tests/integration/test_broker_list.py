@@ -7,6 +7,7 @@ as for a broker host that is down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -95,3 +96,37 @@ async def test_every_client_skips_a_dead_first_broker(
     # admin (ensure_topics, partitions_of), producer, consumer, DLQ producer, FastStream's
     # producer and admin: each tried the dead broker first, then went on.
     assert len(refused) >= 6, [r.getMessage() for r in caplog.records]
+
+
+async def test_readiness_passes_while_any_broker_answers_even_behind_a_silent_one(
+    pg: PostgresEndpoint,
+    kafka: str,
+    names: dict[str, str],
+    dead_broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One broker down or silent (accepting connections, never answering: a black-holed
+    path) of the list is no reason to be unready while another serves; with none
+    answering, the check fails and names them all."""
+    monkeypatch.setattr("aiokafka.conn.random.shuffle", lambda hosts: None)  # the given order
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    mute = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        for broker_list in (f"{mute},{kafka}", f"{dead_broker},{mute},{kafka}"):
+            check = kafka_check(make_settings(pg, broker_list, names))
+            assert await check() is None, broker_list
+
+        problem = await kafka_check(make_settings(pg, f"{dead_broker},{mute}", names))()
+        assert problem is not None
+        assert problem.startswith(f"cannot reach Kafka at {dead_broker}, {mute} "), problem
+        assert "check KAFKA_BOOTSTRAP_SERVERS" in problem, problem
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
