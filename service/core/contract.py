@@ -339,9 +339,10 @@ def parse_event(value: bytes | None) -> ProductUpserted | ProductDeleted | Stock
     try:
         return _VALIDATE_JSON(value)
     except ValidationError as error:
-        if any(item["type"] == "json_invalid" for item in error.errors()):
-            raise InvalidJson(_describe(error)) from None
-        raise InvalidEvent(_describe(error)) from None
+        items = error.errors(include_url=False)  # once: a dead letter's cost is mostly here
+        if any(item["type"] == "json_invalid" for item in items):
+            raise InvalidJson(_describe(items)) from None
+        raise InvalidEvent(_describe(items)) from None
     except UnicodeDecodeError as error:  # pragma: no cover - pydantic reports json_invalid
         raise InvalidJson(f"value is not UTF-8: {error}") from None
 
@@ -350,16 +351,16 @@ _PATTERN_MESSAGES = {RFC3339: RFC3339_MESSAGE, PRICE: PRICE_MESSAGE, UUID_TEXT: 
 _PRICE_FORMS = ("string", "number")  # the tags of the price's two forms in an error's loc
 
 
-def _describe(error: ValidationError, limit: int = 5) -> str:
-    parts = [f"{'.'.join(map(str, loc)) or 'value'}: {text}" for loc, text in _errors(error)]
+def _describe(items: list[ErrorDetails], limit: int = 5) -> str:
+    parts = [f"{'.'.join(map(str, loc)) or 'value'}: {text}" for loc, text in _errors(items)]
     if len(parts) > limit:
         parts[limit:] = [f"(+{len(parts) - limit} more)"]
     return "; ".join(parts)
 
 
-def _errors(error: ValidationError) -> list[tuple[tuple[int | str, ...], str]]:
+def _errors(items: list[ErrorDetails]) -> list[tuple[tuple[int | str, ...], str]]:
     found = []
-    for item in error.errors(include_url=False):
+    for item in items:
         loc = item["loc"]
         if len(loc) > 1 and loc[-2] == "price" and loc[-1] in _PRICE_FORMS:
             text = _price_message(item)
