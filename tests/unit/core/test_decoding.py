@@ -97,6 +97,7 @@ def test_a_record_of_version_1_or_without_a_version_is_read(
         ([("contract-version", b" 1")], "' 1'"),
         ([("contract-version", None)], "null"),
         ([("contract-version", b"\xff")], "'\ufffd'"),
+        pytest.param([("contract-version", b"9" * 45)], repr("9" * 40), id="shown-up-to-40"),
     ],
 )
 def test_an_unknown_contract_version_is_a_letter_of_its_own_reason(
