@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from testbed.publish import partition_of
 from tests.faults.harness import Harness, Pair
-from tests.faults.scenarios import MAX_RECORD_BYTES, Scale, Scenario, stream
+from tests.faults.scenarios import MAX_RECORD_BYTES, Scenario, stream
 from tests.support.consumer import ConsumerProcess
 from tests.support.replicated_postgres import ReplicatedPostgres
 
@@ -67,23 +67,6 @@ SETTINGS: dict[str, object] = {
     "kafka_group_instance_id": "sink-0",
     "max_record_bytes": MAX_RECORD_BYTES,
 }
-
-
-def failover_stream(scale: FailoverScale, seed: int) -> list[Pair]:
-    return stream(
-        Scale(
-            events=scale.events,
-            products=scale.products,
-            kills=0,
-            postgres_restarts=0,
-            kafka_restarts=0,
-            publish_s=scale.publish_s,
-            flood=0,
-            catch_up_s=scale.catch_up_s,
-            broker_kills=0,
-        ),
-        seed,
-    )
 
 
 def phases(
@@ -183,7 +166,7 @@ def prove_loss(name: str, before: dict[int, int], after: dict[int, int], commits
 
 
 def lost_commits(scale: FailoverScale, pair: ReplicatedPostgres, restart: bool = False) -> Scenario:
-    pairs_all = failover_stream(scale, seed=606 if not restart else 707)
+    pairs_all = stream(scale, seed=606 if not restart else 707)
     first, second, after_failover = phases(pairs_all)
     pairs = first + second + after_failover
     name = "failover-restart" if restart else "failover"
@@ -244,9 +227,7 @@ def under_load(scale: FailoverScale, pair: ReplicatedPostgres) -> Scenario:
     rate: the stream's first 40% go to every partition, the next 20% too (applied on the
     primary alone once the WAL stream is cut), then only busy partitions get records. The
     primary crashes once the quiet partitions are applied, with the publisher still going."""
-    first, second, after_failover = phases(
-        failover_stream(scale, seed=909), everywhere=0.4, alone=0.2
-    )
+    first, second, after_failover = phases(stream(scale, seed=909), everywhere=0.4, alone=0.2)
     pairs = first + second + after_failover
     name = "failover-load"
 
@@ -283,7 +264,7 @@ def under_load(scale: FailoverScale, pair: ReplicatedPostgres) -> Scenario:
 
 
 def switchover(scale: FailoverScale, pair: ReplicatedPostgres) -> Scenario:
-    pairs = failover_stream(scale, seed=808)
+    pairs = stream(scale, seed=808)
 
     async def drive(h: Harness) -> int:
         service = h.consumer()

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.config.settings import Settings
-from tests.faults.harness import Harness, Outcome, Pair, run_scenario
-from tests.faults.scenarios import MAX_RECORD_BYTES, Scale, Scenario, stream
+from tests.faults.harness import Harness, Outcome, run_scenario
+from tests.faults.scenarios import MAX_RECORD_BYTES, Scenario, stream
 from tests.support.brokers import free_port, throwaway_broker
 from tests.support.consumer import ConsumerProcess
 from tests.support.fault_proxy import Direction, FaultProxy, fault_proxy
@@ -62,23 +62,6 @@ SETTINGS: dict[str, object] = {
     "progress_check_interval_s": 1.0,
     "postgres_timeout_s": POSTGRES_TIMEOUT_S,
 }
-
-
-def _stream(scale: NetworkScale, seed: int) -> list[Pair]:
-    return stream(
-        Scale(
-            events=scale.events,
-            products=scale.products,
-            kills=0,
-            postgres_restarts=0,
-            kafka_restarts=0,
-            publish_s=scale.publish_s,
-            flood=0,
-            catch_up_s=scale.catch_up_s,
-            broker_kills=0,
-        ),
-        seed,
-    )
 
 
 def longest_without_progress(h: Harness) -> float:
@@ -136,7 +119,7 @@ async def until_ready(url: str, timeout: float) -> float:
 
 def steady(name: str, scale: NetworkScale, proxy: FaultProxy, seed: int) -> Scenario:
     """A toxic set on the proxy for the whole run (latency or bandwidth)."""
-    pairs = _stream(scale, seed)
+    pairs = stream(scale, seed)
 
     async def drive(h: Harness) -> int:
         consumer = h.consumer()
@@ -161,7 +144,7 @@ def partition(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     """Partitioned for `fault_s` (> STALL_TIMEOUT_S) under load, then healed. Readiness is
     asked all along: 503 from STALL_TIMEOUT_S into the partition to its end, 200 again within
     the recovery."""
-    pairs = _stream(scale, seed=913)
+    pairs = stream(scale, seed=913)
 
     async def drive(h: Harness) -> int:
         consumer = h.consumer()
@@ -215,7 +198,7 @@ def _half_open(
     """`direction` of every connection through `proxy` (to PostgreSQL, or with `kafka` to the
     broker) dropped for `fault_s` under load, then healed; the one consumer goes on by
     itself."""
-    pairs = _stream(scale, seed=seed)
+    pairs = stream(scale, seed=seed)
 
     async def drive(h: Harness) -> int:
         consumer = h.consumer(settings=_through(h, proxy) if kafka else None)
@@ -273,7 +256,7 @@ def _through(h: Harness, proxy: FaultProxy) -> Settings:
 
 
 def kafka_latency(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
-    pairs = _stream(scale, seed=921)
+    pairs = stream(scale, seed=921)
 
     async def drive(h: Harness) -> int:
         proxy.latency_s = LATENCY_S
@@ -291,7 +274,7 @@ def kafka_partition(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
     group gives its partitions to the other, which goes on from the stored positions while the
     cut one may still hold fetched records. Healed, it must rejoin and take partitions again;
     nothing lost or doubled (a write for a partition it no longer owns would double)."""
-    pairs = _stream(scale, seed=922)
+    pairs = stream(scale, seed=922)
 
     async def drive(h: Harness) -> int:
         cut = h.consumer("proxied", settings=_through(h, proxy))

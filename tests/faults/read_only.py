@@ -21,12 +21,11 @@ from tests.faults.failover import (
     SETTINGS,
     FailoverScale,
     converge,
-    failover_stream,
     phases,
     prove_loss,
 )
 from tests.faults.harness import Harness
-from tests.faults.scenarios import Scenario
+from tests.faults.scenarios import Scenario, stream
 from tests.support.consumer import ConsumerProcess
 from tests.support.replicated_postgres import ReplicatedPostgres
 from tests.support.scrape import get, samples
@@ -86,7 +85,7 @@ def _judge(window: ReadOnlyWindow, service: ConsumerProcess) -> str:
 
 
 def read_only(scale: FailoverScale, pair: ReplicatedPostgres) -> Scenario:
-    first, second, after_failover = phases(failover_stream(scale, seed=1010))
+    first, second, after_failover = phases(stream(scale, seed=1010))
     pairs = first + second + after_failover
     name = "read-only"
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from testbed.events import LabelledSpec, generate_records
 from tests.conftest import make_settings
@@ -91,7 +92,17 @@ async def run_checked(
     assert outcome.ok and not outcome.problems, outcome.line() + "\n" + "\n".join(outcome.problems)
 
 
-def stream(scale: Scale, seed: int) -> list[Pair]:
+class StreamSize(Protocol):
+    """What a scenario's stream is made of (Scale and the network and failover scales)."""
+
+    @property
+    def events(self) -> int: ...
+
+    @property
+    def products(self) -> int: ...
+
+
+def stream(scale: StreamSize, seed: int) -> list[Pair]:
     spec = LabelledSpec(
         events=scale.events, products=scale.products, seed=seed, max_record_bytes=MAX_RECORD_BYTES
     )
