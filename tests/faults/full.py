@@ -41,7 +41,9 @@ from tests.support.kafka_cluster import KafkaCluster, kafka_cluster
 from tests.support.replicated_postgres import ReplicatedPostgres, replicated_postgres
 from tests.support.services import PostgresEndpoint
 
-DATABASE = f"{TEST_DATABASE}_faults"
+# One database per run: recreating a shared one (DROP ... WITH (FORCE)) would pull the tables
+# from under another run's service mid-scenario.
+DATABASE = f"{TEST_DATABASE}_faults_{os.getpid()}"
 # The scenarios run on a 3-node Kafka cluster of their own.
 CLUSTER_SCENARIOS = ("broker-kill", "coordinator-kill", "dlq-leader-kill", "rolling-restart")
 # A replica frozen past the session timeout this many times (the two take turns), and a
@@ -196,7 +198,20 @@ async def main() -> int:
         for problem in outcome.problems[:10]:
             print(f"    {problem}", flush=True)
     print(f"(consumer logs in {log_root})")
-    return 0 if all(o.ok and not o.problems for o in outcomes) else 1
+    passed = all(o.ok and not o.problems for o in outcomes)
+    if passed:  # a failed run's tables stay, to be read
+        await _drop_database(server, DATABASE)
+    else:
+        print(f"(its tables: database {DATABASE})")
+    return 0 if passed else 1
+
+
+async def _drop_database(server: PostgresEndpoint, name: str) -> None:
+    connection = await server.connect()
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
 
 
 if __name__ == "__main__":
