@@ -33,6 +33,16 @@ def _write_path(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g
     )
 
 
+async def _positions(engine: AsyncEngine, group: str = "g") -> dict[int, int]:
+    """The stored next offset of each partition of `group`."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = :g"),
+            {"g": group},
+        )
+        return {partition: offset for partition, offset in rows.all()}
+
+
 def _records(
     pairs: list[tuple[bytes, bytes]], partition: int = 0, start: int = 0
 ) -> list[SimpleRecord]:
@@ -406,14 +416,7 @@ async def test_records_of_a_revoked_partition_are_abandoned_not_written(
     (line,) = [r for r in caplog.records if r.name == "service.pipeline"]
     assert line.getMessage() == "abandoning records of revoked partitions [('t', 1), ('t', 2)]"
     assert line.partitions == ["t[1]", "t[2]"]  # type: ignore[attr-defined]
-    async with engine.connect() as connection:
-        positions = dict(
-            (
-                await connection.execute(
-                    text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = 'g'")
-                )
-            ).all()
-        )
+    positions = await _positions(engine)
     assert positions[0] == 1
     assert positions.get(1, 0) == 0  # nothing recorded as done for the revoked partition
 
@@ -456,14 +459,7 @@ async def test_a_transaction_that_outlived_the_session_is_rolled_back_and_run_ag
     # The letter went out before the rollback (letters are at-least-once; the new owner
     # publishes it again), not a second time from this consumer.
     assert [letter.reason for letter in sink.letters] == [Reason.INVALID_JSON]
-    async with engine.connect() as connection:
-        positions = dict(
-            (
-                await connection.execute(
-                    text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = 'g'")
-                )
-            ).all()
-        )
+    positions = await _positions(engine)
     assert positions[0] == 1
     assert positions.get(2, 0) == 0
 
