@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-LOOPBACK = "127.0.0.1"
+from tests.support.loopback_server import LOOPBACK, LoopbackServer
+
 CHUNK = 65536
 Direction = Literal["to_server", "to_client"]
 
@@ -47,30 +47,17 @@ class _Connection:
     dead: set[Direction] = field(default_factory=set)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     def __init__(self, target_port: int, port: int = 0) -> None:
+        super().__init__(port)
         self.target_port = target_port
-        self.port = port  # 0: a free one, fixed at start for the proxy's life
         self.latency_s = 0.0
         self.bandwidth: float | None = None  # bytes/s per connection and direction
         self._dropping: set[Direction] = set()  # for connections made while a fault lasts
         self._connections: set[_Connection] = set()
         self.connections_made = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
 
     # -- control (from any thread) -------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-        self._call(self._listen())
-
-    def stop(self) -> None:
-        self._call(self._close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
     def partition(self) -> None:
         """Black-hole every open connection, and every new one until `heal`."""
         self._call(self._drop({"to_server", "to_client"}))
@@ -87,22 +74,13 @@ class FaultProxy:
     def dead_connections(self) -> int:
         return sum(1 for connection in list(self._connections) if connection.dead)
 
-    def _call(self, coroutine: object) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)  # type: ignore[arg-type]
-
     # -- the loop's side -------------------------------------------------------------------------
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, self.port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
     async def _drop(self, directions: set[Direction]) -> None:
         self._dropping = set(directions)
         for connection in self._connections:
             connection.dead |= directions
 
-    async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    async def _abort_connections(self) -> None:
         for connection in list(self._connections):
             for writer in (connection.client, connection.server):
                 if writer is not None:

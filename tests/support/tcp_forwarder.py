@@ -11,51 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Iterator
 
-LOOPBACK = "127.0.0.1"
+from tests.support.loopback_server import LOOPBACK, LoopbackServer
 
 
-class Forwarder:
+class Forwarder(LoopbackServer):
     def __init__(self, target_port: int) -> None:
+        super().__init__()
         self.target_port = target_port
-        self.port = 0  # bound at start: free, then fixed for the forwarder's life
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
         self._open: set[asyncio.WriteTransport] = set()
-
-    def start(self) -> None:
-        self._thread.start()
-        self._call(self._listen())
-
-    def stop(self) -> None:
-        self._call(self._close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
     def repoint(self, target_port: int) -> None:
         """Forward new connections to `target_port` and cut those to the old target."""
         self._call(self._repoint(target_port))
 
-    def _call(self, coroutine: object) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)  # type: ignore[arg-type]
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
     async def _repoint(self, target_port: int) -> None:
         self.target_port = target_port
+        await self._abort_connections()
+
+    async def _abort_connections(self) -> None:
         for transport in list(self._open):
             transport.abort()
-
-    async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        await self._repoint(self.target_port)
 
     async def _serve(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
         try:
