@@ -107,6 +107,11 @@ async def retry_forever(
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            if _being_cancelled():
+                # Cancelled mid-transaction, the rollback on the connection asyncpg closed
+                # raises in place of the CancelledError; retried, the write would outlive
+                # its cancellation (a shutdown would wait for it for ever).
+                raise asyncio.CancelledError from error
             # Nothing below may raise: an exception escaping here would let the consumer move
             # past records that were never written.
             with contextlib.suppress(Exception):
@@ -132,6 +137,11 @@ async def retry_forever(
                     exc_info=error,
                 )
             await asyncio.sleep(delay)
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _safely_transient(error: BaseException) -> bool:
