@@ -178,8 +178,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     # positions locked: the new owner would wait for it, and on waking it would commit a
     # batch of partitions it no longer owns. PostgreSQL ends such a transaction once it has
     # waited as long as the group waits for a silent member; an awake consumer never leaves
-    # one idle that long except while the dead-letter topic does not acknowledge, and that
-    # batch is retried.
+    # one idle that long, not even while the dead-letter topic is slow to acknowledge (the
+    # write path keeps asking the server meanwhile).
     engine = make_engine(settings, idle_in_transaction_ms=settings.kafka_session_timeout_ms)
     sessions = make_session_factory(engine)
     metrics = Metrics()
@@ -204,7 +204,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         metrics,
         max_record_bytes=settings.max_record_bytes,
         guard=letter_stops,
-        lease_s=settings.kafka_session_timeout_ms / 1000,
+        session_timeout_s=settings.kafka_session_timeout_ms / 1000,
     )
 
     async def read_positions(topics: set[str]) -> dict[TopicAndPartition, int]:

@@ -19,7 +19,7 @@ class PartitionStopped(Exception):
 
 
 class OwnershipLapsed(Exception):
-    """The batch's transaction lasted longer than the group waits for a silent member (the
-    process was frozen, or the database or the dead-letter topic stalled it): its partitions
-    may have been given to another member meanwhile, so it is rolled back, not committed, and
-    run again once the consumer knows what it owns."""
+    """The process stood still inside the batch's transaction for most of the time the group
+    waits for a silent member (it was frozen: SIGSTOP, a stopped VM, a long pause): its
+    partitions may have been given to another member meanwhile, so it is rolled back, not
+    committed, and run again once the consumer knows what it owns."""

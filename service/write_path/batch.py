@@ -38,10 +38,17 @@ class Batch:
         keep = [i for i, r in enumerate(self.records) if (r.topic, r.partition) not in tps]
         return Batch.of([self.records[i] for i in keep], [self.decoded[i] for i in keep])
 
+    def head(self, count: int) -> Batch:
+        """The first `count` records."""
+        if count >= len(self.records):
+            return self
+        return Batch.of(self.records[:count], self.decoded[:count])
+
+    def tail(self, count: int) -> Batch:
+        """The records after the first `count`."""
+        return Batch.of(self.records[count:], self.decoded[count:])
+
     def halves(self) -> tuple[Batch, Batch]:
         """The first and the second half of the batch, in order."""
         middle = len(self.records) // 2
-        return (
-            Batch.of(self.records[:middle], self.decoded[:middle]),
-            Batch.of(self.records[middle:], self.decoded[middle:]),
-        )
+        return self.head(middle), self.tail(middle)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, RequestTimedOutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from service.core.failures import Conflict, OwnershipLapsed, PartitionStopped, UnstorableRow
@@ -69,6 +69,26 @@ def is_permanent(error: BaseException) -> bool:
         if seen is None:
             return False
         if isinstance(seen, (*_PERMANENT_PG, UnicodeEncodeError, UnstorableRow)):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def ran_out_of_time(error: BaseException) -> bool:
+    """True when an attempt failed because it took too long: a statement past
+    POSTGRES_TIMEOUT_S or the server's statement_timeout, letters not acknowledged in time.
+    A smaller part of the batch may fit where the whole did not (part_size.py)."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(
+            seen,
+            TimeoutError
+            | asyncpg.exceptions.QueryCanceledError
+            | KafkaTimeoutError
+            | RequestTimedOutError,
+        ):
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False

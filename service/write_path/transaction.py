@@ -14,10 +14,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.core.claims import claimed_ids, claims_to_release
@@ -27,13 +28,15 @@ from service.core.failures import OwnershipLapsed
 from service.core.letters import DeadLetter
 from service.core.records import Record, TopicAndPartition
 from service.kafka.dead_letter_producer import DeadLetterSink
-from service.observability.logs import record_fields
+from service.observability.logs import brief, record_fields
 from service.observability.metrics import Metrics
 from service.positions.log_snapshot import Gap, LogSnapshot
 from service.postgres import consumer_offsets, processed_events, products
 from service.write_path.admission import Admission, Ownership, admit
 from service.write_path.batch import Batch
-from service.write_path.retry import Backoff, is_permanent, retry_forever
+from service.write_path.freezes import FreezeWatch
+from service.write_path.part_size import PartSize
+from service.write_path.retry import Backoff, is_permanent, ran_out_of_time, retry_forever
 from service.write_path.rewinds import Rewind, Rewinds
 
 log = logging.getLogger("service.pipeline")
@@ -42,6 +45,8 @@ log = logging.getLogger("service.pipeline")
 # in flight waits for the chunk being validated: smaller chunks answer it sooner, at some
 # cost per yield. Chosen with the benchmark (bench/README.md); measure again before changing.
 DECODE_CHUNK = 64
+# Asked while the dead-letter topic is slow to acknowledge (WritePath._kept_busy).
+_STILL_HERE = text("SELECT 1")
 
 
 class PositionGuard(Protocol):
@@ -116,12 +121,15 @@ class WritePath:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         *,
         guard: PositionGuard,
-        lease_s: float = 10.0,
+        session_timeout_s: float = 10.0,
+        part_size: PartSize | None = None,
     ) -> None:
-        """`lease_s`: how long ownership checked at the start of a transaction is trusted,
-        the group's session timeout (KAFKA_SESSION_TIMEOUT_MS)."""
+        """`session_timeout_s`: how long the group waits for a silent member
+        (KAFKA_SESSION_TIMEOUT_MS), also the idle-in-transaction limit of the sessions'
+        connections (service/app.py)."""
         self.max_record_bytes = max_record_bytes
-        self.lease_s = lease_s
+        self.session_timeout_s = session_timeout_s
+        self.part_size = part_size or PartSize()
         self.sessions = sessions
         self.guard = guard
         self.dead_letters = dead_letters
@@ -160,18 +168,36 @@ class WritePath:
             return BatchReport()
         started = time.perf_counter()
         retried = False
+        rest, tried = batch, 0
+        report: BatchReport | None = None
 
-        def failed(_error: BaseException) -> None:
+        def failed(error: BaseException) -> None:
             nonlocal retried
             retried = True
             self.metrics.retries.inc()
+            if tried > 1 and ran_out_of_time(error):
+                limit = self.part_size.ran_out_of_time(tried)
+                log.warning(
+                    "%d records ran out of time in one transaction (%s); writing at most %d "
+                    "per transaction until it fits (the link to PostgreSQL or the dead-letter "
+                    "topic is slower than POSTGRES_TIMEOUT_S or KAFKA_SESSION_TIMEOUT_MS allow)",
+                    tried,
+                    brief(error),
+                    limit,
+                )
 
-        report = await retry_forever(
-            lambda: self._commit_isolating(batch, still_owned),
-            self.backoff,
-            what=f"batch of {len(batch)} records",
-            on_retry=failed,
-        )
+        async def attempt() -> BatchReport:
+            nonlocal tried
+            tried = self.part_size.of(len(rest))
+            return await self._commit_isolating(rest.head(tried), still_owned)
+
+        while len(rest):
+            part = await retry_forever(
+                attempt, self.backoff, what=f"batch of {len(rest)} records", on_retry=failed
+            )
+            report = part if report is None else report.merged(part)
+            rest = rest.tail(tried)
+        assert report is not None
         self.rewinds.settle(report.next_offsets)
         self.rewinds.remember(report.rewinds)
         self._observe(report, time.perf_counter() - started)
@@ -219,11 +245,14 @@ class WritePath:
         snapshot = await self.guard.snapshot(batch.first, self.rewinds.sought(batch.first))
         async with self.sessions() as session, session.begin():
             locked = await consumer_offsets.lock_positions(session, self.group_id, set(batch.first))
-            owned_at = time.monotonic()
-            admission = admit(batch, locked, snapshot, self.rewinds, still_owned)
-            report = await self._write(session, admission)
-            report.records = len(batch)
-            self._still_owned_since(owned_at)
+            freezes = FreezeWatch()
+            try:
+                admission = admit(batch, locked, snapshot, self.rewinds, still_owned)
+                report = await self._write(session, admission)
+                report.records = len(batch)
+            finally:
+                frozen = freezes.stop()
+            self._not_frozen_meanwhile(frozen)
         self._tell_guard(admission)
         return report
 
@@ -256,20 +285,37 @@ class WritePath:
         # Published and acknowledged before the transaction commits: a crash in between
         # re-delivers the batch and re-publishes the letters (at-least-once on the DLQ,
         # deduplicated by original.topic/partition/offset), never loses one.
-        await self.dead_letters.send(dead)
+        await self._kept_busy(session, self.dead_letters.send(dead))
         return report
 
-    def _still_owned_since(self, owned_at: float) -> None:
-        """Before the commit: ownership was asked when the transaction began. A process frozen
-        longer than the session timeout (a stopped VM, SIGSTOP) has been dropped from the group,
-        and may wake in the middle of a statement the server was still waiting for, where no idle
-        limit ends it; committing then would write partitions another member owns now."""
-        held = time.monotonic() - owned_at
-        if held > self.lease_s:
+    async def _kept_busy(self, session: AsyncSession, acknowledged: Awaitable[None]) -> None:
+        """Wait for the letters' acknowledgement, keeping the transaction from looking idle.
+        PostgreSQL ends a transaction idle for the session timeout, meant for a client that
+        froze or vanished; a live one whose letters are slow to be acknowledged (a distant or
+        struggling dead-letter topic) asks it something every quarter of that time."""
+        sending = asyncio.ensure_future(acknowledged)
+        try:
+            while True:
+                done, _ = await asyncio.wait({sending}, timeout=self.session_timeout_s / 4)
+                if done:
+                    return sending.result()
+                await session.execute(_STILL_HERE)
+        finally:
+            if not sending.done():
+                sending.cancel()
+
+    def _not_frozen_meanwhile(self, frozen_s: float) -> None:
+        """Before the commit: ownership was asked when the transaction began. A process
+        frozen for most of the session timeout may have missed the heartbeats the group
+        waits for (sent every quarter of it) and lost its partitions to another member; it
+        may wake in the middle of a statement the server was still waiting for, where no
+        idle limit ends it. Committing then would write partitions another member owns."""
+        if frozen_s > self.session_timeout_s / 2:
             raise OwnershipLapsed(
-                f"the transaction took {held:.1f}s, longer than the group's session timeout "
-                f"({self.lease_s:g}s): its partitions may have been given to another member; "
-                "rolled back, to be run again on what this consumer owns now"
+                f"the process stood still for {frozen_s:.1f}s inside a transaction, over half "
+                f"the group's session timeout ({self.session_timeout_s:g}s): its partitions "
+                "may have been given to another member; rolled back, to be run again on what "
+                "this consumer owns now"
             )
 
     def _tell_guard(self, admission: Admission) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -13,9 +15,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from service.config.settings import PostgresSettings
 from service.core.domain import Reason
 from service.core.letters import DeadLetter
 from service.postgres import consumer_offsets
+from service.postgres.engine import make_engine
 from service.postgres.retention import purge_once
 from service.write_path.retry import Backoff
 from service.write_path.rewinds import Rewind
@@ -24,6 +28,7 @@ from testbed.events import BASE_TIME, LabelledSpec, adjust, delete, generate_rec
 from testbed.model import Product
 from testbed.oracle import diff, expected_outcome, table
 from tests.support.fake_consumer import FakeConsumer
+from tests.support.services import PostgresEndpoint
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
 
 
@@ -422,8 +427,8 @@ async def test_records_of_a_revoked_partition_are_abandoned_not_written(
 
 
 class FrozenOnceSink(MemoryDeadLetterSink):
-    """The first batch's dead letters take `frozen_s` (standing in for a process frozen
-    mid-transaction), during which the group gives partition 2 to another member."""
+    """The first batch's dead letters block the whole process for `frozen_s` (as SIGSTOP or
+    a stopped VM would), during which the group gives partition 2 to another member."""
 
     def __init__(self, owned: set[int], frozen_s: float) -> None:
         super().__init__()
@@ -432,21 +437,26 @@ class FrozenOnceSink(MemoryDeadLetterSink):
     async def send(self, letters: Sequence[DeadLetter]) -> None:
         self.calls += 1
         if self.calls == 1:
-            await asyncio.sleep(self.frozen_s)
+            time.sleep(self.frozen_s)  # noqa: ASYNC251 - the freeze: nothing on the loop runs
             self.owned.discard(2)
         await super().send(letters)
 
 
-async def test_a_transaction_that_outlived_the_session_is_rolled_back_and_run_again(
+async def test_a_transaction_the_process_froze_in_is_rolled_back_and_run_again(
     engine: AsyncEngine,
 ) -> None:
-    """Frozen past the group's session timeout, the consumer may have lost partitions while
-    its transaction was open: the transaction is not committed, and the batch is run again
-    on what the consumer owns then."""
+    """Frozen for most of the group's session timeout, the consumer may have lost partitions
+    while its transaction was open: the transaction is not committed, and the batch is run
+    again on what the consumer owns then."""
     owned = {0, 2}
-    sink = FrozenOnceSink(owned, frozen_s=0.5)
+    sink = FrozenOnceSink(owned, frozen_s=0.6)
     write_path = WritePath(
-        async_sessionmaker(engine), sink, "g", Backoff(0.01, 0.1), guard=guard(), lease_s=0.3
+        async_sessionmaker(engine),
+        sink,
+        "g",
+        Backoff(0.01, 0.1),
+        guard=guard(),
+        session_timeout_s=0.8,
     )
     batch = _records([record(upsert(1, 1, quantity=1))], partition=0)
     batch += _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=2)
@@ -462,6 +472,109 @@ async def test_a_transaction_that_outlived_the_session_is_rolled_back_and_run_ag
     positions = await _positions(engine)
     assert positions[0] == 1
     assert positions.get(2, 0) == 0
+
+
+class SlowSink(MemoryDeadLetterSink):
+    """A dead-letter topic that takes `slow_s` to acknowledge each batch of letters (far
+    away, or struggling), while the process runs on."""
+
+    def __init__(self, slow_s: float) -> None:
+        super().__init__()
+        self.slow_s = slow_s
+
+    async def send(self, letters: Sequence[DeadLetter]) -> None:
+        await asyncio.sleep(self.slow_s)
+        await super().send(letters)
+
+
+def _postgres(pg: PostgresEndpoint, **extra: Any) -> PostgresSettings:
+    return PostgresSettings(
+        postgres_host=pg.host,
+        postgres_port=pg.port,
+        postgres_user=pg.user,
+        postgres_password=pg.password,
+        postgres_db=pg.database,
+        **extra,
+    )
+
+
+async def test_letters_acknowledged_slower_than_the_session_timeout_are_committed_once(
+    engine: AsyncEngine, pg: PostgresEndpoint
+) -> None:
+    """Slow is not frozen: the server's idle limit (the session timeout, as the service sets
+    it) must not end a live transaction that waits for its letters, nor may the write path
+    give it up; else the batch is retried for ever."""
+    consumer = make_engine(_postgres(pg), idle_in_transaction_ms=1000)
+    sink = SlowSink(slow_s=2.5)
+    write_path = WritePath(
+        async_sessionmaker(consumer),
+        sink,
+        "g",
+        Backoff(0.01, 0.1),
+        guard=guard(),
+        session_timeout_s=1.0,
+    )
+    batch = _records([record(upsert(1, 1, quantity=1)), (b"1", b"junk")])
+    try:
+        async with asyncio.timeout(30):
+            report = await process(write_path, batch)
+    finally:
+        await consumer.dispose()
+
+    assert (report.applied, report.dead_lettered) == (1, Counter({"invalid_json": 1}))
+    assert write_path.metrics.registry.get_sample_value("inventory_sink_batch_retries_total") == 0
+    assert [letter.reason for letter in sink.letters] == [Reason.INVALID_JSON]
+    assert set(await table(engine)) == {1}
+    assert await _positions(engine) == {0: 2}
+
+
+async def test_a_batch_too_slow_for_the_statement_timeout_is_written_in_smaller_parts(
+    engine: AsyncEngine, pg: PostgresEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link too slow for a whole batch's statements within POSTGRES_TIMEOUT_S (here each
+    product row costs the server 20 ms; the batch's needs 1.9 s of the 0.5 s allowed): the
+    whole batch would time out on every attempt. Halved after each timeout, parts of the batch
+    fit, and all of it is committed, in order, once."""
+    async with engine.begin() as connection:
+        for statement in _SLOW_ROWS:
+            await connection.execute(text(statement))
+    consumer = make_engine(_postgres(pg, postgres_timeout_s=0.5))
+    write_path = WritePath(
+        async_sessionmaker(consumer),
+        MemoryDeadLetterSink(),
+        "g",
+        Backoff(0.01, 0.05),
+        guard=guard(),
+    )
+    batch = _records([record(upsert(i, 1, quantity=i)) for i in range(1, 97)])
+    try:
+        with caplog.at_level(logging.WARNING, "service.pipeline"):
+            async with asyncio.timeout(60):
+                report = await process(write_path, batch)
+    finally:
+        await consumer.dispose()
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TRIGGER slow_rows ON products"))
+
+    assert report.applied == 96
+    assert {i: p.quantity for i, p in (await table(engine)).items()} == {i: i for i in range(1, 97)}
+    assert await _positions(engine) == {0: 96}
+    limit = write_path.part_size.limit
+    assert limit is not None and limit <= 24  # 96 -> 48 -> 24 at least: 24 rows need 0.48 s
+    retries = write_path.metrics.registry.get_sample_value("inventory_sink_batch_retries_total")
+    assert retries is not None and retries >= 2
+    shrunk = [r.getMessage() for r in caplog.records if "ran out of time" in r.getMessage()]
+    assert shrunk[0].startswith("96 records ran out of time in one transaction (")
+    assert "writing at most 48 per transaction until it fits" in shrunk[0]
+
+
+# Every product row written costs the server 20 ms, as a slow link costs the write path.
+_SLOW_ROWS = (
+    "CREATE OR REPLACE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN PERFORM pg_sleep(0.02); RETURN NEW; END $$",
+    "CREATE TRIGGER slow_rows BEFORE INSERT OR UPDATE ON products "
+    "FOR EACH ROW EXECUTE FUNCTION slow_row()",
+)
 
 
 async def test_processed_ids_older_than_the_retention_are_forgotten(engine: AsyncEngine) -> None:

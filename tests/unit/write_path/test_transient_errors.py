@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncpg
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError
 
-from service.write_path.retry import is_permanent, is_transient
+from service.core.failures import OwnershipLapsed
+from service.write_path.retry import is_permanent, is_transient, ran_out_of_time
 
 
 def _through_sqlalchemy(error: Exception) -> DBAPIError:
@@ -31,3 +33,15 @@ def test_other_transaction_state_errors_stay_unexpected() -> None:
     in_failed = asyncpg.exceptions.InFailedSQLTransactionError("current transaction is aborted")
     assert not is_transient(in_failed)
     assert not is_transient(_through_sqlalchemy(in_failed))
+
+
+def test_attempts_that_took_too_long_are_told_from_other_failures() -> None:
+    """What makes the next attempt take fewer records (part_size.py)."""
+    canceled = asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
+    assert ran_out_of_time(TimeoutError())  # POSTGRES_TIMEOUT_S, as asyncpg raises it
+    assert ran_out_of_time(_through_sqlalchemy(canceled))
+    assert ran_out_of_time(KafkaTimeoutError())
+    closed = asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+    assert not ran_out_of_time(_through_sqlalchemy(closed))
+    assert not ran_out_of_time(KafkaConnectionError())
+    assert not ran_out_of_time(OwnershipLapsed("frozen"))
