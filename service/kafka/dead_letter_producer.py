@@ -27,6 +27,8 @@ from service.observability.logs import record_fields
 from service.observability.metrics import Metrics
 
 LOGGED_MESSAGE_CHARS = 300
+# Most bytes of letters the producer puts in one record batch of a partition (start()).
+LETTER_BATCH_BYTES = 64 * 1024
 
 log = logging.getLogger("service.dead_letter")
 
@@ -75,6 +77,14 @@ class KafkaDeadLetterSink:
             enable_idempotence=True,
             max_request_size=DLQ_MAX_MESSAGE_BYTES + 64 * 1024,
             linger_ms=0,  # send() is awaited before the commit: lingering only adds latency
+            # A batch's letters are sent at once and acknowledged before its commit. The
+            # client has one request in flight per broker, carrying one record batch per
+            # partition: at the default 16 KiB that is about ten letters per round trip, and
+            # 200 ms away from the brokers a batch with 300 letters took longer than the
+            # session timeout. Not more than 64 KiB: a record batch over the topic's
+            # max.message.bytes is refused with every letter in it, each then published
+            # again alone, and operators rarely set a dead-letter topic's limit lower.
+            max_batch_size=LETTER_BATCH_BYTES,
         )
         await self._producer.start()
 
