@@ -139,7 +139,9 @@ class PostgresSettings(SettingsGroup):
         gt=0,
         description="Longest wait for PostgreSQL to accept a connection or answer one statement "
         "(s); a connection silent longer (a network partition, a half-open connection) is "
-        "dropped and the batch retried on a new one. The server ends a session left idle in a "
+        "dropped and the batch retried on a new one, and a batch whose statements run out of "
+        "it is retried in parts of half as many records (down to one) until they fit. The "
+        "server ends a session left idle in a "
         "transaction (its client gone or frozen), releasing its locks: the consumer's after "
         "KAFKA_SESSION_TIMEOUT_MS, when the group has given its partitions away; the other "
         "commands' after twice POSTGRES_TIMEOUT_S.",
@@ -334,7 +336,10 @@ class ConsumerSettings(SettingsGroup):
         "topic created again, or new partitions, are noticed.",
     )
     batch_max_records: int = Field(
-        default=5000, ge=1, description="Most records one database transaction handles."
+        default=5000,
+        ge=1,
+        description="Most records one database transaction handles (fewer for a while after "
+        "a transaction ran out of POSTGRES_TIMEOUT_S).",
     )
     batch_timeout_ms: int = Field(
         default=50, ge=1, description="How long a fetch waits for records (ms)."

@@ -179,8 +179,9 @@ class WritePath:
                 limit = self.part_size.ran_out_of_time(tried)
                 log.warning(
                     "%d records ran out of time in one transaction (%s); writing at most %d "
-                    "per transaction until it fits (the link to PostgreSQL or the dead-letter "
-                    "topic is slower than POSTGRES_TIMEOUT_S or KAFKA_SESSION_TIMEOUT_MS allow)",
+                    "per transaction until it fits. The link to PostgreSQL or to the "
+                    "dead-letter topic is too slow for transactions this size: move the "
+                    "service nearer, or raise POSTGRES_TIMEOUT_S",
                     tried,
                     brief(error),
                     limit,
