@@ -32,9 +32,16 @@ from tests.support.services import PostgresEndpoint
 from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
 
 
-def _write_path(engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g") -> WritePath:
+def _write_path(
+    engine: AsyncEngine, sink: MemoryDeadLetterSink, group: str = "g", **options: Any
+) -> WritePath:
     return WritePath(
-        async_sessionmaker(engine), sink, group, Backoff(0.01, 0.1), guard=guard(group_id=group)
+        async_sessionmaker(engine),
+        sink,
+        group,
+        Backoff(0.01, 0.1),
+        guard=guard(group_id=group),
+        **options,
     )
 
 
@@ -367,14 +374,7 @@ async def test_a_labelled_stream_in_many_batches_matches_the_independent_model(
         LabelledSpec(events=3000, products=50, seed=11, max_record_bytes=limit)
     )
     sink = MemoryDeadLetterSink()
-    write_path = WritePath(
-        async_sessionmaker(engine),
-        sink,
-        "g",
-        Backoff(0.01, 0.1),
-        max_record_bytes=limit,
-        guard=guard(),
-    )
+    write_path = _write_path(engine, sink, max_record_bytes=limit)
     batch = [SimpleRecord("t", 0, i, r.key, r.value, r.headers) for i, r in enumerate(records)]
     reports = [
         await process(write_path, batch[start : start + 250]) for start in range(0, len(batch), 250)
@@ -450,14 +450,7 @@ async def test_a_transaction_the_process_froze_in_is_rolled_back_and_run_again(
     again on what the consumer owns then."""
     owned = {0, 2}
     sink = FrozenOnceSink(owned, frozen_s=0.6)
-    write_path = WritePath(
-        async_sessionmaker(engine),
-        sink,
-        "g",
-        Backoff(0.01, 0.1),
-        guard=guard(),
-        session_timeout_s=0.8,
-    )
+    write_path = _write_path(engine, sink, session_timeout_s=0.8)
     batch = _records([record(upsert(1, 1, quantity=1))], partition=0)
     batch += _records([record(upsert(2, 1, quantity=1)), (b"2", b"junk")], partition=2)
 
@@ -506,14 +499,7 @@ async def test_letters_acknowledged_slower_than_the_session_timeout_are_committe
     give it up; else the batch is retried for ever."""
     consumer = make_engine(_postgres(pg), idle_in_transaction_ms=1000)
     sink = SlowSink(slow_s=2.5)
-    write_path = WritePath(
-        async_sessionmaker(consumer),
-        sink,
-        "g",
-        Backoff(0.01, 0.1),
-        guard=guard(),
-        session_timeout_s=1.0,
-    )
+    write_path = _write_path(consumer, sink, session_timeout_s=1.0)
     batch = _records([record(upsert(1, 1, quantity=1)), (b"1", b"junk")])
     try:
         async with asyncio.timeout(30):
@@ -539,13 +525,7 @@ async def test_a_batch_too_slow_for_the_statement_timeout_is_written_in_smaller_
         for statement in _SLOW_ROWS:
             await connection.execute(text(statement))
     consumer = make_engine(_postgres(pg, postgres_timeout_s=0.5))
-    write_path = WritePath(
-        async_sessionmaker(consumer),
-        MemoryDeadLetterSink(),
-        "g",
-        Backoff(0.01, 0.05),
-        guard=guard(),
-    )
+    write_path = _write_path(consumer, MemoryDeadLetterSink())
     batch = _records([record(upsert(i, 1, quantity=i)) for i in range(1, 97)])
     try:
         with caplog.at_level(logging.WARNING, "service.pipeline"):
