@@ -43,15 +43,26 @@ class NetworkScale:
     publish_s: float
     fault_s: float  # how long a partition or half-open fault lasts (> STALL_TIMEOUT_S)
     catch_up_s: float
+    # pg-bandwidth's limit, bytes/s per connection and direction. A link carries about 1 KB
+    # per event (statements and replies): at 64 KiB/s a million events would need over four
+    # hours. Either limit binds the service, and either is narrow enough that a batch of a
+    # backlog (5,000 records, about 5 MB) outlasts POSTGRES_TIMEOUT_S and must be split.
+    bandwidth: int
 
 
-CI = NetworkScale(events=8_000, products=300, publish_s=20.0, fault_s=12.0, catch_up_s=150.0)
+CI = NetworkScale(
+    events=8_000, products=300, publish_s=20.0, fault_s=12.0, catch_up_s=150.0, bandwidth=64 << 10
+)
 FULL = NetworkScale(
-    events=1_000_000, products=20_000, publish_s=90.0, fault_s=30.0, catch_up_s=1800.0
+    events=1_000_000,
+    products=20_000,
+    publish_s=90.0,
+    fault_s=30.0,
+    catch_up_s=1800.0,
+    bandwidth=1 << 20,
 )
 
 LATENCY_S = 0.2
-BANDWIDTH = 64 * 1024  # bytes/s per connection and direction
 STALL_TIMEOUT_S = 5.0
 # A statement unanswered this long drops its connection (POSTGRES_TIMEOUT_S): shorter than the
 # default so a CI run recovers in seconds; the mechanism is the same.
@@ -136,7 +147,7 @@ def latency(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
 
 
 def bandwidth(scale: NetworkScale, proxy: FaultProxy) -> Scenario:
-    proxy.bandwidth = BANDWIDTH
+    proxy.bandwidth = scale.bandwidth
     return steady("pg-bandwidth", scale, proxy, seed=912)
 
 
