@@ -98,6 +98,9 @@ async def test_the_producer_is_idempotent_acks_all_sends_at_once_and_takes_big_l
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 0,
+        # Many letters per round trip, and a full record batch fits a dead-letter topic
+        # with a limit as low as 64 KiB.
+        "max_batch_size": 64 * 1024,
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "sink",
