@@ -11,7 +11,8 @@ from typing import Any
 
 @dataclass
 class Result:
-    mode: str  # consume-only | validate-only | naive | service | quix | connect | steady
+    # consume-only | validate-only | write-only | naive | service | quix | connect | steady
+    mode: str
     size: int  # records of the mixed stream the run's topics come from (steady: offered)
     events: int  # records the measurement covers
     seconds: float  # the time those records took
@@ -34,7 +35,7 @@ class Result:
     @property
     def label(self) -> str:
         mode = self.mode
-        if self.mode in ("service", "steady") and self.batch_max_records is not None:
+        if self.mode in ("service", "steady", "write-only") and self.batch_max_records is not None:
             mode = f"{self.mode} x{self.replicas}" if self.replicas > 1 else self.mode
             mode = f"{mode} (batch {self.batch_max_records})"
         return mode if self.stream == "mixed" else f"{mode} [{self.stream}]"
@@ -84,8 +85,8 @@ def _row(result: Result) -> list[str]:
 
 
 def ratios(results: list[Result]) -> list[dict[str, Any]]:
-    """For every service row: its rate over naive's, consume-only's and validate-only's, same
-    size and stream."""
+    """For every service row: its rate over naive's, consume-only's, validate-only's and
+    write-only's (same size and stream), and its ceiling fraction."""
     out = []
     for service in (r for r in results if r.mode == "service"):
         same = {
@@ -93,16 +94,90 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
             for r in results
             if r.size == service.size and r.stream == service.stream and r.mode != "service"
         }
+        writes = floor_of(results, service, "write-only")
+        if writes is not None:
+            same["write-only"] = writes
         entry: dict[str, Any] = {"size": service.size, "service": service.label}
-        for other in ("naive", "consume-only", "validate-only"):
+        for other in ("naive", "consume-only", "validate-only", "write-only"):
             if other in same and not math.isnan(same[other].rate) and same[other].rate > 0:
                 entry[f"service/{other}"] = service.rate / same[other].rate
+        fraction = ceiling_fraction(results, service)
+        if fraction is not None:
+            entry["ceiling fraction"] = fraction
         out.append(entry)
     return out
 
 
+def floor_of(results: list[Result], service: Result, mode: str) -> Result | None:
+    """The `mode` row (validate-only or write-only) measured on the service row's stream; of
+    several write-only rows (a batch sweep), the one at the service's batch size."""
+    rows = [
+        r
+        for r in results
+        if r.mode == mode
+        and r.size == service.size
+        and r.stream == service.stream
+        and not math.isnan(r.rate)
+    ]
+    same_batch = [r for r in rows if r.batch_max_records == service.batch_max_records]
+    return (same_batch or rows or [None])[-1]
+
+
+def ceiling_fraction(results: list[Result], service: Result) -> float | None:
+    """The service's rate over the lower of its two floors: validate-only (Kafka and decoding,
+    no writes) and write-only (the write path's transactions, no Kafka). A service that
+    overlapped the two perfectly on enough cores would reach 1."""
+    floors = [floor_of(results, service, mode) for mode in ("validate-only", "write-only")]
+    if any(f is None for f in floors) or math.isnan(service.rate):
+        return None
+    return service.rate / min(f.rate for f in floors if f is not None)
+
+
+CEILING_COLUMNS = [
+    ("size", 10),
+    ("service", 32),
+    ("events/s", 10),
+    ("validate-only", 13),
+    ("write-only", 10),
+    ("floor", 10),
+    ("ceiling fraction", 16),
+]
+
+
+def ceiling(results: list[Result]) -> list[str]:
+    """One line per service row that has both floors beside it."""
+    lines: list[str] = []
+    for service in (r for r in results if r.mode == "service"):
+        fraction = ceiling_fraction(results, service)
+        validate = floor_of(results, service, "validate-only")
+        writes = floor_of(results, service, "write-only")
+        if fraction is None or validate is None or writes is None:
+            continue
+        if not lines:
+            lines += [
+                "",
+                "ceiling: the service's rate as a fraction of the lower floor, "
+                "min(validate-only, write-only), same stream",
+                "  ".join(name.rjust(width) for name, width in CEILING_COLUMNS),
+                "  ".join("-" * width for _, width in CEILING_COLUMNS),
+            ]
+        cells = [
+            f"{service.size:,}",
+            service.label,
+            _num(service.rate, 0),
+            _num(validate.rate, 0),
+            _num(writes.rate, 0),
+            _num(min(validate.rate, writes.rate), 0),
+            _num(fraction, 3),
+        ]
+        lines.append(
+            "  ".join(c.rjust(w) for c, (_, w) in zip(cells, CEILING_COLUMNS, strict=True))
+        )
+    return lines
+
+
 PEERS = ("quix", "connect")
-SYSTEMS = ("consume-only", "validate-only", "naive", "service", *PEERS)
+SYSTEMS = ("consume-only", "validate-only", "write-only", "naive", "service", *PEERS)
 CPU_GROUPS = ("consumer", "pg backends", "pg other", "kafka", "total", "host")
 SIDE_COLUMNS = [
     ("system", 32),
@@ -180,9 +255,12 @@ def render(results: list[Result], header: list[str]) -> str:
         lines.append("")
         for entry in found:
             parts = [f"{name} = {value:.2f}x" for name, value in entry.items() if "/" in name]
+            if "ceiling fraction" in entry:
+                parts.append(f"ceiling fraction = {entry['ceiling fraction']:.3f}")
             if parts:
                 where = f"{entry['size']:,} events, {entry['service']}"
                 lines.append(f"ratios ({where}): " + ", ".join(parts))
+    lines += ceiling(results)
     lines += side_by_side(results)
     notes = [(r, note) for r in results for note in r.notes]
     if notes:

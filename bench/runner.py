@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import database, modes, stream
+from bench import database, modes, stream, write_only
 from bench.measure import Progress, host_busy, rate_text, say
 from bench.peers import run as peer_run
 from bench.peers import upserts
@@ -23,10 +23,11 @@ from bench.target import BENCH_DATABASE, Target, code_state, load_target, run_id
 from bench.verify import expected_outcome
 from testbed.publish import publish_bulk, split_by_partition
 
-MODES = ("consume-only", "validate-only", "naive", "service", "quix", "connect")
-DEFAULT_MODES = ("consume-only", "validate-only", "naive", "service")
+MODES = ("consume-only", "validate-only", "write-only", "naive", "service", "quix", "connect")
+DEFAULT_MODES = ("consume-only", "validate-only", "write-only", "naive", "service")
 PEER_MODES = ("quix", "connect")  # they get the stream's upserts (bench/peers)
-UPSERT_MODES = ("consume-only", "validate-only", "service", *PEER_MODES)  # run on the upserts
+# The modes run on the upserts stream too.
+UPSERT_MODES = ("consume-only", "validate-only", "write-only", "service", *PEER_MODES)
 code_state_at_start = [""]  # other people may edit service/ while a long run goes on
 
 
@@ -224,6 +225,14 @@ async def _run_modes(
                 failed,
                 lambda: modes.consume_only(topic, timeout, validate=True),
             )
+        elif mode == "write-only":
+            for batch in options.batch_sizes:
+                await _attempt(
+                    f"write-only {where} (batch {batch})",
+                    results,
+                    failed,
+                    lambda batch=batch: write_only.write_only(topic, batch, timeout),
+                )
         elif mode == "naive":
             await _attempt(
                 f"naive {where}",
