@@ -25,6 +25,10 @@ class Result:
     peak_rss_mb: float | None = None
     stream: str = "mixed"  # mixed | upserts (the mixed stream's valid upserts, for the peers)
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU-seconds by process while timed
+    # PostgreSQL's counters over the whole run (bench/pg_cost.py), and the events they cover.
+    pg: dict[str, float] = field(default_factory=dict)
+    pg_events: int = 0
+    prefill: str = ""  # what the tables held before the mode (bench/prefill.py)
     notes: list[str] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)  # JSON and plots only
 
@@ -241,6 +245,67 @@ def side_by_side(results: list[Result]) -> list[str]:
     return lines
 
 
+COST_COLUMNS = [
+    ("size", 10),
+    ("mode", 28),
+    ("prefill", 14),
+    ("events/s", 9),
+    ("consumer us", 11),
+    ("pg back us", 10),
+    ("pg other us", 11),
+    ("total us", 8),
+    ("WAL B", 7),
+    ("FPI/1k", 7),
+    ("buf hits", 8),
+    ("buf reads", 9),
+    ("products rd", 11),
+    ("processed rd", 12),
+]
+
+
+def cost(results: list[Result]) -> list[str]:
+    """Per row that wrote to PostgreSQL: the cost per event of the stream. CPU while timed
+    (bench/cpu.py), PostgreSQL's counters over the whole run (bench/pg_cost.py)."""
+    rows = [r for r in results if r.pg and r.pg_events]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "cost per event: CPU microseconds by process while timed; WAL bytes, full-page images "
+        "per 1,000 events, shared-buffer hits and reads (blocks) over the whole run",
+        "  ".join(name.rjust(width) for name, width in COST_COLUMNS),
+        "  ".join("-" * width for _, width in COST_COLUMNS),
+    ]
+    for result in rows:
+        per = {name: 1000 * value for name, value in result.cpu_per_1k().items()}  # us/event
+        pg = {name: value / result.pg_events for name, value in result.pg.items()}
+        cells = [
+            f"{result.size:,}",
+            result.label,
+            result.prefill or "-",
+            _num(result.rate, 0),
+            _num(per.get("consumer"), 1),
+            _num(per.get("pg backends"), 1),
+            _num(per.get("pg other"), 1),
+            _num(per.get("total"), 1),
+            _num(pg.get("wal_bytes"), 0),
+            _num(1000 * pg["wal_fpi"] if "wal_fpi" in pg else None, 1),
+            _num(pg.get("blks_hit"), 1),
+            _num(pg.get("blks_read"), 2),
+            _num(pg.get("products reads"), 2),
+            _num(pg.get("processed_events reads"), 2),
+        ]
+        lines.append("  ".join(c.rjust(w) for c, (_, w) in zip(cells, COST_COLUMNS, strict=True)))
+    lines.append(
+        "prefill = products/ids within retention/expired ids in the tables before the mode; "
+        "WAL and FPI are the whole server's (other databases' writes count too); hits and "
+        "reads are the bench database's (pg_stat_database; products rd and processed rd: heap "
+        "and index reads of each table, pg_statio_user_tables); pg_stat_statements is not used "
+        "(it needs shared_preload_libraries and a restart)"
+    )
+    return lines
+
+
 def render(results: list[Result], header: list[str]) -> str:
     lines = [*header, ""]
     lines.append("  ".join(name.rjust(width) for name, width in COLUMNS))
@@ -261,6 +326,7 @@ def render(results: list[Result], header: list[str]) -> str:
                 where = f"{entry['size']:,} events, {entry['service']}"
                 lines.append(f"ratios ({where}): " + ", ".join(parts))
     lines += ceiling(results)
+    lines += cost(results)
     lines += side_by_side(results)
     notes = [(r, note) for r in results for note in r.notes]
     if notes:

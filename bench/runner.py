@@ -17,6 +17,7 @@ from bench import database, modes, stream, write_only
 from bench.measure import Progress, host_busy, rate_text, say
 from bench.peers import run as peer_run
 from bench.peers import upserts
+from bench.prefill import Prefill
 from bench.report import Result
 from bench.steady import SteadySpec, steady
 from bench.target import BENCH_DATABASE, Target, code_state, load_target, run_id
@@ -50,6 +51,7 @@ class Options:
     profile: Path | None = None
     log_dir: Path | None = None
     database: str = BENCH_DATABASE
+    prefill: Prefill | None = None
 
 
 @dataclass
@@ -72,6 +74,7 @@ def _header(target: Target, rid: str, options: Options, log_dir: Path) -> list[s
         f"seed={options.seed}); {options.partitions} partitions; service env overrides: "
         f"{options.service_env or 'none'}; logs in {log_dir}",
         code_state(),
+        *([f"before each writing mode: {options.prefill.describe()}"] if options.prefill else []),
         f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
 
@@ -141,7 +144,16 @@ async def _size(
     gc.freeze()  # the oracle's million objects must not slow consume-only's collections
     ends = await stream.end_offsets(target.bootstrap, name)
     topic = modes.Topic(
-        target, rid, name, size, options.partitions, ends, log_dir, expected, extra_topics=created
+        target,
+        rid,
+        name,
+        size,
+        options.partitions,
+        ends,
+        log_dir,
+        expected,
+        extra_topics=created,
+        prefill=options.prefill,
     )
     if topic.total != size:
         raise RuntimeError(f"{name} holds {topic.total} records, expected {size}")
@@ -198,6 +210,7 @@ async def _upserts(
         extra_topics=created,
         stream="upserts",
         peers=peers,
+        prefill=options.prefill,
     )
 
 
@@ -313,6 +326,7 @@ async def run(options: Options) -> Outcome:
             "naive_cap": options.naive_cap,
             "naive_time_limit": options.naive_time_limit,
             "steady": asdict(options.steady) if options.steady else None,
+            "prefill": asdict(options.prefill) if options.prefill else None,
         },
         "failed": failed,
     }

@@ -21,9 +21,17 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench import database
+from bench import pg_cost
 from bench.measure import HostCpu, Progress
-from bench.modes import SERVICE_FETCH_BYTES, Topic, cpu_account, stop_accounts
+from bench.modes import (
+    SERVICE_FETCH_BYTES,
+    Topic,
+    cpu_account,
+    prefill_note,
+    spent_since,
+    stop_accounts,
+)
+from bench.prefill import prepare
 from bench.report import Result
 from bench.verify import check_table
 from service.app import tune_gc
@@ -80,7 +88,7 @@ async def read_batches(topic: Topic, batch_max_records: int, write_path: WritePa
 async def write_only(topic: Topic, batch_max_records: int, timeout: float) -> Result:
     """`WritePath.write` over the whole stream, pre-decoded; timed from the first write to the
     last commit."""
-    await database.truncate(topic.target)
+    prefilled = await prepare(topic.target, topic.prefill)
     group = topic.group(f"write-only-b{batch_max_records}")
     settings = topic.target.settings(
         kafka_topic=topic.name, kafka_group_id=group, batch_max_records=batch_max_records
@@ -109,6 +117,7 @@ async def write_only(topic: Topic, batch_max_records: int, timeout: float) -> Re
         # service freezes what it allocated at start-up) so collections do not walk it.
         tune_gc()
         progress = Progress(f"write-only (batch {batch_max_records})", decoded.records, "written")
+        pg_before = await pg_cost.counters(connection)
         account = await cpu_account(topic, [os.getpid()], connection, topic.target.base.postgres_db)
         host = HostCpu()
         started = time.perf_counter()
@@ -129,19 +138,22 @@ async def write_only(topic: Topic, batch_max_records: int, timeout: float) -> Re
         await connection.close()
         await engine.dispose()
         gc.set_threshold(*threshold)
+    pg_spent = await spent_since(topic, pg_before)
     batches = len(decoded.batches)
     decoded.batches.clear()
     result = Result(
         "write-only", topic.size, written, done_at - started, stream=topic.stream, cpu_s=cpu
     )
     result.batch_max_records = batch_max_records
+    result.pg, result.pg_events = pg_spent, written
+    prefill_note(result, prefilled)
     result.notes.append(
         f"service.write_path WritePath.write on {batches:,} pre-decoded batches (read "
         f"{decoded.read_s:.1f} s and decoded {decoded.decode_s:.1f} s before, not timed), "
         "one transaction at a time, in the bench process; dead letters kept in memory"
     )
     if topic.expected is not None:
-        result.notes.append(await check_table(topic.target, topic.expected))
+        result.notes.append(await check_table(topic.target, topic.expected, prefilled))
         result.notes.append(
             f"dead letters: {len(sink.letters):,} (oracle: {topic.expected.dead_letters:,})"
         )

@@ -1,8 +1,9 @@
-"""The benchmark's report: the ceiling (bench/report.py)."""
+"""The benchmark's report: the ceiling and the cost per event (bench/report.py)."""
 
 from __future__ import annotations
 
-from bench.report import Result, ceiling, ceiling_fraction, ratios, render
+from bench.prefill import Prefill
+from bench.report import Result, ceiling, ceiling_fraction, cost, ratios, render
 
 
 def _rows() -> list[Result]:
@@ -33,3 +34,18 @@ def test_without_both_floors_there_is_no_ceiling() -> None:
     assert ceiling_fraction(rows, rows[1]) is None
     assert ceiling(rows) == []
     assert "ceiling fraction" not in ratios(rows)[0]
+
+
+def test_the_cost_is_per_event_of_the_stream() -> None:
+    service = Result("service", 1000, 900, 1.0, cpu_s={"consumer": 0.02, "pg backends": 0.01})
+    service.pg = {"wal_bytes": 400_000.0, "wal_fpi": 10.0, "blks_hit": 8000.0, "blks_read": 50.0}
+    service.pg_events = 1000  # the whole run's counters cover the whole stream
+    service.prefill = Prefill(products=10_000_000, processed=30_000_000).short()
+
+    (row,) = [line for line in cost([service]) if line.strip().startswith("1,000")]
+
+    cells = row.split()
+    assert "10M/30M/0" in cells
+    # CPU: 0.02 s over the 900 timed events; WAL 400 B, 10 FPI per 1,000, 8 hits, 0.05 reads
+    assert cells[cells.index("10M/30M/0") + 2 :][:1] == ["22.2"]
+    assert cells[-6:-2] == ["400", "10.0", "8.0", "0.05"]
