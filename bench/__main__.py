@@ -4,7 +4,7 @@ Examples:
     python -m bench run --smoke
     python -m bench run --sizes 100k,1M --modes consume-only,naive,service
     python -m bench run --sizes 100k --modes service --batch-sizes 250,1000,2000,5000 --plot b.png
-    python -m bench run --steady-rate 5000 --duration 60
+    python -m bench run --steady-rate 5000,20000 --duration 60
     python -m bench run --sizes 1M --products 50000 --modes write-only,service \
         --prefill-products 10M --prefill-processed 30M           # the cost as the tables grow
     python -m bench run --sizes 200k --products 50000 \
@@ -158,7 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--naive-time-limit", type=float, default=60.0, help="seconds after its first record (60)"
     )
     steady = p.add_argument_group("steady mode (runs when --steady-rate is given)")
-    steady.add_argument("--steady-rate", type=_count, help="events/s offered, e.g. 5000")
+    steady.add_argument(
+        "--steady-rate",
+        type=_counts,
+        help="events/s offered, e.g. 5000; several, e.g. 5000,20000, run one after the other",
+    )
     steady.add_argument("--duration", type=float, default=60.0, help="seconds measured (60)")
     steady.add_argument("--warmup", type=float, default=2.0, help="seconds not measured (2)")
     steady.add_argument("--poll-interval-ms", type=float, default=20.0, help="(20)")
@@ -189,14 +193,13 @@ def options_from(args: argparse.Namespace) -> Options:
     batch_sizes = args.batch_sizes or (SWEEP if args.plot else [args.batch_max_records])
     sizes = args.sizes or ([] if args.steady_rate else [100_000])
     modes = args.modes or list(DEFAULT_MODES)
-    steady_rate, duration, warmup = args.steady_rate, args.duration, args.warmup
+    steady_rates, duration, warmup = args.steady_rate or [], args.duration, args.warmup
     if args.smoke:
         sizes, batch_sizes = [SMOKE_SIZE], [args.batch_max_records]
-        steady_rate, duration, warmup = 500, 5.0, 1.0
-    spec = None
-    if steady_rate:
-        spec = SteadySpec(
-            rate=steady_rate,
+        steady_rates, duration, warmup = [500], 5.0, 1.0
+    steady_specs = [
+        SteadySpec(
+            rate=rate,
             duration=duration,
             warmup=warmup,
             products=args.products,
@@ -207,6 +210,8 @@ def options_from(args: argparse.Namespace) -> Options:
             linger_ms=args.steady_linger_ms,
             timeout=120.0,
         )
+        for rate in steady_rates
+    ]
     retention = env.get("PROCESSED_EVENT_RETENTION_HOURS") or os.environ.get(
         "PROCESSED_EVENT_RETENTION_HOURS",
         Settings.model_fields["processed_event_retention_hours"].default,
@@ -230,7 +235,7 @@ def options_from(args: argparse.Namespace) -> Options:
         service_env=env,
         naive_cap=args.naive_cap,
         naive_time_limit=args.naive_time_limit,
-        steady=spec,
+        steady=steady_specs,
         verify_limit=0 if args.no_verify else 1_000_000,
         mode_timeout=120.0 if args.smoke else args.timeout,
         keep_topics=args.keep_topics,

@@ -29,6 +29,7 @@ class Result:
     pg: dict[str, float] = field(default_factory=dict)
     pg_events: int = 0
     prefill: str = ""  # what the tables held before the mode (bench/prefill.py)
+    offered_rate: int | None = None  # steady: the events/s the publisher offered
     notes: list[str] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)  # JSON and plots only
 
@@ -41,6 +42,8 @@ class Result:
         mode = self.mode
         if self.mode in ("service", "steady", "write-only") and self.batch_max_records is not None:
             mode = f"{self.mode} x{self.replicas}" if self.replicas > 1 else self.mode
+            if self.offered_rate is not None:
+                mode = f"{mode} {self.offered_rate:,}/s"
             mode = f"{mode} (batch {self.batch_max_records})"
         return mode if self.stream == "mixed" else f"{mode} [{self.stream}]"
 

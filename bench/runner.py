@@ -1,5 +1,5 @@
 """One benchmark invocation: prepare the database, publish each size once, run every mode on
-it, then the steady run, and hand back the results."""
+it, then the steady runs (one per offered rate), and hand back the results."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class Options:
     service_env: dict[str, str] = field(default_factory=dict)
     naive_cap: int = 50_000
     naive_time_limit: float = 60.0
-    steady: SteadySpec | None = None
+    steady: list[SteadySpec] = field(default_factory=list)  # one run per offered rate
     verify_limit: int = 1_000_000
     mode_timeout: float = 3600.0
     keep_topics: bool = False
@@ -296,13 +296,12 @@ async def run(options: Options) -> Outcome:
             except Exception as error:
                 say(f"size {size:,}: FAILED: {error}\n{traceback.format_exc()}")
                 failed.append(f"size {size:,}: {error}")
-        if options.steady is not None:
-            spec = options.steady
+        for spec in options.steady:
             await _attempt(
                 f"steady {spec.rate}/s",
                 results,
                 failed,
-                lambda: steady(target, rid, spec, options.service_env, log_dir, created),
+                lambda spec=spec: steady(target, rid, spec, options.service_env, log_dir, created),
             )
     finally:
         if not options.keep_topics:
@@ -325,7 +324,7 @@ async def run(options: Options) -> Outcome:
             "service_env": options.service_env,
             "naive_cap": options.naive_cap,
             "naive_time_limit": options.naive_time_limit,
-            "steady": asdict(options.steady) if options.steady else None,
+            "steady": [asdict(spec) for spec in options.steady],
             "prefill": asdict(options.prefill) if options.prefill else None,
         },
         "failed": failed,

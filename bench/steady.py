@@ -136,7 +136,7 @@ async def steady(
     log_dir: Path,
     created: list[str],
 ) -> Result:
-    topic = f"bench.{run_id}.steady"
+    topic = f"bench.{run_id}.steady.r{spec.rate}"
     dlq = f"{topic}.dlq"
     created += [topic, dlq]
     await stream.create_topic(target.bootstrap, topic, spec.partitions)
@@ -145,7 +145,7 @@ async def steady(
     pairs = stream.build(warm + measured, spec.products, spec.seed)
     ids = tracked_ids(pairs)
     await database.truncate(target)
-    group = f"bench-{run_id}-steady"
+    group = f"bench-{run_id}-steady-r{spec.rate}"
     settings = target.settings(
         kafka_topic=topic,
         kafka_dlq_topic=dlq,
@@ -154,7 +154,7 @@ async def steady(
         batch_max_records=spec.batch_max_records,
     )
     child = Child(
-        "service-steady",
+        f"service-steady-r{spec.rate}",
         ["-m", "service", "run"],
         target.env(settings, extra_env),
         log_dir,
@@ -226,6 +226,7 @@ async def steady(
     offered_s = last_sent - begin
     result = Result("steady", measured, len(pairs) - warm, offered_s)
     result.batch_max_records = spec.batch_max_records
+    result.offered_rate = spec.rate
     result.startup_s = startup
     result.p50_ms = percentile(latencies, 50)
     result.p99_ms = percentile(latencies, 99)
@@ -249,6 +250,11 @@ async def steady(
         f"{100 * usage[2]:.0f}% busy",
     ]
     result.series["cpu"] = {"service": usage[0], "bench": usage[1], "host_busy": usage[2]}
+    if result.rate < 0.95 * spec.rate:
+        result.notes.append(
+            f"the publisher fell behind: {result.rate:,.0f}/s offered of {spec.rate:,}/s asked "
+            "(the bench process shares the host's CPUs)"
+        )
     if code != 0:
         result.notes.append(f"service exited with code {code} after SIGTERM ({child.log_path})")
     return result
