@@ -32,6 +32,7 @@ from bench.measure import (
 from bench.process import Child
 from bench.report import Result
 from bench.target import Target, code_state
+from bench.verify import check_table, expected_outcome
 from testbed import model
 from testbed.publish import idempotent_producer
 
@@ -50,11 +51,11 @@ class SteadySpec:
     timeout: float
 
 
-def tracked_ids(pairs: list[tuple[bytes, bytes]]) -> list[str | None]:
+def tracked_ids(pairs: list[tuple[bytes, bytes]], fates: list[str]) -> list[str | None]:
     """Per record, the event id whose commit it causes (None: no id of its own in
     processed_events: an upsert or delete, unusable, rejected, or a duplicate), as the
-    independent model decides. Only applied `stock.adjusted` events leave their id there."""
-    fates = model.expect(pairs).fates
+    independent model decides (`fates`, the oracle's per record). Only applied
+    `stock.adjusted` events leave their id there."""
     tracked: list[str | None] = []
     for (_, value), fate in zip(pairs, fates, strict=True):
         event_id = None
@@ -143,7 +144,8 @@ async def steady(
     warm = int(spec.rate * spec.warmup)
     measured = int(spec.rate * spec.duration)
     pairs = stream.build(warm + measured, spec.products, spec.seed)
-    ids = tracked_ids(pairs)
+    expected = expected_outcome(pairs)
+    ids = tracked_ids(pairs, expected.fates)
     await database.truncate(target)
     group = f"bench-{run_id}-steady-r{spec.rate}"
     settings = target.settings(
@@ -208,6 +210,9 @@ async def steady(
     await poller.poll()  # anything committed in the last instant (seen late, not counted)
     stored = int(await connection.fetchval("SELECT count(*) FROM processed_events"))
     await connection.close()
+    # Nothing lost or doubled: the whole table against the oracle, once every id was seen.
+    verdict = await check_table(target, expected)
+    letters = sum((await stream.end_offsets(target.bootstrap, dlq)).values())
 
     latencies: list[float] = []
     timeline: list[tuple[float, float]] = []
@@ -245,6 +250,8 @@ async def steady(
         + ("" if not unseen else f"; {unseen:,} ids NOT seen within {spec.timeout:.0f} s"),
         f"processed_events holds {stored:,} ids; expected {len(set(filter(None, ids))):,}; "
         f"{poller.polls:,} polls",
+        verdict,
+        f"dead letters: {letters:,} (oracle: {expected.dead_letters:,})",
         f"while publishing: service process CPU {100 * usage[0]:.0f}% of one core, bench "
         f"(publisher + poller) {100 * usage[1]:.0f}%, all {os.cpu_count()} host CPUs "
         f"{100 * usage[2]:.0f}% busy",
