@@ -56,8 +56,14 @@ class Topic:
     def total(self) -> int:
         return sum(self.ends.values())
 
+    @property
+    def variant(self) -> str:
+        """What tells apart the runs of one mode on this topic: the prefill point."""
+        p = self.prefill
+        return f"-p{p.products}-{p.processed}-{p.expired}" if p else ""
+
     def group(self, mode: str) -> str:
-        return f"bench-{self.run_id}-{mode}-{self.size}-{self.stream}"
+        return f"bench-{self.run_id}-{mode}-{self.size}-{self.stream}{self.variant}"
 
 
 async def cpu_account(
@@ -169,7 +175,7 @@ async def naive(topic: Topic, cap: int, time_limit: float, timeout: float) -> Re
     target = min(cap, topic.total)
     settings = topic.target.settings(kafka_topic=topic.name, kafka_group_id=topic.group("naive"))
     child = Child(
-        f"naive-{topic.size}",
+        f"naive-{topic.size}{topic.variant}",
         [
             "-m",
             "bench.naive",
@@ -253,7 +259,7 @@ async def service(
     committed batch until lag is zero."""
     prefilled = await prepare(topic.target, topic.prefill)
     group = f"{topic.group('service')}-b{batch_max_records}-r{replicas}"
-    dlq = f"{topic.name}.dlq.b{batch_max_records}.r{replicas}"
+    dlq = f"{topic.name}.dlq.b{batch_max_records}.r{replicas}{topic.variant}"
     topic.extra_topics.append(dlq)
     settings = topic.target.settings(
         kafka_topic=topic.name,
@@ -265,7 +271,7 @@ async def service(
     env = topic.target.env(settings, extra_env)
     children = [
         Child(
-            f"service-{topic.size}-b{batch_max_records}-r{replicas}-{index}",
+            f"service-{topic.size}-b{batch_max_records}-r{replicas}{topic.variant}-{index}",
             ["-m", "service", "run"],
             env,
             topic.log_dir,

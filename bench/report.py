@@ -45,6 +45,8 @@ class Result:
             if self.offered_rate is not None:
                 mode = f"{mode} {self.offered_rate:,}/s"
             mode = f"{mode} (batch {self.batch_max_records})"
+        if self.prefill:
+            mode = f"{mode} @{self.prefill}"
         return mode if self.stream == "mixed" else f"{mode} [{self.stream}]"
 
     def cpu_per_1k(self) -> dict[str, float]:
@@ -64,7 +66,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 COLUMNS = [
     ("size", 10),
-    ("mode", 32),
+    ("mode", 40),
     ("events", 10),
     ("seconds", 9),
     ("events/s", 10),
@@ -117,7 +119,8 @@ def ratios(results: list[Result]) -> list[dict[str, Any]]:
 
 def floor_of(results: list[Result], service: Result, mode: str) -> Result | None:
     """The `mode` row (validate-only or write-only) measured on the service row's stream; of
-    several write-only rows (a batch sweep), the one at the service's batch size."""
+    several write-only rows (a batch sweep, prefill points), the one at the service's batch
+    size and prefill."""
     rows = [
         r
         for r in results
@@ -127,7 +130,8 @@ def floor_of(results: list[Result], service: Result, mode: str) -> Result | None
         and not math.isnan(r.rate)
     ]
     same_batch = [r for r in rows if r.batch_max_records == service.batch_max_records]
-    return (same_batch or rows or [None])[-1]
+    same_point = [r for r in same_batch if r.prefill == service.prefill]
+    return (same_point or same_batch or rows or [None])[-1]
 
 
 def ceiling_fraction(results: list[Result], service: Result) -> float | None:
@@ -142,7 +146,7 @@ def ceiling_fraction(results: list[Result], service: Result) -> float | None:
 
 CEILING_COLUMNS = [
     ("size", 10),
-    ("service", 32),
+    ("service", 40),
     ("events/s", 10),
     ("validate-only", 13),
     ("write-only", 10),
@@ -250,9 +254,9 @@ def side_by_side(results: list[Result]) -> list[str]:
 
 COST_COLUMNS = [
     ("size", 10),
-    ("mode", 28),
-    ("prefill", 14),
+    ("mode", 40),
     ("events/s", 9),
+    ("x first", 7),
     ("consumer us", 11),
     ("pg back us", 10),
     ("pg other us", 11),
@@ -265,6 +269,11 @@ COST_COLUMNS = [
     ("products rd", 11),
     ("processed rd", 12),
 ]
+
+
+def _curve_key(result: Result) -> tuple[str, int, str, int | None, int]:
+    """The rows of one curve: the same mode on the same stream, at other prefill points."""
+    return (result.mode, result.size, result.stream, result.batch_max_records, result.replicas)
 
 
 def cost(results: list[Result]) -> list[str]:
@@ -280,14 +289,16 @@ def cost(results: list[Result]) -> list[str]:
         "  ".join(name.rjust(width) for name, width in COST_COLUMNS),
         "  ".join("-" * width for _, width in COST_COLUMNS),
     ]
+    firsts: dict[tuple[str, int, str, int | None, int], Result] = {}
     for result in rows:
+        first = firsts.setdefault(_curve_key(result), result)
         per = {name: 1000 * value for name, value in result.cpu_per_1k().items()}  # us/event
         pg = {name: value / result.pg_events for name, value in result.pg.items()}
         cells = [
             f"{result.size:,}",
             result.label,
-            result.prefill or "-",
             _num(result.rate, 0),
+            _num(_rate_ratio(result.rate, first), 2) if first is not result else "-",
             _num(per.get("consumer"), 1),
             _num(per.get("pg backends"), 1),
             _num(per.get("pg other"), 1),
@@ -302,7 +313,9 @@ def cost(results: list[Result]) -> list[str]:
         ]
         lines.append("  ".join(c.rjust(w) for c, (_, w) in zip(cells, COST_COLUMNS, strict=True)))
     lines.append(
-        "prefill = products/ids within retention/expired ids in the tables before the mode; "
+        "@ = the prefill: products/ids within retention/expired ids in the tables before the "
+        "mode; "
+        "x first = the rate over the same mode's at the first prefill point; "
         "WAL and FPI are the whole server's (other databases' writes count too); hits and "
         "reads are the bench database's (pg_stat_database; products rd and processed rd: heap "
         "and index reads of each table, pg_statio_user_tables); pg_stat_statements is not used "

@@ -10,7 +10,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench import database, modes, stream, write_only
@@ -26,7 +26,12 @@ from testbed.publish import publish_bulk, split_by_partition
 
 MODES = ("consume-only", "validate-only", "write-only", "naive", "service", "quix", "connect")
 DEFAULT_MODES = ("consume-only", "validate-only", "write-only", "naive", "service")
-PEER_MODES = ("quix", "connect")  # they get the stream's upserts (bench/peers)
+PEER_MODES = ("quix", "connect")
+WRITING_MODES = (
+    "write-only",
+    "naive",
+    "service",
+)  # they run once per prefill point  # they get the stream's upserts (bench/peers)
 # The modes run on the upserts stream too.
 UPSERT_MODES = ("consume-only", "validate-only", "write-only", "service", *PEER_MODES)
 code_state_at_start = [""]  # other people may edit service/ while a long run goes on
@@ -51,7 +56,8 @@ class Options:
     profile: Path | None = None
     log_dir: Path | None = None
     database: str = BENCH_DATABASE
-    prefill: Prefill | None = None
+    # Each writing mode runs once per point (None: the tables start empty).
+    prefills: list[Prefill | None] = field(default_factory=lambda: [None])
 
 
 @dataclass
@@ -74,7 +80,11 @@ def _header(target: Target, rid: str, options: Options, log_dir: Path) -> list[s
         f"seed={options.seed}); {options.partitions} partitions; service env overrides: "
         f"{options.service_env or 'none'}; logs in {log_dir}",
         code_state(),
-        *([f"before each writing mode: {options.prefill.describe()}"] if options.prefill else []),
+        *(
+            f"prefill point {i + 1}: {point.describe()}"
+            for i, point in enumerate(options.prefills)
+            if point is not None
+        ),
         f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
 
@@ -153,7 +163,6 @@ async def _size(
         log_dir,
         expected,
         extra_topics=created,
-        prefill=options.prefill,
     )
     if topic.total != size:
         raise RuntimeError(f"{name} holds {topic.total} records, expected {size}")
@@ -210,7 +219,6 @@ async def _upserts(
         extra_topics=created,
         stream="upserts",
         peers=peers,
-        prefill=options.prefill,
     )
 
 
@@ -221,58 +229,70 @@ async def _run_modes(
     results: list[Result],
     failed: list[str],
 ) -> None:
+    for mode in chosen:
+        # A writing mode runs once per prefill point, each on a consumer group of its own.
+        for point in options.prefills if mode in WRITING_MODES else [None]:
+            await _run_mode(replace(topic, prefill=point), mode, options, results, failed)
+
+
+async def _run_mode(
+    topic: modes.Topic,
+    mode: str,
+    options: Options,
+    results: list[Result],
+    failed: list[str],
+) -> None:
     size, timeout = topic.size, options.mode_timeout
     where = f"{size:,}" if topic.stream == "mixed" else f"{size:,} [{topic.stream}]"
-    for mode in chosen:
-        if mode == "consume-only":
+    if topic.prefill is not None:
+        where += f" @{topic.prefill.short()}"
+    if mode == "consume-only":
+        await _attempt(
+            f"consume-only {where}",
+            results,
+            failed,
+            lambda: modes.consume_only(topic, timeout),
+        )
+    elif mode == "validate-only":
+        await _attempt(
+            f"validate-only {where}",
+            results,
+            failed,
+            lambda: modes.consume_only(topic, timeout, validate=True),
+        )
+    elif mode == "write-only":
+        for batch in options.batch_sizes:
             await _attempt(
-                f"consume-only {where}",
+                f"write-only {where} (batch {batch})",
                 results,
                 failed,
-                lambda: modes.consume_only(topic, timeout),
+                lambda batch=batch: write_only.write_only(topic, batch, timeout),
             )
-        elif mode == "validate-only":
-            await _attempt(
-                f"validate-only {where}",
-                results,
-                failed,
-                lambda: modes.consume_only(topic, timeout, validate=True),
-            )
-        elif mode == "write-only":
+    elif mode == "naive":
+        await _attempt(
+            f"naive {where}",
+            results,
+            failed,
+            lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
+        )
+    elif mode == "service":
+        for replicas in options.replicas:
             for batch in options.batch_sizes:
+                profile = options.profile if not any(r.mode == "service" for r in results) else None
                 await _attempt(
-                    f"write-only {where} (batch {batch})",
+                    f"service {where} (batch {batch}, {replicas} replica(s))",
                     results,
                     failed,
-                    lambda batch=batch: write_only.write_only(topic, batch, timeout),
+                    lambda batch=batch, profile=profile, replicas=replicas: modes.service(
+                        topic, batch, options.service_env, timeout, profile, replicas
+                    ),
                 )
-        elif mode == "naive":
-            await _attempt(
-                f"naive {where}",
-                results,
-                failed,
-                lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
-            )
-        elif mode == "service":
-            for replicas in options.replicas:
-                for batch in options.batch_sizes:
-                    profile = (
-                        options.profile if not any(r.mode == "service" for r in results) else None
-                    )
-                    await _attempt(
-                        f"service {where} (batch {batch}, {replicas} replica(s))",
-                        results,
-                        failed,
-                        lambda batch=batch, profile=profile, replicas=replicas: modes.service(
-                            topic, batch, options.service_env, timeout, profile, replicas
-                        ),
-                    )
-        elif mode == "quix":
-            await _attempt(f"quix {where}", results, failed, lambda: peer_run.quix(topic, timeout))
-        elif mode == "connect":
-            await _attempt(
-                f"connect {where}", results, failed, lambda: peer_run.kafka_connect(topic, timeout)
-            )
+    elif mode == "quix":
+        await _attempt(f"quix {where}", results, failed, lambda: peer_run.quix(topic, timeout))
+    elif mode == "connect":
+        await _attempt(
+            f"connect {where}", results, failed, lambda: peer_run.kafka_connect(topic, timeout)
+        )
 
 
 async def run(options: Options) -> Outcome:
@@ -325,7 +345,7 @@ async def run(options: Options) -> Outcome:
             "naive_cap": options.naive_cap,
             "naive_time_limit": options.naive_time_limit,
             "steady": [asdict(spec) for spec in options.steady],
-            "prefill": asdict(options.prefill) if options.prefill else None,
+            "prefills": [asdict(p) if p else None for p in options.prefills],
         },
         "failed": failed,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.__main__ import build_parser, options_from
 from bench.report import Result
 from bench.runner import Options
@@ -26,12 +28,24 @@ def test_the_prefill_options_fill_the_tables_beside_the_streams_products() -> No
         "--products", "50000", "--prefill-products", "10M", "--prefill-processed", "30M"
     )
 
-    prefill = options.prefill
+    (prefill,) = options.prefills
     assert prefill is not None
     assert (prefill.products, prefill.processed, prefill.expired) == (10_000_000, 30_000_000, 0)
     assert prefill.stream_products == 50_000  # the placeholders are for the stream's products
     assert prefill.short() == "10M/30M/0"
-    assert _options().prefill is None  # nothing asked: the tables start empty
+    assert _options().prefills == [None]  # nothing asked: the tables start empty
+
+
+def test_several_prefill_values_make_the_points_of_a_curve() -> None:
+    options = _options("--prefill-products", "0,1M,10M,10M", "--prefill-processed", "0,0,0,30M")
+
+    shorts = [point.short() if point else None for point in options.prefills]
+    assert shorts == [None, "1M/0/0", "10M/0/0", "10M/30M/0"]
+
+
+def test_prefill_lists_of_different_lengths_are_refused() -> None:
+    with pytest.raises(SystemExit, match="one value or as many as the longest"):
+        _options("--prefill-products", "0,1M,10M", "--prefill-processed", "0,30M")
 
 
 def test_write_only_is_a_default_mode() -> None:

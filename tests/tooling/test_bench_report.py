@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bench.prefill import Prefill
 from bench.report import Result, ceiling, ceiling_fraction, cost, ratios, render
 
@@ -36,16 +38,36 @@ def test_without_both_floors_there_is_no_ceiling() -> None:
     assert "ceiling fraction" not in ratios(rows)[0]
 
 
-def test_the_cost_is_per_event_of_the_stream() -> None:
-    service = Result("service", 1000, 900, 1.0, cpu_s={"consumer": 0.02, "pg backends": 0.01})
+def _table(lines: list[str]) -> list[dict[str, str]]:
+    """The rows of a printed table, by column name (cells are at least two spaces apart)."""
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("size"))
+    names = re.split(r"\s{2,}", lines[header].strip())
+    rows = []
+    for line in lines[header + 2 :]:
+        if not re.match(r"\s*[\d,]+\s{2,}", line):
+            break
+        rows.append(dict(zip(names, re.split(r"\s{2,}", line.strip()), strict=True)))
+    return rows
+
+
+def test_the_cost_is_per_event_of_the_stream_with_each_point_against_the_first() -> None:
+    empty = Result("service", 1000, 1000, 0.5, batch_max_records=500)
+    empty.pg, empty.pg_events = {"wal_bytes": 200_000.0}, 1000
+    service = Result("service", 1000, 900, 1.0, batch_max_records=500)
+    service.cpu_s = {"consumer": 0.02, "pg backends": 0.01}
     service.pg = {"wal_bytes": 400_000.0, "wal_fpi": 10.0, "blks_hit": 8000.0, "blks_read": 50.0}
     service.pg_events = 1000  # the whole run's counters cover the whole stream
     service.prefill = Prefill(products=10_000_000, processed=30_000_000).short()
 
-    (row,) = [line for line in cost([service]) if line.strip().startswith("1,000")]
+    first, curve = _table(cost([empty, service]))
 
-    cells = row.split()
-    assert "10M/30M/0" in cells
-    # CPU: 0.02 s over the 900 timed events; WAL 400 B, 10 FPI per 1,000, 8 hits, 0.05 reads
-    assert cells[cells.index("10M/30M/0") + 2 :][:1] == ["22.2"]
-    assert cells[-6:-2] == ["400", "10.0", "8.0", "0.05"]
+    assert first["mode"] == "service (batch 500)" and first["x first"] == "-"
+    assert curve["mode"] == "service (batch 500) @10M/30M/0"
+    assert curve["x first"] == "0.45"  # 900/s against 2,000/s with empty tables
+    assert curve["consumer us"] == "22.2"  # 0.02 s over the 900 timed events
+    assert (curve["WAL B"], curve["FPI/1k"], curve["buf hits"], curve["buf reads"]) == (
+        "400",
+        "10.0",
+        "8.0",
+        "0.05",
+    )
