@@ -49,6 +49,12 @@ class Result:
             mode = f"{mode} @{self.prefill}"
         return mode if self.stream == "mixed" else f"{mode} [{self.stream}]"
 
+    def pg_per_event(self) -> dict[str, float]:
+        """PostgreSQL's counters (bench/pg_cost.py) per event of the stream."""
+        if not self.pg or not self.pg_events:
+            return {}
+        return {name: value / self.pg_events for name, value in self.pg.items()}
+
     def cpu_per_1k(self) -> dict[str, float]:
         """CPU-seconds per 1,000 events, by process group (and their total)."""
         if not self.cpu_s or not self.events:
@@ -293,7 +299,7 @@ def cost(results: list[Result]) -> list[str]:
     for result in rows:
         first = firsts.setdefault(_curve_key(result), result)
         per = {name: 1000 * value for name, value in result.cpu_per_1k().items()}  # us/event
-        pg = {name: value / result.pg_events for name, value in result.pg.items()}
+        pg = result.pg_per_event()
         cells = [
             f"{result.size:,}",
             result.label,
@@ -365,5 +371,6 @@ def to_json(results: list[Result], meta: dict[str, Any], path: Path) -> None:
     document = {**meta, "results": rows, "ratios": ratios(results)}
     for row, result in zip(rows, results, strict=True):
         row["cpu_per_1k"] = result.cpu_per_1k()
+        row["pg_per_event"] = result.pg_per_event()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
