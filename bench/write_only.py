@@ -54,7 +54,9 @@ class Decoded:
         return sum(len(batch) for batch in self.batches)
 
 
-async def read_batches(topic: Topic, batch_max_records: int, write_path: WritePath) -> Decoded:
+async def read_batches(
+    topic: Topic, batch_max_records: int, write_path: WritePath, timeout: float
+) -> Decoded:
     """Every record of the topic, in the batches the service's consumer would fetch
     (`getmany(max_records=BATCH_MAX_RECORDS)` over all partitions), each decoded by the
     write path's own `decode`."""
@@ -76,6 +78,8 @@ async def read_batches(topic: Topic, batch_max_records: int, write_path: WritePa
             if records:
                 fetched.append(records)
                 count += len(records)
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"write-only read {count} of {topic.total} in {timeout} s")
     finally:
         await consumer.stop()
     read = time.perf_counter()
@@ -112,7 +116,7 @@ async def write_only(topic: Topic, batch_max_records: int, timeout: float) -> Re
     threshold = gc.get_threshold()
     account = None
     try:
-        decoded = await read_batches(topic, batch_max_records, write_path)
+        decoded = await read_batches(topic, batch_max_records, write_path, timeout)
         # The pre-decoded stream is long-lived here, unlike in the service: frozen (as the
         # service freezes what it allocated at start-up) so collections do not walk it.
         tune_gc()
