@@ -97,7 +97,9 @@ async def write_only(topic: Topic, batch_max_records: int, timeout: float) -> Re
     settings = topic.target.settings(
         kafka_topic=topic.name, kafka_group_id=group, batch_max_records=batch_max_records
     )
-    engine = make_engine(settings)
+    # The consumer's engine as service/app.py makes it (idle-in-transaction limit at the
+    # group's session timeout), so the write path's sessions match the service's.
+    engine = make_engine(settings, idle_in_transaction_ms=settings.kafka_session_timeout_ms)
     sessions = make_session_factory(engine)
     sink = MemoryDeadLetterSink()
     owner = FakeConsumer(
@@ -111,6 +113,7 @@ async def write_only(topic: Topic, batch_max_records: int, timeout: float) -> Re
         Backoff(settings.retry_initial_backoff_s, settings.retry_max_backoff_s),
         max_record_bytes=settings.max_record_bytes,
         guard=guard(owner, sessions=sessions, group_id=group),
+        session_timeout_s=settings.kafka_session_timeout_ms / 1000,
     )
     connection = await asyncpg.connect(topic.target.dsn(), timeout=10)
     threshold = gc.get_threshold()
