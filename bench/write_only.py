@@ -3,7 +3,7 @@
 The topic is read and decoded first (not timed), in batches of the service's
 BATCH_MAX_RECORDS as its consumer's `getmany` forms them; then `WritePath.write` commits the
 batches one after the other, one transaction in flight as in the service, with the partition
-guard production uses (tests/support/write_path.py: the real PartitionGuard inside
+guard production uses (testbed/write_path.py: the real PartitionGuard inside
 LetterStops, on a consumer stand-in that owns every partition) and an in-memory dead-letter
 sink. The time from the first batch's write to the last one's commit is PostgreSQL's and the
 write path's share of the service's work: beside validate-only (Kafka and decoding, no
@@ -39,8 +39,8 @@ from service.postgres.engine import make_engine, make_session_factory
 from service.write_path.batch import Batch
 from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
-from tests.support.fake_consumer import FakeConsumer
-from tests.support.write_path import MemoryDeadLetterSink, guard, owns_everything
+from testbed.fake_consumer import FakeConsumer
+from testbed.write_path import MemoryDeadLetterSink, guard, owns_everything
 
 
 @dataclass

@@ -15,7 +15,8 @@ from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert
 from testbed.oracle import expected_outcome
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
+from testbed.write_path import MemoryDeadLetterSink, guard
+from tests.support.write_path import SimpleRecord, process
 
 STREAM = [
     record(upsert(1, 1, name="one", price="1.00", quantity=5)),
