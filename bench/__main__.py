@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--database",
-        default=BENCH_DATABASE,
-        help=f"the service's database ({BENCH_DATABASE}); each peer writes to <it>_<peer>",
+        help=f"the service's database (default: the run's own, {BENCH_DATABASE}_<pid>, dropped "
+        "when the run succeeded; a database named here is kept); each peer writes to "
+        "<it>_<peer>",
     )
     p.add_argument("--products", type=int, default=200, help="distinct product ids (200)")
     p.add_argument("--seed", type=int, default=7)

@@ -23,6 +23,7 @@ from bench.steady import SteadySpec, steady
 from bench.target import BENCH_DATABASE, Target, code_state, load_target, run_id
 from bench.verify import expected_outcome
 from testbed.publish import publish_bulk, split_by_partition
+from testbed.run_database import run_database
 
 MODES = ("consume-only", "validate-only", "write-only", "naive", "service", "quix", "connect")
 DEFAULT_MODES = ("consume-only", "validate-only", "write-only", "naive", "service")
@@ -55,7 +56,8 @@ class Options:
     keep_topics: bool = False
     profile: Path | None = None
     log_dir: Path | None = None
-    database: str = BENCH_DATABASE
+    # None: a database of the run's own (BENCH_DATABASE_<pid>), dropped if the run succeeded.
+    database: str | None = None
     # Each writing mode runs once per point (None: the tables start empty).
     prefills: list[Prefill | None] = field(default_factory=lambda: [None])
 
@@ -295,8 +297,22 @@ async def _run_mode(
         )
 
 
+async def _drop_own_database(target: Target, failed: list[str], header: list[str]) -> None:
+    """Drop the run's own database (and its peers') once the run succeeded; a failed run's
+    tables stay, to be read."""
+    name = target.base.postgres_db
+    if failed:
+        header.append(f"tables kept for reading in database {name} (drop it when done)")
+        return
+    try:
+        await database.drop_run_databases(target, PEER_MODES)
+    except Exception as error:
+        say(f"could not drop database {name}: {error}")
+        header.append(f"database {name} could not be dropped ({error}): drop it by hand")
+
+
 async def run(options: Options) -> Outcome:
-    target = load_target(options.database)
+    target = load_target(options.database or run_database(BENCH_DATABASE))
     rid = run_id()
     log_dir = options.log_dir or Path(tempfile.gettempdir()) / "inventory-bench" / rid
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -331,6 +347,8 @@ async def run(options: Options) -> Outcome:
                 say(f"could not delete topics {created}: {error}")
     for problem in failed:
         header.append(f"FAILED: {problem}")
+    if options.database is None:  # the run's own: nobody else reads it
+        await _drop_own_database(target, failed, header)
     meta: dict[str, object] = {
         "run_id": rid,
         "header": header,
