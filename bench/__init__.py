@@ -1,7 +1,8 @@
 """Benchmark harness for inventory-sink: `python -m bench run --help`.
 
 Runs against the real broker and database on 127.0.0.1 (scripts/local-stack up), in a
-dedicated database (`inventory_bench`) and on topics and consumer groups unique to each run.
+database (`inventory_bench_<pid>`, dropped when the run succeeded) and on topics and consumer
+groups unique to each run.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterable
 
 import asyncpg
 
 from bench import ROOT
 from bench.cpu import read_proc
 from bench.target import Target
+from testbed.run_database import drop_database
 
 TABLES = "products, processed_events, consumer_offsets"
 
@@ -23,6 +25,26 @@ async def ensure_database(target: Target, name: str | None = None) -> None:
         if not exists:
             await connection.execute(f'CREATE DATABASE "{name}"')
             print(f"bench: created database {name}", file=sys.stderr)
+    finally:
+        await connection.close()
+
+
+def peer_database(target: Target, peer: str) -> str:
+    """The database a peer (quix, connect) writes to: beside the service's, named after it."""
+    return f"{target.base.postgres_db}_{peer}"
+
+
+async def drop_run_databases(target: Target, peers: Iterable[str]) -> None:
+    """Drop the run's own database and those its peers wrote to (if they ran)."""
+    names = [target.base.postgres_db, *(peer_database(target, peer) for peer in peers)]
+    connection = await asyncpg.connect(target.dsn(target.admin_database), timeout=10)
+    try:
+        made = await connection.fetch(
+            "SELECT datname FROM pg_database WHERE datname = ANY($1::text[])", names
+        )
+        for name in sorted(row["datname"] for row in made):
+            await drop_database(connection, name)
+            print(f"bench: dropped database {name}", file=sys.stderr)
     finally:
         await connection.close()
 

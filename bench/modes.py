@@ -18,10 +18,11 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from bench import database, stream
+from bench import database, pg_cost, stream
 from bench.cpu import CpuAccount, selectors
 from bench.measure import HostCpu, MemorySampler, Progress, cpu_seconds, read_status_kb
 from bench.peers.upserts import PeerStream
+from bench.prefill import Prefill, Prefilled, prepare
 from bench.process import Child
 from bench.profile import Profiler
 from bench.report import Result
@@ -49,13 +50,20 @@ class Topic:
     extra_topics: list[str] = field(default_factory=list)  # DLQs made for it: to delete
     stream: str = "mixed"  # or "upserts": the mixed stream's valid upserts (bench/peers)
     peers: PeerStream | None = None  # with "upserts": the peers' expectations and topics
+    prefill: Prefill | None = None  # what the writing modes find in the tables (bench/prefill.py)
 
     @property
     def total(self) -> int:
         return sum(self.ends.values())
 
+    @property
+    def variant(self) -> str:
+        """What tells apart the runs of one mode on this topic: the prefill point."""
+        p = self.prefill
+        return f"-p{p.products}-{p.processed}-{p.expired}" if p else ""
+
     def group(self, mode: str) -> str:
-        return f"bench-{self.run_id}-{mode}-{self.size}-{self.stream}"
+        return f"bench-{self.run_id}-{mode}-{self.size}-{self.stream}{self.variant}"
 
 
 async def cpu_account(
@@ -85,6 +93,27 @@ async def stop_accounts(account: CpuAccount, host: HostCpu, seconds: float) -> d
     spent = await account.stop()
     spent["host"] = host.busy() * (os.cpu_count() or 1) * seconds
     return spent
+
+
+async def spent_since(topic: Topic, before: dict[str, float]) -> dict[str, float]:
+    """PostgreSQL's counters since `before`, read once the system under test has closed its
+    connections (a backend reports its last counters as it exits)."""
+    await asyncio.sleep(0.5)
+    return pg_cost.spent(before, await pg_counters(topic))
+
+
+async def pg_counters(topic: Topic) -> dict[str, float]:
+    connection = await asyncpg.connect(topic.target.dsn(), timeout=10)
+    try:
+        return await pg_cost.counters(connection)
+    finally:
+        await connection.close()
+
+
+def prefill_note(result: Result, prefilled: Prefilled | None) -> None:
+    if prefilled is not None:
+        result.prefill = prefilled.spec.short()
+        result.notes.append(f"{prefilled.spec.describe()} ({prefilled.seconds:.0f} s, before)")
 
 
 async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> Result:
@@ -142,11 +171,11 @@ async def consume_only(topic: Topic, timeout: float, validate: bool = False) -> 
 
 async def naive(topic: Topic, cap: int, time_limit: float, timeout: float) -> Result:
     """`python -m bench.naive`: one message, one transaction."""
-    await database.truncate(topic.target)
+    prefilled = await prepare(topic.target, topic.prefill)
     target = min(cap, topic.total)
     settings = topic.target.settings(kafka_topic=topic.name, kafka_group_id=topic.group("naive"))
     child = Child(
-        f"naive-{topic.size}",
+        f"naive-{topic.size}{topic.variant}",
         [
             "-m",
             "bench.naive",
@@ -158,6 +187,7 @@ async def naive(topic: Topic, cap: int, time_limit: float, timeout: float) -> Re
         pipe_stdout=True,
     )
     progress = Progress("naive", target, "applied")
+    pg_before = await pg_counters(topic)
     spawned_wall = time.time()
     await child.start()
     assert child.process is not None and child.process.stdout is not None
@@ -193,18 +223,20 @@ async def naive(topic: Topic, cap: int, time_limit: float, timeout: float) -> Re
         await sampler.stop()
         code = await child.stop(exiting=15.0 if report.get("done") else 0.0)
     result = Result("naive", topic.size, report["count"], report["seconds"])
+    result.pg, result.pg_events = await spent_since(topic, pg_before), report["count"]
     result.peak_rss_mb = max(peak_kb / 1024, max((mb for _, mb in sampler.samples), default=0))
     if report["first_wall"] is not None:
         result.startup_s = report["first_wall"] - spawned_wall
     result.series["rss_mb"] = sampler.samples
     result.series["fates"] = report["fates"]
+    prefill_note(result, prefilled)
     if report["count"] < topic.total:
         result.notes.append(
             f"capped: stopped after {report['count']:,} of {topic.total:,} records "
             f"(cap {cap:,} records or {time_limit:.0f} s after the first); rate from those"
         )
     elif topic.expected is not None:
-        result.notes.append(await check_table(topic.target, topic.expected))
+        result.notes.append(await check_table(topic.target, topic.expected, prefilled))
     result.notes.append(
         "one transaction per record; unusable records are skipped (no dead-letter publishing)"
     )
@@ -225,9 +257,9 @@ async def service(
 ) -> Result:
     """`python -m service run` (`replicas` processes in one group), timed from the first
     committed batch until lag is zero."""
-    await database.truncate(topic.target)
+    prefilled = await prepare(topic.target, topic.prefill)
     group = f"{topic.group('service')}-b{batch_max_records}-r{replicas}"
-    dlq = f"{topic.name}.dlq.b{batch_max_records}.r{replicas}"
+    dlq = f"{topic.name}.dlq.b{batch_max_records}.r{replicas}{topic.variant}"
     topic.extra_topics.append(dlq)
     settings = topic.target.settings(
         kafka_topic=topic.name,
@@ -239,7 +271,7 @@ async def service(
     env = topic.target.env(settings, extra_env)
     children = [
         Child(
-            f"service-{topic.size}-b{batch_max_records}-r{replicas}-{index}",
+            f"service-{topic.size}-b{batch_max_records}-r{replicas}{topic.variant}-{index}",
             ["-m", "service", "run"],
             env,
             topic.log_dir,
@@ -249,6 +281,7 @@ async def service(
     ]
     child = children[0]
     connection = await asyncpg.connect(topic.target.dsn(), timeout=10)
+    pg_before = await pg_cost.counters(connection)
     positions = database.Positions(connection, group, topic.name)
     progress = Progress(f"service (batch {batch_max_records})", topic.total)
     code_at_spawn = code_state()
@@ -300,6 +333,7 @@ async def service(
         if profiler is not None:
             await profiler.wait()
     assert first_at is not None
+    pg_spent = await spent_since(topic, pg_before)
     result = Result(
         "service",
         topic.size,
@@ -310,10 +344,13 @@ async def service(
     )
     result.batch_max_records = batch_max_records
     result.replicas = replicas
+    result.pg = pg_spent
+    result.pg_events = topic.total
     result.startup_s = first_at - spawned
     result.peak_rss_mb = peak
     result.series["rss_mb"] = sampler.samples
     result.series["code"] = code_at_spawn
+    prefill_note(result, prefilled)
     if not result.events:
         result.events, result.seconds = topic.total, done_at - spawned
         result.notes.append("all records came in the first batch: timed from process spawn")
@@ -332,7 +369,7 @@ async def service(
         result.series["host_busy"] = host_busy
     letters = sum((await stream.end_offsets(topic.target.bootstrap, dlq)).values())
     if topic.expected is not None:
-        result.notes.append(await check_table(topic.target, topic.expected))
+        result.notes.append(await check_table(topic.target, topic.expected, prefilled))
         result.notes.append(f"dead letters: {letters:,} (oracle: {topic.expected.dead_letters:,})")
     else:
         result.notes.append(f"dead letters: {letters:,}")

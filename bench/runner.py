@@ -1,5 +1,5 @@
 """One benchmark invocation: prepare the database, publish each size once, run every mode on
-it, then the steady run, and hand back the results."""
+it, then the steady runs (one per offered rate), and hand back the results."""
 
 from __future__ import annotations
 
@@ -10,23 +10,31 @@ import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from bench import database, modes, stream
+from bench import database, modes, stream, write_only
 from bench.measure import Progress, host_busy, rate_text, say
 from bench.peers import run as peer_run
 from bench.peers import upserts
+from bench.prefill import Prefill
 from bench.report import Result
 from bench.steady import SteadySpec, steady
 from bench.target import BENCH_DATABASE, Target, code_state, load_target, run_id
 from bench.verify import expected_outcome
 from testbed.publish import publish_bulk, split_by_partition
+from testbed.run_database import run_database
 
-MODES = ("consume-only", "validate-only", "naive", "service", "quix", "connect")
-DEFAULT_MODES = ("consume-only", "validate-only", "naive", "service")
-PEER_MODES = ("quix", "connect")  # they get the stream's upserts (bench/peers)
-UPSERT_MODES = ("consume-only", "validate-only", "service", *PEER_MODES)  # run on the upserts
+MODES = ("consume-only", "validate-only", "write-only", "naive", "service", "quix", "connect")
+DEFAULT_MODES = ("consume-only", "validate-only", "write-only", "naive", "service")
+PEER_MODES = ("quix", "connect")
+WRITING_MODES = (
+    "write-only",
+    "naive",
+    "service",
+)  # they run once per prefill point  # they get the stream's upserts (bench/peers)
+# The modes run on the upserts stream too.
+UPSERT_MODES = ("consume-only", "validate-only", "write-only", "service", *PEER_MODES)
 code_state_at_start = [""]  # other people may edit service/ while a long run goes on
 
 
@@ -42,13 +50,16 @@ class Options:
     service_env: dict[str, str] = field(default_factory=dict)
     naive_cap: int = 50_000
     naive_time_limit: float = 60.0
-    steady: SteadySpec | None = None
+    steady: list[SteadySpec] = field(default_factory=list)  # one run per offered rate
     verify_limit: int = 1_000_000
     mode_timeout: float = 3600.0
     keep_topics: bool = False
     profile: Path | None = None
     log_dir: Path | None = None
-    database: str = BENCH_DATABASE
+    # None: a database of the run's own (BENCH_DATABASE_<pid>), dropped if the run succeeded.
+    database: str | None = None
+    # Each writing mode runs once per point (None: the tables start empty).
+    prefills: list[Prefill | None] = field(default_factory=lambda: [None])
 
 
 @dataclass
@@ -71,6 +82,11 @@ def _header(target: Target, rid: str, options: Options, log_dir: Path) -> list[s
         f"seed={options.seed}); {options.partitions} partitions; service env overrides: "
         f"{options.service_env or 'none'}; logs in {log_dir}",
         code_state(),
+        *(
+            f"prefill point {i + 1}: {point.describe()}"
+            for i, point in enumerate(options.prefills)
+            if point is not None
+        ),
         f"load average at start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
     ]
 
@@ -140,7 +156,15 @@ async def _size(
     gc.freeze()  # the oracle's million objects must not slow consume-only's collections
     ends = await stream.end_offsets(target.bootstrap, name)
     topic = modes.Topic(
-        target, rid, name, size, options.partitions, ends, log_dir, expected, extra_topics=created
+        target,
+        rid,
+        name,
+        size,
+        options.partitions,
+        ends,
+        log_dir,
+        expected,
+        extra_topics=created,
     )
     if topic.total != size:
         raise RuntimeError(f"{name} holds {topic.total} records, expected {size}")
@@ -207,54 +231,88 @@ async def _run_modes(
     results: list[Result],
     failed: list[str],
 ) -> None:
+    for mode in chosen:
+        # A writing mode runs once per prefill point, each on a consumer group of its own.
+        for point in options.prefills if mode in WRITING_MODES else [None]:
+            await _run_mode(replace(topic, prefill=point), mode, options, results, failed)
+
+
+async def _run_mode(
+    topic: modes.Topic,
+    mode: str,
+    options: Options,
+    results: list[Result],
+    failed: list[str],
+) -> None:
     size, timeout = topic.size, options.mode_timeout
     where = f"{size:,}" if topic.stream == "mixed" else f"{size:,} [{topic.stream}]"
-    for mode in chosen:
-        if mode == "consume-only":
+    if topic.prefill is not None:
+        where += f" @{topic.prefill.short()}"
+    if mode == "consume-only":
+        await _attempt(
+            f"consume-only {where}",
+            results,
+            failed,
+            lambda: modes.consume_only(topic, timeout),
+        )
+    elif mode == "validate-only":
+        await _attempt(
+            f"validate-only {where}",
+            results,
+            failed,
+            lambda: modes.consume_only(topic, timeout, validate=True),
+        )
+    elif mode == "write-only":
+        for batch in options.batch_sizes:
             await _attempt(
-                f"consume-only {where}",
+                f"write-only {where} (batch {batch})",
                 results,
                 failed,
-                lambda: modes.consume_only(topic, timeout),
+                lambda batch=batch: write_only.write_only(topic, batch, timeout),
             )
-        elif mode == "validate-only":
-            await _attempt(
-                f"validate-only {where}",
-                results,
-                failed,
-                lambda: modes.consume_only(topic, timeout, validate=True),
-            )
-        elif mode == "naive":
-            await _attempt(
-                f"naive {where}",
-                results,
-                failed,
-                lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
-            )
-        elif mode == "service":
-            for replicas in options.replicas:
-                for batch in options.batch_sizes:
-                    profile = (
-                        options.profile if not any(r.mode == "service" for r in results) else None
-                    )
-                    await _attempt(
-                        f"service {where} (batch {batch}, {replicas} replica(s))",
-                        results,
-                        failed,
-                        lambda batch=batch, profile=profile, replicas=replicas: modes.service(
-                            topic, batch, options.service_env, timeout, profile, replicas
-                        ),
-                    )
-        elif mode == "quix":
-            await _attempt(f"quix {where}", results, failed, lambda: peer_run.quix(topic, timeout))
-        elif mode == "connect":
-            await _attempt(
-                f"connect {where}", results, failed, lambda: peer_run.kafka_connect(topic, timeout)
-            )
+    elif mode == "naive":
+        await _attempt(
+            f"naive {where}",
+            results,
+            failed,
+            lambda: modes.naive(topic, options.naive_cap, options.naive_time_limit, timeout),
+        )
+    elif mode == "service":
+        for replicas in options.replicas:
+            for batch in options.batch_sizes:
+                profile = options.profile if not any(r.mode == "service" for r in results) else None
+                await _attempt(
+                    f"service {where} (batch {batch}, {replicas} replica(s))",
+                    results,
+                    failed,
+                    lambda batch=batch, profile=profile, replicas=replicas: modes.service(
+                        topic, batch, options.service_env, timeout, profile, replicas
+                    ),
+                )
+    elif mode == "quix":
+        await _attempt(f"quix {where}", results, failed, lambda: peer_run.quix(topic, timeout))
+    elif mode == "connect":
+        await _attempt(
+            f"connect {where}", results, failed, lambda: peer_run.kafka_connect(topic, timeout)
+        )
+
+
+async def _drop_own_database(target: Target, failed: list[str], header: list[str]) -> None:
+    """Drop the run's own database (and its peers') once the run succeeded; a failed run's
+    tables stay, to be read."""
+    name = target.base.postgres_db
+    if failed:
+        header.append(f"tables kept for reading in database {name} (drop it when done)")
+        return
+    try:
+        await database.drop_run_databases(target, PEER_MODES)
+    except Exception as error:
+        say(f"could not drop database {name}: {error}")
+        header.append(f"database {name} could not be dropped ({error}): drop it by hand")
 
 
 async def run(options: Options) -> Outcome:
-    target = load_target(options.database)
+    target = load_target(options.database or run_database(BENCH_DATABASE))
     rid = run_id()
     log_dir = options.log_dir or Path(tempfile.gettempdir()) / "inventory-bench" / rid
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -274,13 +332,12 @@ async def run(options: Options) -> Outcome:
             except Exception as error:
                 say(f"size {size:,}: FAILED: {error}\n{traceback.format_exc()}")
                 failed.append(f"size {size:,}: {error}")
-        if options.steady is not None:
-            spec = options.steady
+        for spec in options.steady:
             await _attempt(
                 f"steady {spec.rate}/s",
                 results,
                 failed,
-                lambda: steady(target, rid, spec, options.service_env, log_dir, created),
+                lambda spec=spec: steady(target, rid, spec, options.service_env, log_dir, created),
             )
     finally:
         if not options.keep_topics:
@@ -290,6 +347,8 @@ async def run(options: Options) -> Outcome:
                 say(f"could not delete topics {created}: {error}")
     for problem in failed:
         header.append(f"FAILED: {problem}")
+    if options.database is None:  # the run's own: nobody else reads it
+        await _drop_own_database(target, failed, header)
     meta: dict[str, object] = {
         "run_id": rid,
         "header": header,
@@ -303,7 +362,8 @@ async def run(options: Options) -> Outcome:
             "service_env": options.service_env,
             "naive_cap": options.naive_cap,
             "naive_time_limit": options.naive_time_limit,
-            "steady": asdict(options.steady) if options.steady else None,
+            "steady": [asdict(spec) for spec in options.steady],
+            "prefills": [asdict(p) if p else None for p in options.prefills],
         },
         "failed": failed,
     }

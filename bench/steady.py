@@ -32,6 +32,7 @@ from bench.measure import (
 from bench.process import Child
 from bench.report import Result
 from bench.target import Target, code_state
+from bench.verify import check_table, expected_outcome
 from testbed import model
 from testbed.publish import idempotent_producer
 
@@ -50,11 +51,11 @@ class SteadySpec:
     timeout: float
 
 
-def tracked_ids(pairs: list[tuple[bytes, bytes]]) -> list[str | None]:
+def tracked_ids(pairs: list[tuple[bytes, bytes]], fates: list[str]) -> list[str | None]:
     """Per record, the event id whose commit it causes (None: no id of its own in
     processed_events: an upsert or delete, unusable, rejected, or a duplicate), as the
-    independent model decides. Only applied `stock.adjusted` events leave their id there."""
-    fates = model.expect(pairs).fates
+    independent model decides (`fates`, the oracle's per record). Only applied
+    `stock.adjusted` events leave their id there."""
     tracked: list[str | None] = []
     for (_, value), fate in zip(pairs, fates, strict=True):
         event_id = None
@@ -136,16 +137,17 @@ async def steady(
     log_dir: Path,
     created: list[str],
 ) -> Result:
-    topic = f"bench.{run_id}.steady"
+    topic = f"bench.{run_id}.steady.r{spec.rate}"
     dlq = f"{topic}.dlq"
     created += [topic, dlq]
     await stream.create_topic(target.bootstrap, topic, spec.partitions)
     warm = int(spec.rate * spec.warmup)
     measured = int(spec.rate * spec.duration)
     pairs = stream.build(warm + measured, spec.products, spec.seed)
-    ids = tracked_ids(pairs)
+    expected = expected_outcome(pairs)
+    ids = tracked_ids(pairs, expected.fates)
     await database.truncate(target)
-    group = f"bench-{run_id}-steady"
+    group = f"bench-{run_id}-steady-r{spec.rate}"
     settings = target.settings(
         kafka_topic=topic,
         kafka_dlq_topic=dlq,
@@ -154,7 +156,7 @@ async def steady(
         batch_max_records=spec.batch_max_records,
     )
     child = Child(
-        "service-steady",
+        f"service-steady-r{spec.rate}",
         ["-m", "service", "run"],
         target.env(settings, extra_env),
         log_dir,
@@ -208,6 +210,9 @@ async def steady(
     await poller.poll()  # anything committed in the last instant (seen late, not counted)
     stored = int(await connection.fetchval("SELECT count(*) FROM processed_events"))
     await connection.close()
+    # Nothing lost or doubled: the whole table against the oracle, once every id was seen.
+    verdict = await check_table(target, expected)
+    letters = sum((await stream.end_offsets(target.bootstrap, dlq)).values())
 
     latencies: list[float] = []
     timeline: list[tuple[float, float]] = []
@@ -226,6 +231,7 @@ async def steady(
     offered_s = last_sent - begin
     result = Result("steady", measured, len(pairs) - warm, offered_s)
     result.batch_max_records = spec.batch_max_records
+    result.offered_rate = spec.rate
     result.startup_s = startup
     result.p50_ms = percentile(latencies, 50)
     result.p99_ms = percentile(latencies, 99)
@@ -244,11 +250,18 @@ async def steady(
         + ("" if not unseen else f"; {unseen:,} ids NOT seen within {spec.timeout:.0f} s"),
         f"processed_events holds {stored:,} ids; expected {len(set(filter(None, ids))):,}; "
         f"{poller.polls:,} polls",
+        verdict,
+        f"dead letters: {letters:,} (oracle: {expected.dead_letters:,})",
         f"while publishing: service process CPU {100 * usage[0]:.0f}% of one core, bench "
         f"(publisher + poller) {100 * usage[1]:.0f}%, all {os.cpu_count()} host CPUs "
         f"{100 * usage[2]:.0f}% busy",
     ]
     result.series["cpu"] = {"service": usage[0], "bench": usage[1], "host_busy": usage[2]}
+    if result.rate < 0.95 * spec.rate:
+        result.notes.append(
+            f"the publisher fell behind: {result.rate:,.0f}/s offered of {spec.rate:,}/s asked "
+            "(the bench process shares the host's CPUs)"
+        )
     if code != 0:
         result.notes.append(f"service exited with code {code} after SIGTERM ({child.log_path})")
     return result

@@ -31,10 +31,6 @@ QUIX_COMMIT_INTERVAL_S = 5.0  # Quix Streams' default: it writes at each checkpo
 COLUMNS = "id, name, description, price, quantity, version, occurred_at"
 
 
-def peer_database(topic: Topic, mode: str) -> str:
-    return f"{topic.target.base.postgres_db}_{mode}"
-
-
 async def reset_table(topic: Topic, name: str) -> None:
     """Create the peer's database if missing, and its `products` table afresh."""
     await database.ensure_database(topic.target, name)
@@ -148,7 +144,7 @@ async def quix(topic: Topic, timeout: float) -> Result:
     """Quix Streams' PostgreSQLSink (upsert on id) on the plain upserts topic."""
     peer = installed()
     peer.require("quix")
-    name = peer_database(topic, "quix")
+    name = database.peer_database(topic.target, "quix")
     await reset_table(topic, name)
     group = topic.group("quix")
     workdir = topic.log_dir / f"quix-{topic.size}"
@@ -180,7 +176,7 @@ async def kafka_connect(topic: Topic, timeout: float) -> Result:
     peer.require("connect")
     peers = topic.peers
     assert peers is not None
-    name = peer_database(topic, "connect")
+    name = database.peer_database(topic.target, "connect")
     await reset_table(topic, name)
     base = topic.target.base
     run, argv = connect.prepare(

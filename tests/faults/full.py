@@ -32,6 +32,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from testbed.run_database import drop_database, run_database
 from tests.conftest import TEST_DATABASE, _recreate_database, alembic, make_settings
 from tests.faults import cluster as cluster_faults
 from tests.faults import failover, letters_in_flight, membership, network, read_only, scenarios
@@ -43,7 +44,7 @@ from tests.support.services import PostgresEndpoint
 
 # One database per run: recreating a shared one (DROP ... WITH (FORCE)) would pull the tables
 # from under another run's service mid-scenario.
-DATABASE = f"{TEST_DATABASE}_faults_{os.getpid()}"
+DATABASE = run_database(f"{TEST_DATABASE}_faults")
 # The scenarios run on a 3-node Kafka cluster of their own.
 CLUSTER_SCENARIOS = ("broker-kill", "coordinator-kill", "dlq-leader-kill", "rolling-restart")
 # A replica frozen past the session timeout this many times (the two take turns), and a
@@ -209,7 +210,7 @@ async def main() -> int:
 async def _drop_database(server: PostgresEndpoint, name: str) -> None:
     connection = await server.connect()
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(connection, name)
     finally:
         await connection.close()
 

@@ -23,11 +23,12 @@ from service.postgres.schema_gate import head_revision, require_current_schema
 from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert
+from testbed.write_path import MemoryDeadLetterSink, guard
 from tests.conftest import TEST_DATABASE, _recreate_database
 from tests.support.cli import run_service, service_env
 from tests.support.grants import effective_grants
 from tests.support.services import PostgresEndpoint
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
+from tests.support.write_path import SimpleRecord, process
 
 DATABASE = f"{TEST_DATABASE}_privileges"
 

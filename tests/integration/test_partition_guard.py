@@ -24,7 +24,8 @@ from service.write_path.rewinds import Rewind
 from service.write_path.transaction import WritePath
 from testbed.events import record, upsert
 from testbed.publish import publish
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, process
+from testbed.write_path import MemoryDeadLetterSink
+from tests.support.write_path import SimpleRecord, process
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from service.write_path.retry import Backoff
 from service.write_path.transaction import WritePath
 from testbed.events import adjust, record, upsert
 from testbed.oracle import table
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
+from testbed.write_path import MemoryDeadLetterSink, guard
+from tests.support.write_path import SimpleRecord, process
 
 
 async def committed(engine: AsyncEngine) -> dict[str, Any]:

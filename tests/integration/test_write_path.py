@@ -25,11 +25,12 @@ from service.write_path.retry import Backoff
 from service.write_path.rewinds import Rewind
 from service.write_path.transaction import WritePath
 from testbed.events import BASE_TIME, LabelledSpec, adjust, delete, generate_records, record, upsert
+from testbed.fake_consumer import FakeConsumer
 from testbed.model import Product
 from testbed.oracle import diff, expected_outcome, table
-from tests.support.fake_consumer import FakeConsumer
+from testbed.write_path import MemoryDeadLetterSink, guard
 from tests.support.services import PostgresEndpoint
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard, process
+from tests.support.write_path import SimpleRecord, process
 
 
 def _write_path(

@@ -1,26 +1,20 @@
-"""What the tests hand the write path: plain records, an in-memory dead-letter sink, the
-guard production passes (the real PartitionGuard inside LetterStops, on a fake consumer), and
+"""What the tests hand the write path: plain records, settings to wire a subscriber, and
 `process`, which decodes and writes one batch as the subscriber does (through
-service/write_path/overlap.py, there with the next batch's decoding overlapped)."""
+service/write_path/overlap.py, there with the next batch's decoding overlapped). The
+dead-letter sink and the guard production passes, which the benchmark's write-only mode uses
+too, are in testbed/write_path.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from prometheus_client import CollectorRegistry
 
 from service.config.settings import Settings
-from service.core.letters import DeadLetter
-from service.core.position_verdict import OnRecordsLost
 from service.core.records import Record, TopicAndPartition
-from service.positions.guard import PartitionGuard
 from service.write_path.admission import Ownership
-from service.write_path.letter_stops import LetterStops
 from service.write_path.overlap import OverlappedWriter, Seek
 from service.write_path.transaction import BatchReport, WritePath
-from tests.support.fake_consumer import FakeConsumer
+from testbed.write_path import owns_everything
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,51 +52,6 @@ class RecordingWriter:
     ) -> BatchReport:
         self.batches.append(list(records))
         return BatchReport()
-
-
-class MemoryDeadLetterSink:
-    """Keeps letters in a list (service.kafka.dead_letter_producer.DeadLetterSink)."""
-
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    async def send(self, letters: Sequence[DeadLetter]) -> None:
-        self.letters.extend(letters)
-
-
-# The partitions of topic "t" that the write path's tests write to.
-TEST_PARTITIONS = 8
-
-
-def partition_guard(
-    sessions: Any = None, group_id: str = "g", on_lost: OnRecordsLost = OnRecordsLost.CONTINUE
-) -> PartitionGuard:
-    """The partition guard as service/app.py builds it, not yet attached to a consumer
-    (build_broker attaches it to the subscriber's)."""
-    return PartitionGuard(sessions, group_id, CollectorRegistry(), on_lost=on_lost)
-
-
-def guard(
-    consumer: FakeConsumer | None = None,
-    *,
-    sessions: Any = None,
-    group_id: str = "g",
-    on_lost: OnRecordsLost = OnRecordsLost.CONTINUE,
-) -> LetterStops:
-    """The write path's guard as service/app.py builds it, attached to `consumer` (by
-    default one that owns the test topic's partitions, whose logs start at 0 and whose log
-    ends are not fetched yet). `sessions` is only read by the guard's own checks
-    (assignment, rechecks), not by the write path."""
-    partitions = partition_guard(sessions, group_id, on_lost)
-    attached = consumer or FakeConsumer([("t", p) for p in range(TEST_PARTITIONS)])
-    partitions.attach(lambda: attached)
-    stops = LetterStops(partitions)
-    stops.attach(lambda: attached)
-    return stops
-
-
-def owns_everything(topic: str, partition: int) -> bool:
-    return True
 
 
 def seeks_nowhere(tp: TopicAndPartition, offset: int) -> None:

@@ -13,8 +13,9 @@ from faststream.kafka.message import KafkaAckableMessage
 from service.app import build_broker
 from service.kafka.parser import RawBatchParser
 from service.write_path.handler import BatchHandler
+from testbed.write_path import partition_guard
 from tests.support.record_batches import batch
-from tests.support.write_path import SUBSCRIBER_SETTINGS, RecordingWriter, partition_guard
+from tests.support.write_path import SUBSCRIBER_SETTINGS, RecordingWriter
 
 HOSTILE: list[tuple[str, bytes | None]] = [
     ("x-trace", b"\xff\x00\xfe"),

@@ -10,7 +10,8 @@ from faststream.kafka import TestKafkaBroker
 from service.app import build_broker
 from service.write_path.handler import BatchHandler
 from testbed.events import record, upsert
-from tests.support.write_path import SUBSCRIBER_SETTINGS, RecordingWriter, partition_guard
+from testbed.write_path import partition_guard
+from tests.support.write_path import SUBSCRIBER_SETTINGS, RecordingWriter
 
 
 def test_the_subscriber_is_a_manual_ack_batch_consumer_in_the_configured_group() -> None:

@@ -23,7 +23,8 @@ from service.write_path.batch import Batch
 from service.write_path.retry import Backoff
 from service.write_path.rewinds import Rewind
 from service.write_path.transaction import BatchReport, WritePath
-from tests.support.write_path import MemoryDeadLetterSink, SimpleRecord, guard
+from testbed.write_path import MemoryDeadLetterSink, guard
+from tests.support.write_path import SimpleRecord
 from tests.unit.write_path.test_transaction import _fake_store
 
 

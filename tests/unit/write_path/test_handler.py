@@ -18,8 +18,9 @@ from service.health.checks import Lifecycle
 from service.kafka.offset_mirror import OffsetMirror
 from service.write_path.handler import BatchHandler
 from service.write_path.transaction import BatchReport
-from tests.support.fake_consumer import FakeConsumer
-from tests.support.write_path import SUBSCRIBER_SETTINGS, partition_guard
+from testbed.fake_consumer import FakeConsumer
+from testbed.write_path import partition_guard
+from tests.support.write_path import SUBSCRIBER_SETTINGS
 
 
 @dataclass(frozen=True)

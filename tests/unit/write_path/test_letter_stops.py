@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from service.positions.log_snapshot import Gap, LogSnapshot
-from tests.support.fake_consumer import FakeConsumer
-from tests.support.write_path import guard
+from testbed.fake_consumer import FakeConsumer
+from testbed.write_path import guard
 
 
 async def test_a_stopped_partition_is_held_paused_and_named_by_readiness() -> None:

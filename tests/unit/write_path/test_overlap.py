@@ -13,7 +13,8 @@ from service.write_path.batch import Batch
 from service.write_path.overlap import OverlappedWriter
 from service.write_path.rewinds import Rewind, Rewinds
 from service.write_path.transaction import BatchReport
-from tests.support.write_path import SimpleRecord, owns_everything, seeks_nowhere
+from testbed.write_path import owns_everything
+from tests.support.write_path import SimpleRecord, seeks_nowhere
 
 
 class FakeProcessor:

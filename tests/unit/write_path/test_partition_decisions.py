@@ -13,7 +13,8 @@ from service.positions.log_snapshot import Gap, LogSnapshot
 from service.write_path.admission import Abandoned, LogReset, admit
 from service.write_path.batch import Batch
 from service.write_path.rewinds import Rewind, Rewinds
-from tests.support.write_path import SimpleRecord, owns_everything
+from testbed.write_path import owns_everything
+from tests.support.write_path import SimpleRecord
 
 TP = tuple[str, int]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from service.write_path.admission import admit
 from service.write_path.batch import Batch
 from service.write_path.rewinds import Rewind, Rewinds
-from tests.support.fake_consumer import FakeConsumer
-from tests.support.write_path import SimpleRecord, guard, owns_everything
+from testbed.fake_consumer import FakeConsumer
+from testbed.write_path import guard, owns_everything
+from tests.support.write_path import SimpleRecord
 
 
 def batch(partition: int, *offsets: int) -> Batch:

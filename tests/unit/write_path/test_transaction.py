@@ -30,16 +30,9 @@ from service.write_path.retry import Backoff
 from service.write_path.rewinds import Rewind, Rewinds
 from service.write_path.transaction import BatchReport, WritePath, _dead_letters
 from testbed.events import BASE_TIME, adjust, delete, record, upsert
-from tests.support.fake_consumer import FakeConsumer
-from tests.support.write_path import (
-    MemoryDeadLetterSink,
-    SimpleRecord,
-    guard,
-    owns_everything,
-    partition_guard,
-    process,
-    seeks_nowhere,
-)
+from testbed.fake_consumer import FakeConsumer
+from testbed.write_path import MemoryDeadLetterSink, guard, owns_everything, partition_guard
+from tests.support.write_path import SimpleRecord, process, seeks_nowhere
 
 
 def recs(partition: int, *offsets: int, topic: str = "t") -> list[SimpleRecord]:
