@@ -45,8 +45,8 @@ class NetworkScale:
     catch_up_s: float
     # pg-bandwidth's limit, bytes/s per connection and direction. A link carries about 1 KB
     # per event (statements and replies): at 64 KiB/s a million events would need over four
-    # hours. Either limit binds the service, and either is narrow enough that a batch of a
-    # backlog (5,000 records, about 5 MB) outlasts POSTGRES_TIMEOUT_S and must be split.
+    # hours. 64 KiB/s is narrow enough that batches outlast POSTGRES_TIMEOUT_S and must be
+    # split; 1 MiB/s still binds the service (a million events in about 20 minutes).
     bandwidth: int
 
 
