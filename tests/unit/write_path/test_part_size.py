@@ -36,7 +36,7 @@ def test_a_smaller_batch_than_the_limit_is_taken_whole() -> None:
     assert (parts.of(2000), parts.of(300)) == (720, 300)
 
 
-def test_the_limit_doubles_after_each_quiet_interval_and_is_lifted_past_the_batch() -> None:
+def test_the_limit_doubles_after_each_quiet_interval_until_whole_batches_again() -> None:
     clock = Clock()
     parts = PartSize(regrow_s=60, clock=clock)
     parts.ran_out_of_time(2000)  # 1000
@@ -47,10 +47,18 @@ def test_the_limit_doubles_after_each_quiet_interval_and_is_lifted_past_the_batc
     assert parts.of(5000) == 1000
     clock.now = 150.0  # one more interval (to 120 s), not two
     assert parts.of(5000) == 2000
-    clock.now = 180.0
-    assert parts.of(3000) == 3000  # 4000 would not limit a batch of 3000: lifted
-    assert parts.limit is None
+    clock.now = 60.0 * 12  # 500 doubled 11 times: 1,024,000, more than any batch
     assert parts.of(5000) == 5000
+    assert parts.limit is None
+
+
+def test_a_small_batch_does_not_lift_the_limit_for_the_next_big_one() -> None:
+    clock = Clock()
+    parts = PartSize(regrow_s=60, clock=clock)
+    parts.ran_out_of_time(500)  # 250
+    clock.now = 60.0
+    assert parts.of(300) == 300  # within the regrown limit (500)
+    assert parts.of(2000) == 500
 
 
 def test_a_timeout_while_regrowing_starts_the_interval_again() -> None:
