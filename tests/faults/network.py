@@ -58,7 +58,9 @@ FULL = NetworkScale(
     products=20_000,
     publish_s=90.0,
     fault_s=30.0,
-    catch_up_s=1800.0,
+    # 200 ms each way to PostgreSQL: about 430 events/s (a dozen round trips a transaction),
+    # so a million events take about 40 minutes.
+    catch_up_s=3600.0,
     bandwidth=1 << 20,
 )
 
