@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import asyncpg
@@ -64,34 +64,37 @@ _PERMANENT_PG = (
 def is_permanent(error: BaseException) -> bool:
     """True when the data of the batch made the database refuse it: retrying the same
     statement fails the same way."""
-    seen: BaseException | None = error
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, (*_PERMANENT_PG, UnicodeEncodeError, UnstorableRow)):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return any(
+        isinstance(seen, (*_PERMANENT_PG, UnicodeEncodeError, UnstorableRow))
+        for seen in _causes(error)
+    )
 
 
 def ran_out_of_time(error: BaseException) -> bool:
     """True when an attempt failed because it took too long: a statement past
     POSTGRES_TIMEOUT_S or the server's statement_timeout, letters not acknowledged in time.
     A smaller part of the batch may fit where the whole did not (part_size.py)."""
-    seen: BaseException | None = error
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(
+    return any(
+        isinstance(
             seen,
             TimeoutError
             | asyncpg.exceptions.QueryCanceledError
             | KafkaTimeoutError
             | RequestTimedOutError,
-        ):
-            return True
+        )
+        for seen in _causes(error)
+    )
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what lies under it, as SQLAlchemy and asyncpg wrap it (the DBAPI error
+    in `orig`, the driver's under `__cause__`): at most five deep."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return
+        yield seen
         seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 class Backoff:
