@@ -122,14 +122,13 @@ class WritePath:
         *,
         guard: PositionGuard,
         session_timeout_s: float = 10.0,
-        part_size: PartSize | None = None,
     ) -> None:
         """`session_timeout_s`: how long the group waits for a silent member
         (KAFKA_SESSION_TIMEOUT_MS), also the idle-in-transaction limit of the sessions'
         connections (service/app.py)."""
         self.max_record_bytes = max_record_bytes
         self.session_timeout_s = session_timeout_s
-        self.part_size = part_size or PartSize()
+        self.part_size = PartSize()
         self.sessions = sessions
         self.guard = guard
         self.dead_letters = dead_letters
