@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from service.config.settings import PostgresSettings
+from service.config.settings import Settings
 from service.core.domain import Reason
 from service.core.letters import DeadLetter
 from service.postgres import consumer_offsets
@@ -29,7 +29,6 @@ from testbed.fake_consumer import FakeConsumer
 from testbed.model import Product
 from testbed.oracle import diff, expected_outcome, table
 from testbed.write_path import MemoryDeadLetterSink, guard
-from tests.support.services import PostgresEndpoint
 from tests.support.write_path import SimpleRecord, process
 
 
@@ -481,24 +480,13 @@ class SlowSink(MemoryDeadLetterSink):
         await super().send(letters)
 
 
-def _postgres(pg: PostgresEndpoint, **extra: Any) -> PostgresSettings:
-    return PostgresSettings(
-        postgres_host=pg.host,
-        postgres_port=pg.port,
-        postgres_user=pg.user,
-        postgres_password=pg.password,
-        postgres_db=pg.database,
-        **extra,
-    )
-
-
 async def test_letters_acknowledged_slower_than_the_session_timeout_are_committed_once(
-    engine: AsyncEngine, pg: PostgresEndpoint
+    engine: AsyncEngine, settings: Settings
 ) -> None:
     """Slow is not frozen: the server's idle limit (the session timeout, as the service sets
     it) must not end a live transaction that waits for its letters, nor may the write path
     give it up; else the batch is retried for ever."""
-    consumer = make_engine(_postgres(pg), idle_in_transaction_ms=1000)
+    consumer = make_engine(settings, idle_in_transaction_ms=1000)
     sink = SlowSink(slow_s=2.5)
     write_path = _write_path(consumer, sink, session_timeout_s=1.0)
     batch = _records([record(upsert(1, 1, quantity=1)), (b"1", b"junk")])
@@ -516,7 +504,7 @@ async def test_letters_acknowledged_slower_than_the_session_timeout_are_committe
 
 
 async def test_a_batch_too_slow_for_the_statement_timeout_is_written_in_smaller_parts(
-    engine: AsyncEngine, pg: PostgresEndpoint, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A link too slow for a whole batch's statements within POSTGRES_TIMEOUT_S (here each
     product row costs the server 20 ms; the batch's needs 1.9 s of the 0.5 s allowed): the
@@ -525,7 +513,7 @@ async def test_a_batch_too_slow_for_the_statement_timeout_is_written_in_smaller_
     async with engine.begin() as connection:
         for statement in _SLOW_ROWS:
             await connection.execute(text(statement))
-    consumer = make_engine(_postgres(pg, postgres_timeout_s=0.5))
+    consumer = make_engine(settings.model_copy(update={"postgres_timeout_s": 0.5}))
     write_path = _write_path(consumer, MemoryDeadLetterSink())
     batch = _records([record(upsert(i, 1, quantity=i)) for i in range(1, 97)])
     try:
