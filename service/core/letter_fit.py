@@ -48,18 +48,28 @@ def varint_size(number: int) -> int:
     return max(1, (zigzag.bit_length() + 6) // 7)
 
 
+def _length_size(length: int) -> int:
+    """varint_size of a length (>= 0): its zigzag is twice it, so one byte holds up to 63 and
+    two up to 8191. Every letter's size is counted, most fields are short: the two common
+    widths are answered without the general computation."""
+    return 1 if length < 64 else 2 if length < 8192 else varint_size(length)
+
+
 def _field_size(data: bytes | None) -> int:
-    return varint_size(-1) if data is None else varint_size(len(data)) + len(data)
+    if data is None:
+        return 1  # varint_size(-1)
+    return _length_size(len(data)) + len(data)
 
 
 def batch_size(key: bytes | None, value: bytes | None, headers: Sequence[Header]) -> int:
     """Bytes of an uncompressed v2 batch holding this record alone: what the broker compares
     with `max.message.bytes` (a producer that does not compress sends a letter so)."""
-    body = 1 + varint_size(0) + varint_size(0)  # attributes, timestamp and offset deltas
-    body += _field_size(key) + _field_size(value) + varint_size(len(headers))
+    body = 3  # attributes, timestamp and offset deltas (one byte each: both deltas are 0)
+    body += _field_size(key) + _field_size(value) + _length_size(len(headers))
     for name, data in headers:
-        body += _field_size(name.encode("utf-8")) + _field_size(data)
-    return BATCH_OVERHEAD + varint_size(body) + body
+        length = len(name) if name.isascii() else len(name.encode("utf-8"))
+        body += _length_size(length) + length + _field_size(data)
+    return BATCH_OVERHEAD + _length_size(body) + body
 
 
 def budgets(limit: int) -> list[int]:
