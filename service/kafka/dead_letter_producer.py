@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from service.config.settings import Settings
 from service.core.failures import PartitionStopped
 from service.core.letter_fit import Form, budgets
 from service.core.letters import DeadLetter
-from service.core.records import TopicAndPartition
+from service.core.records import TopicAndPartition, partition_name
 from service.kafka import clients
 from service.kafka.topics import DLQ_MAX_MESSAGE_BYTES
 from service.kafka.transient import retriable_kafka_error
@@ -104,13 +105,16 @@ class KafkaDeadLetterSink:
             if error is not None and retriable_kafka_error(error):
                 raise error
         refused: dict[TopicAndPartition, str] = {}
-        for letter, form, error in zip(letters, forms, results, strict=True):
+        sent = list(zip(letters, forms, results, strict=True))
+        _log_published([letter for letter, form, error in sent if error is None and not form.cut])
+        for letter, form, error in sent:
             if error is None:
-                self._written(letter, form, None)
+                if form.cut:
+                    self._written_cut(letter, form, None)
                 continue
             problem = await self._write_cut(letter, form, error)
             if problem is not None:
-                refused[(letter.record.topic, letter.record.partition)] = problem
+                refused[_tp(letter)] = problem
         if refused:
             for tp, problem in sorted(refused.items()):
                 self.metrics.dead_letters_refused.labels(tp[0]).inc()
@@ -163,7 +167,10 @@ class KafkaDeadLetterSink:
             await self._restart()
             (error_now,) = await self._publish([form])
             if error_now is None:
-                self._written(letter, form, error)
+                if form.cut:
+                    self._written_cut(letter, form, error)
+                else:
+                    _log_published([letter])
                 return None
             if retriable_kafka_error(error_now):
                 raise error_now
@@ -180,20 +187,11 @@ class KafkaDeadLetterSink:
         await self.stop()
         await self.start()
 
-    def _written(self, letter: DeadLetter, form: Form, refusal: Exception | None) -> None:
+    def _written_cut(self, letter: DeadLetter, form: Form, refusal: Exception | None) -> None:
+        """A cut letter has a line of its own: what was given up, and where the whole record
+        still is."""
         record = letter.record
         fields = record_fields(record) | {"reason": letter.reason.value}
-        if not form.cut:
-            log.warning(
-                "dead-lettered %s[%d]@%d as %s: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                letter.reason.value,
-                letter.message[:LOGGED_MESSAGE_CHARS],
-                extra=fields,
-            )
-            return
         self.metrics.dead_letters_cut.labels(letter.reason.value).inc()
         why = (
             f"the dead-letter topic refused it as it was ({type(refusal).__name__})"
@@ -216,6 +214,68 @@ class KafkaDeadLetterSink:
             letter.message[:LOGGED_MESSAGE_CHARS],
             extra=fields | {"cut": list(form.cut)},
         )
+
+
+def _log_published(letters: Sequence[DeadLetter]) -> None:
+    """The letters published as they were, in one line: a stream of bad records would
+    otherwise write a line per record, and the logging would cost more than the letters.
+    Each reason is counted and shown by its first letter; the letters on the topic are the
+    account of each record (`dead-letters` lists them). Each letter's own line at DEBUG."""
+    if not letters:
+        return
+    if len(letters) == 1 or log.isEnabledFor(logging.DEBUG):
+        level = logging.WARNING if len(letters) == 1 else logging.DEBUG
+        for letter in letters:
+            record = letter.record
+            log.log(
+                level,
+                "dead-lettered %s[%d]@%d as %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.reason.value,
+                letter.message[:LOGGED_MESSAGE_CHARS],
+                extra=record_fields(record) | {"reason": letter.reason.value},
+            )
+        if len(letters) == 1:
+            return
+    first: dict[str, DeadLetter] = {}
+    counts: Counter[str] = Counter()
+    spans: dict[TopicAndPartition, tuple[int, int]] = {}
+    for letter in letters:
+        record = letter.record
+        reason = letter.reason.value
+        counts[reason] += 1
+        first.setdefault(reason, letter)
+        tp = _tp(letter)
+        low, high = spans.get(tp, (record.offset, record.offset))
+        spans[tp] = (min(low, record.offset), max(high, record.offset))
+    reasons = "; ".join(
+        f"{counts[reason]} as {reason} (the first, {partition_name(_tp(letter))}@"
+        f"{letter.record.offset}: "
+        f"{letter.message[:LOGGED_MESSAGE_CHARS]})"
+        for reason, letter in first.items()
+    )
+    where = ", ".join(f"{partition_name(tp)}@{low}-{high}" for tp, (low, high) in spans.items())
+    head = letters[0].record
+    log.warning(
+        "dead-lettered %d records of %s: %s. Each letter holds its record and reason; "
+        "the CLI's `dead-letters` lists them",
+        len(letters),
+        where,
+        reasons,
+        extra=record_fields(head)
+        | {
+            "reason": letters[0].reason.value,
+            "letters": len(letters),
+            "reasons": dict(counts),
+            "offsets": {partition_name(tp): [low, high] for tp, (low, high) in spans.items()},
+        },
+    )
+
+
+def _tp(letter: DeadLetter) -> TopicAndPartition:
+    return (letter.record.topic, letter.record.partition)
 
 
 def _largest(letter: DeadLetter) -> Form:

@@ -129,20 +129,33 @@ async def test_letters_carry_the_original_bytes_and_exact_headers(
         str(sources[2].offset).encode(),
     ]
 
-    lines = [r for r in caplog.records if r.name == "service.dead_letter"]
-    assert [r.getMessage() for r in lines] == [
-        f"dead-lettered {names['topic']}[{s.partition}]@{s.offset} as {reason.value}: "
-        f"{message[:LOGGED_MESSAGE_CHARS]}"
-        for s, (reason, message) in zip(sources, LETTERS, strict=True)
-    ]
-    assert [r.levelno for r in lines] == [logging.WARNING] * len(letters)
-    assert [
-        (r.topic, r.partition, r.offset, r.reason)  # type: ignore[attr-defined]
-        for r in lines
-    ] == [
-        (s.topic, s.partition, s.offset, reason.value)
-        for s, (reason, _) in zip(sources, LETTERS, strict=True)
-    ]
+    # One line for the batch: each reason counted and quoted by its first letter, the
+    # offsets of each partition, and the fields of the first letter's record.
+    (line,) = [r for r in caplog.records if r.name == "service.dead_letter"]
+    assert line.levelno == logging.WARNING
+    message = line.getMessage()
+    assert message.startswith(f"dead-lettered {len(letters)} records of "), message
+    for s, (reason, text) in zip(sources, LETTERS, strict=True):
+        assert (
+            f"1 as {reason.value} (the first, {names['topic']}[{s.partition}]@{s.offset}: "
+            f"{text[:LOGGED_MESSAGE_CHARS]})"
+        ) in message
+    spans: dict[str, list[int]] = {}
+    for s in sources:
+        low, high = spans.get(f"{s.topic}[{s.partition}]", [s.offset, s.offset])
+        spans[f"{s.topic}[{s.partition}]"] = [min(low, s.offset), max(high, s.offset)]
+    assert (line.letters, line.reasons, line.offsets) == (  # type: ignore[attr-defined]
+        len(letters),
+        {reason.value: 1 for reason, _ in LETTERS},
+        spans,
+    )
+    first = sources[0]
+    assert (line.topic, line.partition, line.offset, line.reason) == (  # type: ignore[attr-defined]
+        first.topic,
+        first.partition,
+        first.offset,
+        LETTERS[0][0].value,
+    )
 
 
 async def test_a_letter_just_under_the_dlq_limit_is_published(

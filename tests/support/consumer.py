@@ -90,6 +90,11 @@ class ConsumerProcess:
         except FileNotFoundError:
             return "(no log)"
 
+    def letters_logged(self) -> int:
+        """How many dead letters the log reports: a batch's letters share one line
+        (`dead-lettered N records of ...`), a lone letter has its own."""
+        return letters_logged(self.log_path.read_text(errors="replace"))
+
     def http_url(self, timeout: float = 60.0) -> str:
         """http://host:port of the running process's HTTP server (HTTP_PORT=0 picks a free
         port; uvicorn logs the one it bound)."""
@@ -97,6 +102,15 @@ class ConsumerProcess:
         found = re.search(r"Uvicorn running on (https?://\S+)", self.log_path.read_text())
         assert found is not None, self.tail()
         return found.group(1).replace("://0.0.0.0:", "://127.0.0.1:")
+
+
+# The dead-letter producer's lines (service/kafka/dead_letter_producer.py).
+_LETTERS_LINE = re.compile(r"dead-lettered (?:(\d+) records of |\S+@\d+ as )")
+
+
+def letters_logged(log: str) -> int:
+    """How many dead letters the lines of `log` report."""
+    return sum(int(many or 1) for many in _LETTERS_LINE.findall(log))
 
 
 async def wait_for_products(

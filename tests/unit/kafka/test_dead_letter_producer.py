@@ -132,6 +132,48 @@ async def test_letters_go_to_the_dlq_topic_with_the_records_bytes(
     ]
 
 
+async def test_a_batchs_letters_are_logged_in_one_line_each_also_at_debug(
+    producers: list[FakeProducer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream of bad records must not write a line per record at the default level: one
+    WARNING counts the letters by reason, quotes the first of each, and names the offsets;
+    each letter's own line is there at DEBUG."""
+    sink = KafkaDeadLetterSink(sink_settings(), "c")
+    await sink.start()
+    letters = [
+        DeadLetter(SimpleRecord("events", 1, 7, b"1", b"{"), Reason.INVALID_JSON, "bad 7"),
+        DeadLetter(SimpleRecord("events", 1, 9, b"1", b"{}"), Reason.INVALID_EVENT, "x: 9"),
+        DeadLetter(SimpleRecord("events", 0, 3, b"2", b"{"), Reason.INVALID_JSON, "bad 3"),
+        DeadLetter(SimpleRecord("events", 1, 12, b"1", b"{"), Reason.INVALID_JSON, "bad 12"),
+    ]
+    with caplog.at_level(logging.INFO, logger="service.dead_letter"):
+        await sink.send(letters)
+    (line,) = caplog.records
+    assert line.levelno == logging.WARNING
+    assert line.getMessage() == (
+        "dead-lettered 4 records of events[1]@7-12, events[0]@3-3: 3 as invalid_json (the "
+        "first, events[1]@7: bad 7); 1 as invalid_event (the first, events[1]@9: x: 9). "
+        "Each letter holds its record and reason; the CLI's `dead-letters` lists them"
+    )
+    assert (line.letters, line.reasons, line.offsets) == (  # type: ignore[attr-defined]
+        4,
+        {"invalid_json": 3, "invalid_event": 1},
+        {"events[1]": [7, 12], "events[0]": [3, 3]},
+    )
+    assert len(producers[0].sent) == 4  # every letter was published
+
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="service.dead_letter"):
+        await sink.send(letters)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records[:4]] == [
+        (logging.DEBUG, "dead-lettered events[1]@7 as invalid_json: bad 7"),
+        (logging.DEBUG, "dead-lettered events[1]@9 as invalid_event: x: 9"),
+        (logging.DEBUG, "dead-lettered events[0]@3 as invalid_json: bad 3"),
+        (logging.DEBUG, "dead-lettered events[1]@12 as invalid_json: bad 12"),
+    ]
+    assert [r.levelno for r in caplog.records[4:]] == [logging.WARNING]
+
+
 async def test_nothing_to_send_needs_no_producer() -> None:
     await KafkaDeadLetterSink(sink_settings(), "c").send([])
 
