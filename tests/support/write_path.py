@@ -48,7 +48,12 @@ class RecordingWriter:
         self.batches: list[list[Record]] = []
 
     async def submit(
-        self, records: Sequence[Record], still_owned: object = None, seek: object = None
+        self,
+        records: Sequence[Record],
+        still_owned: object = None,
+        seek: object = None,
+        *,
+        waiting: bool,
     ) -> BatchReport:
         self.batches.append(list(records))
         return BatchReport()
@@ -73,5 +78,4 @@ async def process(
     them again from the stored position) and nothing is written for that partition.
     """
     writer = OverlappedWriter(write_path)
-    await writer.submit(records, still_owned, seek)
-    return await writer.drain() or BatchReport()
+    return await writer.submit(records, still_owned, seek, waiting=False) or BatchReport()
