@@ -30,6 +30,7 @@ class Result:
     pg_events: int = 0
     prefill: str = ""  # what the tables held before the mode (bench/prefill.py)
     offered_rate: int | None = None  # steady: the events/s the publisher offered
+    setting: str = ""  # a peer's setting, e.g. "commit 1 s" (Quix), "batch 5000" (Connect)
     notes: list[str] = field(default_factory=list)
     series: dict[str, Any] = field(default_factory=dict)  # JSON and plots only
 
@@ -45,6 +46,8 @@ class Result:
             if self.offered_rate is not None:
                 mode = f"{mode} {self.offered_rate:,}/s"
             mode = f"{mode} (batch {self.batch_max_records})"
+        if self.setting:
+            mode = f"{mode} ({self.setting})"
         if self.prefill:
             mode = f"{mode} @{self.prefill}"
         return mode if self.stream == "mixed" else f"{mode} [{self.stream}]"

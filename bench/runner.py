@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bench import database, modes, stream, write_only
 from bench.measure import Progress, host_busy, rate_text, say
+from bench.peers import connect, upserts
 from bench.peers import run as peer_run
-from bench.peers import upserts
 from bench.prefill import Prefill
 from bench.report import Result
 from bench.steady import SteadySpec, steady
@@ -60,6 +60,11 @@ class Options:
     database: str | None = None
     # Each writing mode runs once per point (None: the tables start empty).
     prefills: list[Prefill | None] = field(default_factory=lambda: [None])
+    # Each peer runs once per setting, a row each, so the report can show its best.
+    quix_commit_intervals: list[float] = field(
+        default_factory=lambda: [peer_run.QUIX_COMMIT_INTERVAL_S]
+    )
+    connect_batch_sizes: list[int] = field(default_factory=lambda: [connect.DEFAULT_BATCH])
 
 
 @dataclass
@@ -290,11 +295,21 @@ async def _run_mode(
                     ),
                 )
     elif mode == "quix":
-        await _attempt(f"quix {where}", results, failed, lambda: peer_run.quix(topic, timeout))
+        for interval in options.quix_commit_intervals:
+            await _attempt(
+                f"quix {where} ({peer_run.quix_setting(interval)})",
+                results,
+                failed,
+                lambda interval=interval: peer_run.quix(topic, interval, timeout),
+            )
     elif mode == "connect":
-        await _attempt(
-            f"connect {where}", results, failed, lambda: peer_run.kafka_connect(topic, timeout)
-        )
+        for batch in options.connect_batch_sizes:
+            await _attempt(
+                f"connect {where} ({peer_run.connect_setting(batch)})",
+                results,
+                failed,
+                lambda batch=batch: peer_run.kafka_connect(topic, batch, timeout),
+            )
 
 
 async def _drop_own_database(target: Target, failed: list[str], header: list[str]) -> None:
@@ -364,6 +379,8 @@ async def run(options: Options) -> Outcome:
             "naive_time_limit": options.naive_time_limit,
             "steady": [asdict(spec) for spec in options.steady],
             "prefills": [asdict(p) if p else None for p in options.prefills],
+            "quix_commit_intervals": options.quix_commit_intervals,
+            "connect_batch_sizes": options.connect_batch_sizes,
         },
         "failed": failed,
     }

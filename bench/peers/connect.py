@@ -2,7 +2,8 @@
 
 Renders `connect/worker.properties.template` and `connect/jdbc-sink.properties.template`
 into the run's log folder and gives the JVM's command line. The sink upserts with the primary
-key from the value, batches of `BATCH` rows through one UNNEST statement, keeps the last row
+key from the value, batches of `batch` rows (`DEFAULT_BATCH` unless
+`--connect-batch-sizes` says otherwise) through one UNNEST statement, keeps the last row
 per key within a batch (reduction buffer), and commits offsets every 10 s (at-least-once).
 Its task's state is read from the worker's REST API on a free loopback port.
 """
@@ -21,7 +22,9 @@ from pathlib import Path
 
 from bench.peers.install import HERE, Installed
 
-BATCH = 2000  # batch.size and consumer.max.poll.records (the connector's own default is 500)
+# batch.size and consumer.max.poll.records unless --connect-batch-sizes gives others (the
+# connector's own default is 500)
+DEFAULT_BATCH = 2000
 OFFSET_FLUSH_MS = 10_000
 HEAP = os.environ.get("CONNECT_HEAP", "-Xms256m -Xmx1g")
 
@@ -64,8 +67,10 @@ def prepare(
     bootstrap: str,
     postgres: dict[str, str],
     workdir: Path,
+    batch: int,
 ) -> tuple[ConnectRun, list[str]]:
-    """Write the two property files; return the run and the JVM's argv."""
+    """Write the two property files (`batch` as batch.size and max.poll.records); return the
+    run and the JVM's argv."""
     workdir.mkdir(parents=True, exist_ok=True)
     run = ConnectRun(name, workdir, free_port())
     worker = render(
@@ -76,7 +81,7 @@ def prepare(
             "REST_PORT": str(run.rest_port),
             "PLUGIN_PATH": str(installed.connect_dir / "plugins"),
             "OFFSET_FLUSH_MS": str(OFFSET_FLUSH_MS),
-            "MAX_POLL_RECORDS": str(BATCH),
+            "MAX_POLL_RECORDS": str(batch),
         },
     )
     sink = render(
@@ -89,7 +94,7 @@ def prepare(
             "PG_DB": postgres["database"],
             "PG_USER": postgres["user"],
             "PG_PASSWORD": postgres["password"],
-            "BATCH_SIZE": str(BATCH),
+            "BATCH_SIZE": str(batch),
             "REDUCTION": "true",
             "UNNEST": "true",
         },

@@ -26,9 +26,21 @@ from bench.process import Child
 from bench.report import Result
 from testbed.oracle import diff
 
-QUIX_COMMIT_INTERVAL_S = 5.0  # Quix Streams' default: it writes at each checkpoint
+# Quix Streams' default (it writes at each checkpoint), unless --quix-commit-intervals says
+# otherwise
+QUIX_COMMIT_INTERVAL_S = 5.0
 
 COLUMNS = "id, name, description, price, quantity, version, occurred_at"
+
+
+def quix_setting(commit_interval: float) -> str:
+    """The setting in a Quix row's label: each commit interval is a row of its own."""
+    return f"commit {commit_interval:g} s"
+
+
+def connect_setting(batch: int) -> str:
+    """The setting in a Connect row's label: each batch size is a row of its own."""
+    return f"batch {batch}"
 
 
 async def reset_table(topic: Topic, name: str) -> None:
@@ -64,9 +76,11 @@ async def run_peer(
     group: str,
     database_name: str,
     timeout: float,
+    setting: str,
     failure: Callable[[], Awaitable[str | None]] | None = None,
 ) -> Result:
-    """Run `child` (already configured) until its table is complete; the Result."""
+    """Run `child` (already configured with `setting`) until its table is complete; the
+    Result, labelled with `setting`."""
     peers: PeerStream | None = topic.peers
     assert peers is not None, "peer modes run on the upserts stream"
     expected = peers.expected
@@ -74,7 +88,7 @@ async def run_peer(
     connection = await asyncpg.connect(topic.target.dsn(database_name), timeout=10)
     admin = AIOKafkaAdminClient(bootstrap_servers=topic.target.bootstrap, client_id="bench")
     await admin.start()
-    progress = Progress(mode, len(expected), "products")
+    progress = Progress(f"{mode} ({setting})", len(expected), "products")
     spawned = time.perf_counter()
     await child.start()
     sampler = MemorySampler(child.pid)
@@ -127,6 +141,7 @@ async def run_peer(
         await admin.close()
         await connection.close()
     result = Result(mode, topic.size, topic.total, done_at - joined, stream=topic.stream, cpu_s=cpu)
+    result.setting = setting
     result.startup_s = joined - spawned
     result.peak_rss_mb = peak
     result.series["rss_mb"] = sampler.samples
@@ -140,38 +155,43 @@ async def run_peer(
     return result
 
 
-async def quix(topic: Topic, timeout: float) -> Result:
-    """Quix Streams' PostgreSQLSink (upsert on id) on the plain upserts topic."""
+async def quix(topic: Topic, commit_interval: float, timeout: float) -> Result:
+    """Quix Streams' PostgreSQLSink (upsert on id) on the plain upserts topic, checkpointing
+    every `commit_interval` seconds."""
     peer = installed()
     peer.require("quix")
     name = database.peer_database(topic.target, "quix")
     await reset_table(topic, name)
-    group = topic.group("quix")
-    workdir = topic.log_dir / f"quix-{topic.size}"
+    # A group, log and state folder per setting: a second setting must read from the start.
+    variant = f"c{commit_interval:g}"
+    group = f"{topic.group('quix')}-{variant}"
+    workdir = topic.log_dir / f"quix-{topic.size}-{variant}"
     workdir.mkdir(parents=True, exist_ok=True)
     env = topic.target.env(topic.target.settings(postgres_db=name))
     child = Child(
-        f"quix-{topic.size}",
+        f"quix-{topic.size}-{variant}",
         [
             str(HERE / "quix_app.py"),
             *("--topic", topic.name, "--group", group),
-            *("--commit-interval", str(QUIX_COMMIT_INTERVAL_S), "--state-dir", str(workdir)),
+            *("--commit-interval", str(commit_interval), "--state-dir", str(workdir)),
         ],
         env,
         topic.log_dir,
         pipe_stdout=False,
         program=str(peer.quix_python),
     )
-    result = await run_peer(topic, "quix", child, group, name, timeout)
+    setting = quix_setting(commit_interval)
+    result = await run_peer(topic, "quix", child, group, name, timeout, setting)
     result.notes.append(
-        f"quixstreams {peer.quix_version}, commit_interval {QUIX_COMMIT_INTERVAL_S:g} s "
+        f"quixstreams {peer.quix_version}, commit_interval {commit_interval:g} s "
         "(rows are written at checkpoints); at-least-once, no deletes, no deltas, no DLQ"
     )
     return result
 
 
-async def kafka_connect(topic: Topic, timeout: float) -> Result:
-    """Kafka Connect standalone + the Debezium JDBC sink on the envelope topic."""
+async def kafka_connect(topic: Topic, batch: int, timeout: float) -> Result:
+    """Kafka Connect standalone + the Debezium JDBC sink on the envelope topic, `batch` rows
+    per poll and per statement."""
     peer = installed()
     peer.require("connect")
     peers = topic.peers
@@ -179,9 +199,10 @@ async def kafka_connect(topic: Topic, timeout: float) -> Result:
     name = database.peer_database(topic.target, "connect")
     await reset_table(topic, name)
     base = topic.target.base
+    # A connector (so a group), log and work folder per setting: each reads from the start.
     run, argv = connect.prepare(
         peer,
-        f"bench-{topic.run_id}-{topic.size}",
+        f"bench-{topic.run_id}-{topic.size}-b{batch}",
         peers.envelope_topic,
         topic.target.bootstrap,
         {
@@ -191,11 +212,14 @@ async def kafka_connect(topic: Topic, timeout: float) -> Result:
             "user": base.postgres_user,
             "password": base.postgres_password.get_secret_value(),
         },
-        topic.log_dir / f"connect-{topic.size}",
+        topic.log_dir / f"connect-{topic.size}-b{batch}",
+        batch,
     )
-    topic.extra_topics.append(f"{peers.envelope_topic}.dlq")
+    dlq = f"{peers.envelope_topic}.dlq"  # one for every setting: deleted once
+    if dlq not in topic.extra_topics:
+        topic.extra_topics.append(dlq)
     child = Child(
-        f"connect-{topic.size}",
+        f"connect-{topic.size}-b{batch}",
         argv[1:],
         topic.target.env(base),
         topic.log_dir,
@@ -206,10 +230,11 @@ async def kafka_connect(topic: Topic, timeout: float) -> Result:
     async def failed() -> str | None:
         return await connect.failure(run)
 
-    result = await run_peer(topic, "connect", child, run.group, name, timeout, failed)
+    setting = connect_setting(batch)
+    result = await run_peer(topic, "connect", child, run.group, name, timeout, setting, failed)
     result.notes.append(
         f"Kafka Connect {peer.kafka_version} standalone + Debezium JDBC sink "
-        f"{peer.debezium_version}: upsert, batch {connect.BATCH} (UNNEST), JSON schema+payload "
+        f"{peer.debezium_version}: upsert, batch {batch} (UNNEST), JSON schema+payload "
         f"envelope (topic {peers.envelope_topic}); heap {connect.HEAP}; at-least-once"
     )
     return result

@@ -6,10 +6,11 @@ import asyncio
 import json
 import sys
 from decimal import Decimal
+from pathlib import Path
 
 from bench.cpu import CONSUMER, CpuAccount, Proc, backend_database, descendants, selectors
-from bench.peers.connect import render
-from bench.peers.install import HERE
+from bench.peers.connect import prepare, render
+from bench.peers.install import HERE, Installed
 from bench.peers.upserts import (
     CONNECT_SCHEMA,
     connect_envelope,
@@ -96,6 +97,21 @@ def test_connect_properties_render_with_every_placeholder_filled() -> None:
     )
     assert "connection.url=jdbc:postgresql://127.0.0.1:5432/d?stringtype=unspecified" in text
     assert "insert.mode=upsert" in text and "primary.key.mode=record_value" in text
+
+
+def test_the_connect_batch_size_goes_to_the_sink_and_to_the_workers_polls(tmp_path: Path) -> None:
+    postgres = {"host": "127.0.0.1", "port": "5432", "database": "d", "user": "u", "password": "p"}
+    run, argv = prepare(
+        Installed(tmp_path), "n-b5000", "t", "127.0.0.1:9092", postgres, tmp_path, 5000
+    )
+
+    assert run.group == "connect-n-b5000"
+    assert argv[-2:] == [
+        str(tmp_path / "worker.properties"),
+        str(tmp_path / "jdbc-sink.properties"),
+    ]
+    assert "consumer.max.poll.records=5000\n" in (tmp_path / "worker.properties").read_text()
+    assert "batch.size=5000\n" in (tmp_path / "jdbc-sink.properties").read_text()
 
 
 def test_postgres_backends_are_told_apart_by_their_title() -> None:
