@@ -9,6 +9,8 @@ Examples:
         --prefill-products 0,1M,10M,10M --prefill-processed 0,0,0,30M   # the cost curve
     python -m bench run --sizes 200k --products 50000 \
         --modes consume-only,validate-only,service,quix,connect   # peers: scripts/bench-peers
+    python -m bench run --sizes 1M --products 50000 --modes service,quix,connect \
+        --quix-commit-intervals 1,5,30 --connect-batch-sizes 500,2000,5000   # each peer's best
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.peers.connect import DEFAULT_BATCH
 from bench.peers.install import PeersMissing, installed
+from bench.peers.run import QUIX_COMMIT_INTERVAL_S
 from bench.plot import PlotUnavailable, plot, require_matplotlib
 from bench.prefill import Prefill
 from bench.profile import summarise
@@ -86,6 +90,17 @@ def _points(args: argparse.Namespace, env: dict[str, str]) -> list[Prefill | Non
         )
         points.append(point or None)
     return points
+
+
+def _seconds(text: str) -> list[float]:
+    """1,5,30 or 0.5: positive seconds."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not seconds: {text!r}") from None
+    if not values or any(value <= 0 for value in values):
+        raise argparse.ArgumentTypeError(f"must be positive seconds: {text!r}")
+    return values
 
 
 def _modes(text: str) -> list[str]:
@@ -187,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="processed event ids older than the retention: the service's purge deletes them "
         "while it runs (0)",
     )
+    peers = p.add_argument_group(
+        "peer settings (modes quix and connect): each peer runs once per value, a row each"
+    )
+    peers.add_argument(
+        "--quix-commit-intervals",
+        type=_seconds,
+        default=[QUIX_COMMIT_INTERVAL_S],
+        help=f"Quix Streams' commit_interval, seconds, e.g. 1,5,30 ({QUIX_COMMIT_INTERVAL_S:g})",
+    )
+    peers.add_argument(
+        "--connect-batch-sizes",
+        type=_counts,
+        default=[DEFAULT_BATCH],
+        help="the Connect sink's batch.size and consumer.max.poll.records, e.g. 500,2000,5000 "
+        f"({DEFAULT_BATCH})",
+    )
     naive = p.add_argument_group("naive mode")
     naive.add_argument(
         "--naive-cap",
@@ -271,6 +302,8 @@ def options_from(args: argparse.Namespace) -> Options:
         profile=args.profile,
         log_dir=args.log_dir,
         database=args.database,
+        quix_commit_intervals=args.quix_commit_intervals,
+        connect_batch_sizes=args.connect_batch_sizes,
     )
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import cast
+
 import pytest
 
+from bench import runner
 from bench.__main__ import build_parser, options_from
-from bench.report import Result
+from bench.modes import Topic
+from bench.peers import run as peer_run
+from bench.report import Result, side_by_side
 from bench.runner import Options
+from bench.target import Target
 
 
 def _options(*argv: str) -> Options:
@@ -50,3 +57,72 @@ def test_prefill_lists_of_different_lengths_are_refused() -> None:
 
 def test_write_only_is_a_default_mode() -> None:
     assert "write-only" in _options().modes
+
+
+def test_each_peer_runs_at_its_own_default_setting_unless_told() -> None:
+    options = _options("--modes", "quix,connect")
+
+    assert options.quix_commit_intervals == [5.0]  # Quix Streams' own default
+    assert options.connect_batch_sizes == [2000]
+
+
+def test_peer_setting_lists_are_parsed_and_nonsense_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    options = _options("--quix-commit-intervals", "0.5,5,30", "--connect-batch-sizes", "500,5k")
+
+    assert options.quix_commit_intervals == [0.5, 5.0, 30.0]
+    assert options.connect_batch_sizes == [500, 5000]
+    for bad in (("--quix-commit-intervals", "0,5"), ("--connect-batch-sizes", "big")):
+        with pytest.raises(SystemExit) as exit:
+            _options(*bad)
+        assert exit.value.code == 2
+        assert bad[0] in capsys.readouterr().err
+
+
+async def test_each_peer_setting_is_a_row_of_its_own_and_the_fastest_is_the_best_of_any(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One run per value, each given its value and labelled with it; the side-by-side table's
+    fastest peer is the best row of any setting. The peers themselves are not started: each
+    fake stands in for one run (rate = its value, so the largest setting is the fastest)."""
+    options = _options(
+        *("--modes", "quix,connect"),
+        *("--quix-commit-intervals", "1,30", "--connect-batch-sizes", "500,5000"),
+    )
+    given: list[tuple[str, float]] = []
+
+    async def quix(topic: Topic, commit_interval: float, timeout: float) -> Result:
+        given.append(("quix", commit_interval))
+        setting = peer_run.quix_setting(commit_interval)
+        return Result("quix", 2000, 1000, 1000 / commit_interval, stream="upserts", setting=setting)
+
+    async def kafka_connect(topic: Topic, batch: int, timeout: float) -> Result:
+        given.append(("connect", batch))
+        setting = peer_run.connect_setting(batch)
+        return Result("connect", 2000, 1000, 1000 / batch, stream="upserts", setting=setting)
+
+    async def idle(seconds: float) -> float:
+        return 0.0
+
+    monkeypatch.setattr(peer_run, "quix", quix)
+    monkeypatch.setattr(peer_run, "kafka_connect", kafka_connect)
+    monkeypatch.setattr(runner, "host_busy", idle)
+    topic = Topic(cast(Target, None), "r", "t", 2000, 6, {0: 1000}, tmp_path, stream="upserts")
+    results: list[Result] = []
+    failed: list[str] = []
+    for mode in options.modes:
+        await runner._run_mode(topic, mode, options, results, failed)
+
+    assert not failed
+    assert given == [("quix", 1.0), ("quix", 30.0), ("connect", 500), ("connect", 5000)]
+    assert [r.label for r in results] == [
+        "quix (commit 1 s) [upserts]",
+        "quix (commit 30 s) [upserts]",
+        "connect (batch 500) [upserts]",
+        "connect (batch 5000) [upserts]",
+    ]
+    text = "\n".join(side_by_side(results))
+    assert "fastest peer: connect (batch 5000) [upserts] (5,000 events/s)" in text
+    slower = next(line for line in text.splitlines() if "(commit 30 s)" in line)
+    assert slower.split("[upserts]")[1].split()[:2] == ["30", "0.01"]  # 30/s over 5,000/s
