@@ -1,5 +1,5 @@
 """What the write path asks of the Kafka consumer: which partitions it still owns, where to
-seek, what to pause, whether records are waiting beyond a batch, and committing offsets.
+seek, what to pause, and committing offsets.
 
 The subscriber's aiokafka consumer is None under FastStream's TestKafkaBroker (and before the
 subscriber starts): then every partition counts as owned and nothing is sought, paused or
@@ -13,7 +13,7 @@ from typing import Protocol
 
 from aiokafka import TopicPartition as KafkaPartition
 
-from service.core.records import Record, TopicAndPartition
+from service.core.records import TopicAndPartition
 
 
 class KafkaConsumer(Protocol):
@@ -24,8 +24,6 @@ class KafkaConsumer(Protocol):
     def seek(self, partition: KafkaPartition, offset: int) -> None: ...
 
     def pause(self, *partitions: KafkaPartition) -> None: ...
-
-    def highwater(self, partition: KafkaPartition) -> int | None: ...
 
     async def commit(self, offsets: dict[KafkaPartition, int]) -> None: ...
 
@@ -52,25 +50,6 @@ class ConsumerAdapter:
         """Fetch the partition from `offset` next (the write path's rewinds)."""
         if self._consumer is not None:
             self._consumer.seek(KafkaPartition(*tp), offset)
-
-    def fetched_to_the_end(self, records: Iterable[Record]) -> bool:
-        """True when each partition of `records` ends at its log's end as Kafka last told
-        this consumer (its high watermark): no more records are waiting for the partitions
-        it fetched. False while a partition's end is not known, or is no longer this
-        consumer's to know (revoked meanwhile: aiokafka keeps no fetch state for it)."""
-        if self._consumer is None:
-            return True
-        assigned = self._consumer.assignment()
-        last: dict[TopicAndPartition, int] = {}
-        for record in records:
-            tp = (record.topic, record.partition)
-            last[tp] = max(record.offset, last.get(tp, -1))
-        for tp, offset in last.items():
-            partition = KafkaPartition(*tp)
-            end = self._consumer.highwater(partition) if partition in assigned else None
-            if end is None or offset + 1 < end:
-                return False
-        return True
 
     def owned(self, offsets: Mapping[TopicAndPartition, int]) -> dict[TopicAndPartition, int]:
         """The entries of `offsets` whose partitions this consumer still owns."""

@@ -36,10 +36,9 @@ class BatchWriter(Protocol):
     """The write path as the handler uses it (service/write_path/overlap.py's OverlappedWriter)."""
 
     async def submit(
-        self, records: Sequence[Record], still_owned: Ownership, seek: Seek, *, waiting: bool
+        self, records: Sequence[Record], still_owned: Ownership, seek: Seek
     ) -> BatchReport | None:
-        """Start writing `records` (and finish it, unless more records are `waiting`); the
-        report of what committed meanwhile, if anything did."""
+        """Start writing `records`; the report of the batch that finished before, if any."""
 
     async def drain(self) -> BatchReport | None:
         """Wait for the batch in flight; its report, if there was one."""
@@ -85,12 +84,8 @@ class BatchHandler:
 
     async def _hand_over(self, message: BatchMessage, consumer: ConsumerAdapter) -> None:
         try:
-            records = list(message.raw_message)
             finished = await self.writer.submit(
-                records,
-                consumer.still_owned,
-                consumer.seek,
-                waiting=not consumer.fetched_to_the_end(records),
+                list(message.raw_message), consumer.still_owned, consumer.seek
             )
         except BaseException:
             # Never move on past an unwritten batch: rewind each partition to its first

@@ -86,7 +86,7 @@ class BatchReport:
     next_offsets: dict[TopicAndPartition, int] = field(default_factory=dict)
 
     def merged(self, other: BatchReport) -> BatchReport:
-        """The report of two consecutive batches, or parts of one batch."""
+        """The report of two consecutive parts of one batch."""
         return BatchReport(
             records=self.records + other.records,
             applied=self.applied + other.applied,

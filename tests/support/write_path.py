@@ -48,12 +48,7 @@ class RecordingWriter:
         self.batches: list[list[Record]] = []
 
     async def submit(
-        self,
-        records: Sequence[Record],
-        still_owned: object = None,
-        seek: object = None,
-        *,
-        waiting: bool,
+        self, records: Sequence[Record], still_owned: object = None, seek: object = None
     ) -> BatchReport:
         self.batches.append(list(records))
         return BatchReport()
@@ -78,4 +73,5 @@ async def process(
     them again from the stored position) and nothing is written for that partition.
     """
     writer = OverlappedWriter(write_path)
-    return await writer.submit(records, still_owned, seek, waiting=False) or BatchReport()
+    await writer.submit(records, still_owned, seek)
+    return await writer.drain() or BatchReport()

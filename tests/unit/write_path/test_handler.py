@@ -59,16 +59,12 @@ class FakeWriter:
     reports: list[BatchReport] = field(default_factory=list)
     events: list[object] = field(default_factory=list)
     submitted: list[list[Any]] = field(default_factory=list)
-    waiting: list[bool] = field(default_factory=list)  # what the handler said of each batch
     fail: BaseException | None = None
     during_submit: Any = None
     drain_delay: float = 0.0
     _pending: BatchReport | None = None
 
-    async def submit(
-        self, records: Any, still_owned: Any = None, seek: Any = None, *, waiting: bool
-    ) -> Any:
-        self.waiting.append(waiting)
+    async def submit(self, records: Any, still_owned: Any = None, seek: Any = None) -> Any:
         if self.during_submit is not None:
             self.during_submit(still_owned, seek)
         if self.fail is not None:
@@ -113,23 +109,6 @@ async def test_ownership_is_the_consumers_assignment_and_seeks_reach_the_consume
     await handler(batch("t", 0, 20, 21), consumer)
     assert seen == [(True, False), (False, False)]
     assert consumer.events == [("seek", ("t", 0), 17)]
-
-
-async def test_records_are_waiting_unless_each_partition_was_fetched_to_its_end() -> None:
-    """The writer overlaps a batch with the next fetch only while records are waiting beyond
-    it: a partition fetched short of its high watermark, or whose end is not known (not
-    fetched yet, or revoked meanwhile: aiokafka would refuse to say)."""
-    consumer = FakeConsumer(assigned=[("t", 0), ("t", 1)], log_ends={("t", 0): 22, ("t", 1): 9})
-    writer = FakeWriter()
-    handler = BatchHandler(writer)
-    await handler(batch("t", 0, 20, 21), consumer)  # up to the end (22)
-    await handler(Message((Rec("t", 0, 21), Rec("t", 1, 7))), consumer)  # t[1] ends at 9
-    await handler(batch("t", 0, 30), consumer)  # the end as last fetched (22) is behind
-    await handler(batch("t", 2, 5), consumer)  # not assigned: no end known
-    consumer.log_ends.pop(("t", 0))
-    await handler(batch("t", 0, 40), consumer)  # not fetched yet
-    await handler(batch("t", 0, 0), None)  # no consumer (TestKafkaBroker): nothing waits
-    assert writer.waiting == [False, True, False, True, True, False]
 
 
 async def test_without_a_consumer_everything_is_owned_and_nothing_is_sought() -> None:

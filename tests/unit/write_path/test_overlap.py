@@ -54,8 +54,8 @@ def batch(*offsets: int) -> list[SimpleRecord]:
 async def test_batches_are_written_in_order_and_reported_one_call_later() -> None:
     write_path = FakeProcessor()
     writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
-    assert await writer.submit(batch(0, 1), owns_everything, seeks_nowhere, waiting=True) is None
-    first = await writer.submit(batch(2, 3), owns_everything, seeks_nowhere, waiting=True)
+    assert await writer.submit(batch(0, 1), owns_everything, seeks_nowhere) is None
+    first = await writer.submit(batch(2, 3), owns_everything, seeks_nowhere)
     assert first is not None and first.records == 2
     last = await writer.drain()
     assert last is not None and last.records == 2
@@ -71,17 +71,13 @@ async def test_a_rewind_seeks_at_once_and_drops_what_was_fetched_before_the_seek
     def seek(tp: tuple[str, int], offset: int) -> None:
         seeks.append((tp, offset))
 
-    await writer.submit(batch(5, 6), owns_everything, seek, waiting=True)
+    await writer.submit(batch(5, 6), owns_everything, seek)
     await asyncio.sleep(0.05)  # the batch finishes while no new records arrive
     assert seeks == [(("t", 0), 0)]
 
-    await writer.submit(
-        batch(7, 8), owns_everything, seek, waiting=True
-    )  # fetched before the seek: dropped
-    await writer.submit(
-        batch(0, 1, 2), owns_everything, seek, waiting=True
-    )  # the refetch: fence lifted
-    await writer.submit(batch(3, 4), owns_everything, seek, waiting=True)
+    await writer.submit(batch(7, 8), owns_everything, seek)  # fetched before the seek: dropped
+    await writer.submit(batch(0, 1, 2), owns_everything, seek)  # the refetch: fence lifted
+    await writer.submit(batch(3, 4), owns_everything, seek)
     await writer.drain()
     assert write_path.written == [[5, 6], [0, 1, 2], [3, 4]]
 
@@ -92,14 +88,12 @@ async def test_a_partition_resumed_from_outside_forgets_its_fence_and_rewind() -
     be dropped as fetched before the seek, for ever."""
     write_path = FakeProcessor(rewind_at={5})
     writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
-    await writer.submit(batch(5, 6), owns_everything, seeks_nowhere, waiting=True)
+    await writer.submit(batch(5, 6), owns_everything, seeks_nowhere)
     await writer.drain()
     assert write_path.rewinds.sought_to(("t", 0)) == 0
     writer.forget(("t", 0))
     assert write_path.rewinds.sought_to(("t", 0)) is None  # a later gap is sought back again
-    await writer.submit(
-        batch(40, 41), owns_everything, seeks_nowhere, waiting=True
-    )  # resumed at 40
+    await writer.submit(batch(40, 41), owns_everything, seeks_nowhere)  # resumed at 40
     await writer.drain()
     assert write_path.written == [[5, 6], [40, 41]]
 
@@ -107,29 +101,9 @@ async def test_a_partition_resumed_from_outside_forgets_its_fence_and_rewind() -
 async def test_a_batch_fetched_before_the_seek_keeps_its_other_partitions_records() -> None:
     write_path = FakeProcessor(rewind_at={5})
     writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
-    await writer.submit(batch(5, 6), owns_everything, seeks_nowhere, waiting=True)
+    await writer.submit(batch(5, 6), owns_everything, seeks_nowhere)
     await writer.drain()
     other = [SimpleRecord("t", 1, o, None, b"") for o in (3, 4)]
-    await writer.submit(
-        batch(7, 8) + other, owns_everything, seeks_nowhere, waiting=True
-    )  # t[0] fenced
+    await writer.submit(batch(7, 8) + other, owns_everything, seeks_nowhere)  # t[0] fenced
     await writer.drain()
     assert write_path.items[-1] == [(1, 3, Reason.INVALID_JSON), (1, 4, Reason.INVALID_JSON)]
-
-
-async def test_a_batch_with_nothing_waiting_beyond_it_commits_before_submit_returns() -> None:
-    """A consumer that caught up commits each batch before fetching again, so the next fetch
-    takes everything that arrived meanwhile instead of waiting behind a batch in flight."""
-    write_path = FakeProcessor()
-    writer = OverlappedWriter(write_path)  # type: ignore[arg-type]
-    alone = await writer.submit(batch(0, 1), owns_everything, seeks_nowhere, waiting=False)
-    assert alone is not None and alone.records == 2
-    assert write_path.written == [[0, 1]]
-    assert await writer.drain() is None  # nothing left in flight
-
-    # A backlog overlaps; the batch that reaches the end then finishes both.
-    assert await writer.submit(batch(2, 3, 4), owns_everything, seeks_nowhere, waiting=True) is None
-    both = await writer.submit(batch(5), owns_everything, seeks_nowhere, waiting=False)
-    assert both is not None and both.records == 4
-    assert write_path.written == [[0, 1], [2, 3, 4], [5]]
-    assert await writer.drain() is None

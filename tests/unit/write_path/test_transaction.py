@@ -226,9 +226,9 @@ async def test_the_fence_keeps_a_refetch_and_drops_what_was_fetched_before_the_s
 ) -> None:
     writer_ = Recorder()
     writer = OverlappedWriter(writer_)  # type: ignore[arg-type]
-    await writer.submit(recs(0, 8, 9), owns_everything, seeks_nowhere, waiting=True)
+    await writer.submit(recs(0, 8, 9), owns_everything, seeks_nowhere)
     await writer.drain()
-    await writer.submit(recs(0, refetch) + recs(1, 3), owns_everything, seeks_nowhere, waiting=True)
+    await writer.submit(recs(0, refetch) + recs(1, 3), owns_everything, seeks_nowhere)
     await writer.drain()
     assert writer_.written[1] == ([(0, refetch)] if kept else []) + [(1, 3)]
 
