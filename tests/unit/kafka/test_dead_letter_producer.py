@@ -174,6 +174,28 @@ async def test_a_batchs_letters_are_logged_in_one_line_each_also_at_debug(
     assert [r.levelno for r in caplog.records[4:]] == [logging.WARNING]
 
 
+async def test_a_lone_letter_has_its_own_warning_with_the_records_fields(
+    producers: list[FakeProducer], caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = KafkaDeadLetterSink(sink_settings(), "c")
+    await sink.start()
+    letter = DeadLetter(SimpleRecord("events", 4, 70, b"1", b"{"), Reason.INVALID_JSON, "bad")
+    with caplog.at_level(logging.INFO, logger="service.dead_letter"):
+        await sink.send([letter])
+    (line,) = caplog.records
+    assert (line.levelno, line.getMessage()) == (
+        logging.WARNING,
+        "dead-lettered events[4]@70 as invalid_json: bad",
+    )
+    assert (line.topic, line.partition, line.offset, line.reason) == (  # type: ignore[attr-defined]
+        "events",
+        4,
+        70,
+        "invalid_json",
+    )
+    assert not hasattr(line, "letters")
+
+
 async def test_nothing_to_send_needs_no_producer() -> None:
     await KafkaDeadLetterSink(sink_settings(), "c").send([])
 
