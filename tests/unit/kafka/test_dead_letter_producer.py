@@ -334,7 +334,7 @@ async def test_a_letter_the_broker_finds_too_large_is_cut_until_it_fits(
 
 
 async def test_a_letter_refused_with_a_batch_mate_is_sent_again_as_it_was(
-    refusing: list[FakeProducer],
+    refusing: list[FakeProducer], caplog: pytest.LogCaptureFixture
 ) -> None:
     tries: list[bytes] = []
 
@@ -346,8 +346,13 @@ async def test_a_letter_refused_with_a_batch_mate_is_sent_again_as_it_was(
     metrics, stops = Metrics(), Stops()
     sink = await _sink(metrics, stops)
     letter = DeadLetter(SimpleRecord("events", 0, 1, b"1", b"{bad"), Reason.INVALID_JSON, "bad")
-    await sink.send([letter])
+    with caplog.at_level(logging.WARNING, "service.dead_letter"):
+        await sink.send([letter])
     assert tries == [b"1", b"1"]
+    # Logged once it was accepted, as a lone letter.
+    assert [r.getMessage() for r in caplog.records] == [
+        "dead-lettered events[0]@1 as invalid_json: bad"
+    ]
     assert refusing[-1].sent[-1][1]["headers"] == letter.headers()  # not cut
     assert _count(metrics, "inventory_sink_dead_letters_cut_total", reason="invalid_json") == 0
 
