@@ -223,22 +223,12 @@ def _log_published(letters: Sequence[DeadLetter]) -> None:
     account of each record (`dead-letters` lists them). Each letter's own line at DEBUG."""
     if not letters:
         return
-    if len(letters) == 1 or log.isEnabledFor(logging.DEBUG):
-        level = logging.WARNING if len(letters) == 1 else logging.DEBUG
+    if len(letters) == 1:
+        _log_letter(logging.WARNING, letters[0])
+        return
+    if log.isEnabledFor(logging.DEBUG):
         for letter in letters:
-            record = letter.record
-            log.log(
-                level,
-                "dead-lettered %s[%d]@%d as %s: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                letter.reason.value,
-                letter.message[:LOGGED_MESSAGE_CHARS],
-                extra=record_fields(record) | {"reason": letter.reason.value},
-            )
-        if len(letters) == 1:
-            return
+            _log_letter(logging.DEBUG, letter)
     first: dict[str, DeadLetter] = {}
     counts: Counter[str] = Counter()
     spans: dict[TopicAndPartition, tuple[int, int]] = {}
@@ -271,6 +261,21 @@ def _log_published(letters: Sequence[DeadLetter]) -> None:
             "reasons": dict(counts),
             "offsets": {partition_name(tp): [low, high] for tp, (low, high) in spans.items()},
         },
+    )
+
+
+def _log_letter(level: int, letter: DeadLetter) -> None:
+    """One letter's own line, with its record's fields and its reason."""
+    record = letter.record
+    log.log(
+        level,
+        "dead-lettered %s[%d]@%d as %s: %s",
+        record.topic,
+        record.partition,
+        record.offset,
+        letter.reason.value,
+        letter.message[:LOGGED_MESSAGE_CHARS],
+        extra=record_fields(record) | {"reason": letter.reason.value},
     )
 
 
